@@ -1,0 +1,220 @@
+//! Allocation and release of single addresses.
+//!
+//! Order of preference, as in Calico: a free address in a block this host
+//! already claimed; else claim a free block; else borrow one address from
+//! another host's block. Every write is a compare-and-swap on one block
+//! key; a lost race re-reads and tries again.
+
+use std::collections::HashSet;
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use ipnet::Ipv4Net;
+use tracing::debug;
+
+use super::block::{block_containing, blocks_of, size};
+use super::{Error, Ipam, describe};
+use crate::model::{Block, Handle, Pool};
+use crate::store::{Expect, Versioned};
+
+const MAX_ATTEMPTS: usize = 64;
+
+enum Step {
+    Done(Ipv4Addr),
+    /// Someone else wrote first: re-read and go again.
+    Retry,
+}
+
+impl Ipam {
+    /// Allocates one address of `pool` to `handle`: `requested` if given
+    /// (anywhere in the pool, if free), else the next free by preference.
+    pub async fn allocate(
+        &self,
+        pool: &Pool,
+        requested: Option<Ipv4Addr>,
+        handle: Handle,
+    ) -> Result<Ipv4Addr, Error> {
+        if let Some(ip) = requested {
+            if !pool.cidr.contains(&ip) {
+                return Err(Error::NotInPool { ip, pool: pool.cidr });
+            }
+        }
+        for attempt in 0..MAX_ATTEMPTS {
+            let step = match requested {
+                Some(ip) => self.try_assign(pool, ip, &handle).await?,
+                None => self.try_auto(pool, &handle).await?,
+            };
+            match step {
+                Step::Done(ip) => return Ok(ip),
+                Step::Retry => backoff(attempt).await,
+            }
+        }
+        Err(Error::Contention(MAX_ATTEMPTS))
+    }
+
+    async fn try_assign(&self, pool: &Pool, ip: Ipv4Addr, handle: &Handle) -> Result<Step, Error> {
+        let cidr = block_containing(pool, ip);
+        match self.store.block(&cidr).await? {
+            Some(current) => {
+                if let Some(holder) = current.value.holder(ip) {
+                    return Err(Error::InUse {
+                        ip,
+                        holder: describe(holder),
+                    });
+                }
+                self.take(current, ip, handle).await
+            }
+            // An address in an unclaimed block claims the block for this host.
+            None => self.claim(pool, cidr, Some(ip), handle).await,
+        }
+    }
+
+    async fn try_auto(&self, pool: &Pool, handle: &Handle) -> Result<Step, Error> {
+        let blocks: Vec<Versioned<Block>> = self
+            .store
+            .blocks()
+            .await?
+            .into_iter()
+            .filter(|b| b.value.pool == pool.cidr)
+            .collect();
+        let (own, others): (Vec<_>, Vec<_>) = blocks
+            .iter()
+            .partition(|b| b.value.affinity.as_deref() == Some(self.host.as_str()));
+
+        if let Some(block) = own.into_iter().find(|b| !b.value.is_full()) {
+            let ip = block.value.address(block.value.first_free().expect("not full"));
+            return self.take(block.clone(), ip, handle).await;
+        }
+
+        let claimed: HashSet<Ipv4Net> = blocks.iter().map(|b| b.value.cidr).collect();
+        let candidates = blocks_of(pool);
+        // Hosts start their search at different places so that they rarely
+        // race for the same free block.
+        let start = host_offset(&self.host, candidates.len());
+        let free_block = candidates
+            .iter()
+            .cycle()
+            .skip(start)
+            .take(candidates.len())
+            .find(|cidr| !claimed.contains(cidr));
+        if let Some(cidr) = free_block {
+            return self.claim(pool, *cidr, None, handle).await;
+        }
+
+        if let Some(block) = others.into_iter().find(|b| !b.value.is_full()) {
+            let ip = block.value.address(block.value.first_free().expect("not full"));
+            debug!(%ip, block = %block.value.cidr, "borrowing from another host's block");
+            return self.take(block.clone(), ip, handle).await;
+        }
+        Err(Error::Exhausted {
+            pool: pool.cidr,
+            size: size(&pool.cidr),
+        })
+    }
+
+    async fn take(&self, current: Versioned<Block>, ip: Ipv4Addr, handle: &Handle) -> Result<Step, Error> {
+        let mut block = current.value;
+        let ordinal = block.ordinal(ip).expect("address lies in its block");
+        block.allocations.insert(ordinal, handle.clone());
+        let expect = Expect::Revision(current.revision);
+        Ok(if self.store.swap_block(&block.cidr, expect, Some(&block)).await? {
+            Step::Done(ip)
+        } else {
+            Step::Retry
+        })
+    }
+
+    async fn claim(
+        &self,
+        pool: &Pool,
+        cidr: Ipv4Net,
+        ip: Option<Ipv4Addr>,
+        handle: &Handle,
+    ) -> Result<Step, Error> {
+        let mut block = Block::new(cidr, pool.cidr, Some(self.host.clone()));
+        let ip = ip.unwrap_or(cidr.network());
+        let ordinal = block.ordinal(ip).expect("address lies in its block");
+        block.allocations.insert(ordinal, handle.clone());
+        Ok(if self.store.swap_block(&cidr, Expect::Absent, Some(&block)).await? {
+            debug!(block = %cidr, host = %self.host, "claimed block");
+            Step::Done(ip)
+        } else {
+            Step::Retry
+        })
+    }
+
+    /// Releases an address. Idempotent: releasing a free address is not an
+    /// error. Returns the handle that held it.
+    pub async fn release(&self, ip: Ipv4Addr) -> Result<Option<Handle>, Error> {
+        self.modify_allocation(ip, |_| None).await
+    }
+
+    /// Rewrites the handle of an allocated address (to add the endpoint or
+    /// container once they are known). Returns the old handle, or None if
+    /// the address is not allocated.
+    pub async fn update_handle(
+        &self,
+        ip: Ipv4Addr,
+        update: impl Fn(&Handle) -> Handle,
+    ) -> Result<Option<Handle>, Error> {
+        self.modify_allocation(ip, |h| Some(update(h))).await
+    }
+
+    async fn modify_allocation(
+        &self,
+        ip: Ipv4Addr,
+        change: impl Fn(&Handle) -> Option<Handle>,
+    ) -> Result<Option<Handle>, Error> {
+        for attempt in 0..MAX_ATTEMPTS {
+            let Some(current) = self.find_block(ip).await? else {
+                return Ok(None);
+            };
+            let mut block = current.value;
+            let ordinal = block.ordinal(ip).expect("found by address");
+            let Some(old) = block.allocations.get(&ordinal).cloned() else {
+                return Ok(None);
+            };
+            match change(&old) {
+                Some(new) => block.allocations.insert(ordinal, new),
+                None => block.allocations.remove(&ordinal),
+            };
+            let expect = Expect::Revision(current.revision);
+            if self.store.swap_block(&block.cidr, expect, Some(&block)).await? {
+                return Ok(Some(old));
+            }
+            backoff(attempt).await;
+        }
+        Err(Error::Contention(MAX_ATTEMPTS))
+    }
+
+    /// Who holds `ip`, if anyone.
+    pub async fn holder(&self, ip: Ipv4Addr) -> Result<Option<Handle>, Error> {
+        Ok(self
+            .find_block(ip)
+            .await?
+            .and_then(|b| b.value.holder(ip).cloned()))
+    }
+
+    async fn find_block(&self, ip: Ipv4Addr) -> Result<Option<Versioned<Block>>, Error> {
+        for pool in self.store.pools().await? {
+            if pool.value.cidr.contains(&ip) {
+                return Ok(self.store.block(&block_containing(&pool.value, ip)).await?);
+            }
+        }
+        Ok(None)
+    }
+}
+
+fn host_offset(host: &str, n: usize) -> usize {
+    // FNV-1a: stable across runs and builds, unlike the std hasher.
+    let hash = host
+        .bytes()
+        .fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3));
+    (hash % n.max(1) as u64) as usize
+}
+
+async fn backoff(attempt: usize) {
+    let jitter = (std::process::id() as u64 + attempt as u64 * 7) % 5;
+    let millis = (attempt as u64).min(10) + jitter;
+    tokio::time::sleep(Duration::from_millis(millis)).await;
+}

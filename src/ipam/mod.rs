@@ -1,0 +1,180 @@
+//! Address management over the datastore: pools cut into blocks that hosts
+//! claim (affinity), /32 allocations with handles, all by compare-and-swap
+//! so that hosts never need a global lock.
+
+mod allocate;
+pub mod block;
+
+use std::net::Ipv4Addr;
+
+use chrono::Utc;
+use ipnet::Ipv4Net;
+
+use crate::model::{Handle, Pool};
+use crate::store::{self, Store};
+
+pub const DEFAULT_BLOCK_PREFIX: u8 = 26;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    #[error("pool {pool} is exhausted: all {size} addresses are allocated")]
+    Exhausted { pool: Ipv4Net, size: u64 },
+    #[error("address {ip} is already in use by {holder}")]
+    InUse { ip: Ipv4Addr, holder: String },
+    #[error("address {ip} is not in pool {pool}")]
+    NotInPool { ip: Ipv4Addr, pool: Ipv4Net },
+    #[error("no pool {0}: add it with `tabby pool add {0}`")]
+    NoSuchPool(Ipv4Net),
+    #[error("pool {0} already exists")]
+    PoolExists(Ipv4Net),
+    #[error("pool {cidr} overlaps existing pool {other}")]
+    Overlap { cidr: Ipv4Net, other: Ipv4Net },
+    #[error("{0} is not a network address: did you mean {1}?")]
+    NotNetwork(Ipv4Net, Ipv4Net),
+    #[error("block size /{block} is invalid for pool {pool}: use a prefix length from 16 to 32")]
+    BadBlockSize { pool: Ipv4Net, block: u8 },
+    #[error("no address pool exists: add one with `tabby pool add CIDR` or pass --subnet")]
+    NoPools,
+    #[error("pool {pool} still has {count} allocated address(es); release them first")]
+    PoolInUse { pool: Ipv4Net, count: usize },
+    #[error("gave up after {0} conflicting concurrent updates; try again")]
+    Contention(usize),
+}
+
+/// Describes a handle for error messages and tables.
+pub fn describe(handle: &Handle) -> String {
+    let mut parts = Vec::new();
+    if let Some(container) = &handle.container {
+        parts.push(format!("container {container}"));
+    }
+    if let Some(endpoint) = &handle.endpoint {
+        parts.push(format!("endpoint {}", short_id(endpoint)));
+    }
+    parts.push(format!("on host {}", handle.host));
+    parts.join(" ")
+}
+
+pub fn short_id(id: &str) -> &str {
+    &id[..id.len().min(12)]
+}
+
+/// IPAM as seen from one host: that host claims blocks and owns handles.
+#[derive(Clone)]
+pub struct Ipam {
+    store: Store,
+    host: String,
+}
+
+impl Ipam {
+    pub fn new(store: Store, host: &str) -> Self {
+        Ipam {
+            store,
+            host: host.to_string(),
+        }
+    }
+
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// Adds a pool, refusing overlaps. The block prefix is clamped to the
+    /// pool's own prefix so a small pool is one block.
+    pub async fn add_pool(&self, cidr: Ipv4Net, block_prefix: u8) -> Result<Pool, Error> {
+        let pool = validate_pool(cidr, block_prefix)?;
+        for existing in self.store.pools().await? {
+            let other = existing.value.cidr;
+            if other == cidr {
+                return Err(Error::PoolExists(cidr));
+            }
+            if other.contains(&cidr) || cidr.contains(&other) {
+                return Err(Error::Overlap { cidr, other });
+            }
+        }
+        if !self.store.create_pool(&pool).await? {
+            return Err(Error::PoolExists(cidr));
+        }
+        Ok(pool)
+    }
+
+    /// The pool with exactly this CIDR, created if none overlaps it.
+    pub async fn ensure_pool(&self, cidr: Ipv4Net, block_prefix: u8) -> Result<Pool, Error> {
+        if let Some(pool) = self.store.pool(&cidr).await? {
+            return Ok(pool.value);
+        }
+        match self.add_pool(cidr, block_prefix).await {
+            Err(Error::PoolExists(_)) => self
+                .store
+                .pool(&cidr)
+                .await?
+                .map(|p| p.value)
+                .ok_or(Error::NoSuchPool(cidr)),
+            other => other,
+        }
+    }
+
+    pub async fn pool(&self, cidr: &Ipv4Net) -> Result<Pool, Error> {
+        self.store
+            .pool(cidr)
+            .await?
+            .map(|p| p.value)
+            .ok_or(Error::NoSuchPool(*cidr))
+    }
+
+    /// The configured default pool, else the first pool added.
+    pub async fn default_pool(&self, configured: Option<Ipv4Net>) -> Result<Pool, Error> {
+        if let Some(cidr) = configured {
+            return self.pool(&cidr).await;
+        }
+        let mut pools: Vec<Pool> = self.store.pools().await?.into_iter().map(|p| p.value).collect();
+        pools.sort_by_key(|p| (p.created, p.cidr));
+        pools.into_iter().next().ok_or(Error::NoPools)
+    }
+
+    pub async fn pools(&self) -> Result<Vec<Pool>, Error> {
+        Ok(self.store.pools().await?.into_iter().map(|p| p.value).collect())
+    }
+
+    /// Removes a pool and its (empty) blocks; refused while any address of
+    /// it is allocated.
+    pub async fn remove_pool(&self, cidr: &Ipv4Net) -> Result<(), Error> {
+        self.pool(cidr).await?;
+        let blocks: Vec<_> = self
+            .store
+            .blocks()
+            .await?
+            .into_iter()
+            .filter(|b| b.value.pool == *cidr)
+            .collect();
+        let count: usize = blocks.iter().map(|b| b.value.allocations.len()).sum();
+        if count > 0 {
+            return Err(Error::PoolInUse { pool: *cidr, count });
+        }
+        for block in blocks {
+            let expect = store::Expect::Revision(block.revision);
+            if !self.store.swap_block(&block.value.cidr, expect, None).await? {
+                return Err(Error::PoolInUse { pool: *cidr, count: 1 });
+            }
+        }
+        self.store.delete_pool(cidr).await?;
+        Ok(())
+    }
+}
+
+fn validate_pool(cidr: Ipv4Net, block_prefix: u8) -> Result<Pool, Error> {
+    if cidr.trunc() != cidr {
+        return Err(Error::NotNetwork(cidr, cidr.trunc()));
+    }
+    if block_prefix > 32 || block_prefix < 16 {
+        return Err(Error::BadBlockSize { pool: cidr, block: block_prefix });
+    }
+    Ok(Pool {
+        cidr,
+        block_prefix: block_prefix.max(cidr.prefix_len()),
+        created: Utc::now(),
+    })
+}
+
+#[cfg(test)]
+mod tests;

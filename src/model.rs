@@ -1,0 +1,111 @@
+//! The objects tabby keeps in its datastore. Plain data: no I/O here.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use chrono::{DateTime, Utc};
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+
+/// An address pool that Docker networks draw /32s from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pool {
+    pub cidr: Ipv4Net,
+    /// Prefix length of the blocks hosts claim from this pool.
+    pub block_prefix: u8,
+    pub created: DateTime<Utc>,
+}
+
+/// Who holds an address. Calico's libnetwork allocations carried no handle,
+/// which is why leaked addresses could never be traced back to a container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Handle {
+    pub host: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    pub time: DateTime<Utc>,
+}
+
+impl Handle {
+    pub fn for_host(host: &str) -> Self {
+        Handle {
+            host: host.to_string(),
+            network: None,
+            endpoint: None,
+            container: None,
+            time: Utc::now(),
+        }
+    }
+}
+
+/// A slice of a pool claimed by one host (its affinity). Allocations are
+/// keyed by the address's offset inside the block.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Block {
+    pub cidr: Ipv4Net,
+    pub pool: Ipv4Net,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<String>,
+    #[serde(default)]
+    pub allocations: BTreeMap<u32, Handle>,
+}
+
+/// A Docker network backed by tabby on one host (Docker networks of a
+/// remote driver are local-scope, so each host has its own ID).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Network {
+    pub id: String,
+    pub host: String,
+    pub pool: Ipv4Net,
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+    pub created: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EndpointState {
+    /// Recorded by CreateEndpoint; no interface yet.
+    Created,
+    /// Join made the veth pair and the host route.
+    Joined,
+}
+
+impl std::fmt::Display for EndpointState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            EndpointState::Created => "created",
+            EndpointState::Joined => "joined",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    pub id: String,
+    pub network_id: String,
+    pub host: String,
+    pub ip: Ipv4Addr,
+    /// Host side of the veth pair.
+    pub veth: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    pub state: EndpointState,
+    pub created: DateTime<Utc>,
+}
+
+/// A host running `tabby agent`. Liveness is a separate leased key, so a
+/// stopped agent still shows, as down.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Node {
+    pub hostname: String,
+    pub ip: Ipv4Addr,
+    pub started: DateTime<Utc>,
+    pub version: String,
+}

@@ -1,0 +1,105 @@
+//! The etcd key layout. Every key tabby writes is built here, under the
+//! configured prefix, so the layout can be read in one place:
+//!
+//! ```text
+//! <prefix>/pools/<a.b.c.d-len>          Pool
+//! <prefix>/blocks/<a.b.c.d-len>         Block (allocations inside)
+//! <prefix>/networks/<docker network id> Network
+//! <prefix>/endpoints/<host>/<id>        Endpoint
+//! <prefix>/nodes/<host>                 Node
+//! <prefix>/alive/<host>                 leased; present while the agent runs
+//! ```
+
+use ipnet::Ipv4Net;
+
+#[derive(Debug, Clone)]
+pub struct Keys {
+    prefix: String,
+}
+
+/// CIDRs appear in keys with `-` for `/` so a key never gains a level.
+pub fn cidr_segment(cidr: &Ipv4Net) -> String {
+    format!("{}-{}", cidr.addr(), cidr.prefix_len())
+}
+
+impl Keys {
+    pub fn new(prefix: &str) -> Self {
+        let trimmed = prefix.trim_end_matches('/');
+        let prefix = if trimmed.starts_with('/') {
+            trimmed.to_string()
+        } else {
+            format!("/{trimmed}")
+        };
+        Keys { prefix }
+    }
+
+    pub fn root(&self) -> String {
+        format!("{}/", self.prefix)
+    }
+
+    pub fn pools(&self) -> String {
+        format!("{}/pools/", self.prefix)
+    }
+
+    pub fn pool(&self, cidr: &Ipv4Net) -> String {
+        format!("{}{}", self.pools(), cidr_segment(cidr))
+    }
+
+    pub fn blocks(&self) -> String {
+        format!("{}/blocks/", self.prefix)
+    }
+
+    pub fn block(&self, cidr: &Ipv4Net) -> String {
+        format!("{}{}", self.blocks(), cidr_segment(cidr))
+    }
+
+    pub fn networks(&self) -> String {
+        format!("{}/networks/", self.prefix)
+    }
+
+    pub fn network(&self, id: &str) -> String {
+        format!("{}{}", self.networks(), id)
+    }
+
+    pub fn endpoints(&self) -> String {
+        format!("{}/endpoints/", self.prefix)
+    }
+
+    pub fn host_endpoints(&self, host: &str) -> String {
+        format!("{}{}/", self.endpoints(), host)
+    }
+
+    pub fn endpoint(&self, host: &str, id: &str) -> String {
+        format!("{}{}", self.host_endpoints(host), id)
+    }
+
+    pub fn nodes(&self) -> String {
+        format!("{}/nodes/", self.prefix)
+    }
+
+    pub fn node(&self, host: &str) -> String {
+        format!("{}{}", self.nodes(), host)
+    }
+
+    pub fn alive_nodes(&self) -> String {
+        format!("{}/alive/", self.prefix)
+    }
+
+    pub fn alive(&self, host: &str) -> String {
+        format!("{}{}", self.alive_nodes(), host)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_is_normalised_and_cidrs_stay_one_level() {
+        let keys = Keys::new("tabby/");
+        let cidr: Ipv4Net = "198.18.64.0/26".parse().unwrap();
+        assert_eq!(keys.block(&cidr), "/tabby/blocks/198.18.64.0-26");
+        assert_eq!(keys.endpoint("h1", "abc"), "/tabby/endpoints/h1/abc");
+        assert_eq!(Keys::new("/x").root(), "/x/");
+    }
+}

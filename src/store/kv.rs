@@ -1,0 +1,65 @@
+//! The key-value contract the datastore needs: reads that report each
+//! key's modification revision, and compare-and-swap writes. etcd is the
+//! real implementation; an in-memory one serves unit tests.
+
+use async_trait::async_trait;
+
+use super::Error;
+
+/// A value with the revision it was last written at (etcd's mod_revision).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Versioned<T> {
+    pub value: T,
+    pub revision: i64,
+}
+
+/// What a compare-and-swap expects to find.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// The key must not exist.
+    Absent,
+    /// The key must exist, last written at this revision.
+    Revision(i64),
+}
+
+#[async_trait]
+pub trait Kv: Send + Sync {
+    async fn get(&self, key: &str) -> Result<Option<Versioned<Vec<u8>>>, Error>;
+    /// Every key under `prefix`, in key order.
+    async fn list(&self, prefix: &str) -> Result<Vec<(String, Versioned<Vec<u8>>)>, Error>;
+    async fn put(&self, key: &str, value: Vec<u8>) -> Result<(), Error>;
+    /// Writes (or, with `None`, deletes) only if the key is as expected.
+    /// Returns false, changing nothing, when it is not.
+    async fn swap(&self, key: &str, expect: Expect, value: Option<Vec<u8>>) -> Result<bool, Error>;
+    /// Deletes a key; true if it existed.
+    async fn delete(&self, key: &str) -> Result<bool, Error>;
+    /// Writes a key that disappears unless this process stays alive; the
+    /// implementation keeps it refreshed until the returned guard is dropped.
+    async fn put_leased(&self, key: &str, value: Vec<u8>, ttl_secs: i64)
+    -> Result<LeaseGuard, Error>;
+    /// The store's current revision: lets tests prove that nothing changed.
+    async fn revision(&self) -> Result<i64, Error>;
+}
+
+/// Stops refreshing a leased key when dropped.
+pub struct LeaseGuard {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl LeaseGuard {
+    pub fn new(stop: tokio::sync::oneshot::Sender<()>) -> Self {
+        LeaseGuard { stop: Some(stop) }
+    }
+
+    pub fn detached() -> Self {
+        LeaseGuard { stop: None }
+    }
+}
+
+impl Drop for LeaseGuard {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}

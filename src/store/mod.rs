@@ -1,0 +1,242 @@
+//! The datastore: typed access to tabby's objects in etcd. This module
+//! alone knows the key layout (`keys`) and the encoding (JSON).
+
+pub mod etcd;
+pub mod keys;
+pub mod kv;
+pub mod memory;
+
+use std::sync::Arc;
+
+use ipnet::Ipv4Net;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::model::{Block, Endpoint, Network, Node, Pool};
+pub use keys::Keys;
+pub use kv::{Expect, Kv, LeaseGuard, Versioned};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot connect to etcd at {endpoints}: {source}")]
+    Connect {
+        endpoints: String,
+        #[source]
+        source: etcd_client::Error,
+    },
+    #[error("etcd: {0}")]
+    Etcd(#[from] etcd_client::Error),
+    #[error("{0}")]
+    Timeout(String),
+    #[error("corrupt value at {key}: {source}")]
+    Decode {
+        key: String,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// Typed datastore over any `Kv`.
+#[derive(Clone)]
+pub struct Store {
+    kv: Arc<dyn Kv>,
+    keys: Keys,
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    // Our model types always serialize.
+    serde_json::to_vec(value).expect("model types serialize to JSON")
+}
+
+fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, Error> {
+    serde_json::from_slice(bytes).map_err(|source| Error::Decode {
+        key: key.to_string(),
+        source,
+    })
+}
+
+impl Store {
+    pub fn new(kv: Arc<dyn Kv>, prefix: &str) -> Self {
+        Store {
+            kv,
+            keys: Keys::new(prefix),
+        }
+    }
+
+    pub fn in_memory() -> Self {
+        Store::new(Arc::new(memory::MemoryKv::new()), "/tabby")
+    }
+
+    pub async fn connect(endpoints: &[String], prefix: &str) -> Result<Self, Error> {
+        let kv = etcd::EtcdKv::connect(endpoints).await?;
+        Ok(Store::new(Arc::new(kv), prefix))
+    }
+
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    pub async fn revision(&self) -> Result<i64, Error> {
+        self.kv.revision().await
+    }
+
+    /// Number of keys under the prefix: with `revision`, proves a refused
+    /// request changed nothing.
+    pub async fn key_count(&self) -> Result<usize, Error> {
+        Ok(self.kv.list(&self.keys.root()).await?.len())
+    }
+
+    async fn get_typed<T: DeserializeOwned>(&self, key: &str) -> Result<Option<Versioned<T>>, Error> {
+        match self.kv.get(key).await? {
+            Some(v) => Ok(Some(Versioned {
+                value: decode(key, &v.value)?,
+                revision: v.revision,
+            })),
+            None => Ok(None),
+        }
+    }
+
+    async fn list_typed<T: DeserializeOwned>(&self, prefix: &str) -> Result<Vec<Versioned<T>>, Error> {
+        self.kv
+            .list(prefix)
+            .await?
+            .into_iter()
+            .map(|(key, v)| {
+                Ok(Versioned {
+                    value: decode(&key, &v.value)?,
+                    revision: v.revision,
+                })
+            })
+            .collect()
+    }
+
+    async fn swap_typed<T: Serialize>(
+        &self,
+        key: &str,
+        expect: Expect,
+        value: Option<&T>,
+    ) -> Result<bool, Error> {
+        self.kv.swap(key, expect, value.map(encode)).await
+    }
+
+    // Pools
+
+    pub async fn pools(&self) -> Result<Vec<Versioned<Pool>>, Error> {
+        self.list_typed(&self.keys.pools()).await
+    }
+
+    pub async fn pool(&self, cidr: &Ipv4Net) -> Result<Option<Versioned<Pool>>, Error> {
+        self.get_typed(&self.keys.pool(cidr)).await
+    }
+
+    /// Creates a pool; false if one with that CIDR already exists.
+    pub async fn create_pool(&self, pool: &Pool) -> Result<bool, Error> {
+        self.swap_typed(&self.keys.pool(&pool.cidr), Expect::Absent, Some(pool))
+            .await
+    }
+
+    pub async fn delete_pool(&self, cidr: &Ipv4Net) -> Result<bool, Error> {
+        self.kv.delete(&self.keys.pool(cidr)).await
+    }
+
+    // Blocks
+
+    pub async fn blocks(&self) -> Result<Vec<Versioned<Block>>, Error> {
+        self.list_typed(&self.keys.blocks()).await
+    }
+
+    pub async fn block(&self, cidr: &Ipv4Net) -> Result<Option<Versioned<Block>>, Error> {
+        self.get_typed(&self.keys.block(cidr)).await
+    }
+
+    /// Compare-and-swap of one block; `None` deletes it.
+    pub async fn swap_block(
+        &self,
+        cidr: &Ipv4Net,
+        expect: Expect,
+        block: Option<&Block>,
+    ) -> Result<bool, Error> {
+        self.swap_typed(&self.keys.block(cidr), expect, block).await
+    }
+
+    // Networks
+
+    pub async fn networks(&self) -> Result<Vec<Network>, Error> {
+        Ok(unversioned(self.list_typed(&self.keys.networks()).await?))
+    }
+
+    pub async fn network(&self, id: &str) -> Result<Option<Network>, Error> {
+        Ok(self.get_typed(&self.keys.network(id)).await?.map(|v| v.value))
+    }
+
+    pub async fn put_network(&self, network: &Network) -> Result<(), Error> {
+        self.kv
+            .put(&self.keys.network(&network.id), encode(network))
+            .await
+    }
+
+    pub async fn delete_network(&self, id: &str) -> Result<bool, Error> {
+        self.kv.delete(&self.keys.network(id)).await
+    }
+
+    // Endpoints
+
+    pub async fn endpoints(&self) -> Result<Vec<Endpoint>, Error> {
+        Ok(unversioned(self.list_typed(&self.keys.endpoints()).await?))
+    }
+
+    pub async fn host_endpoints(&self, host: &str) -> Result<Vec<Endpoint>, Error> {
+        Ok(unversioned(
+            self.list_typed(&self.keys.host_endpoints(host)).await?,
+        ))
+    }
+
+    pub async fn endpoint(&self, host: &str, id: &str) -> Result<Option<Endpoint>, Error> {
+        Ok(self
+            .get_typed(&self.keys.endpoint(host, id))
+            .await?
+            .map(|v| v.value))
+    }
+
+    pub async fn put_endpoint(&self, endpoint: &Endpoint) -> Result<(), Error> {
+        let key = self.keys.endpoint(&endpoint.host, &endpoint.id);
+        self.kv.put(&key, encode(endpoint)).await
+    }
+
+    pub async fn delete_endpoint(&self, host: &str, id: &str) -> Result<bool, Error> {
+        self.kv.delete(&self.keys.endpoint(host, id)).await
+    }
+
+    // Nodes
+
+    pub async fn nodes(&self) -> Result<Vec<Node>, Error> {
+        Ok(unversioned(self.list_typed(&self.keys.nodes()).await?))
+    }
+
+    /// Hostnames whose agent currently holds its liveness lease.
+    pub async fn alive_hosts(&self) -> Result<Vec<String>, Error> {
+        let prefix = self.keys.alive_nodes();
+        Ok(self
+            .kv
+            .list(&prefix)
+            .await?
+            .into_iter()
+            .map(|(key, _)| key[prefix.len()..].to_string())
+            .collect())
+    }
+
+    /// Records the node and keeps its liveness key alive until the guard
+    /// is dropped.
+    pub async fn register_node(&self, node: &Node, ttl_secs: i64) -> Result<LeaseGuard, Error> {
+        self.kv
+            .put(&self.keys.node(&node.hostname), encode(node))
+            .await?;
+        self.kv
+            .put_leased(&self.keys.alive(&node.hostname), encode(node), ttl_secs)
+            .await
+    }
+}
+
+fn unversioned<T>(items: Vec<Versioned<T>>) -> Vec<T> {
+    items.into_iter().map(|v| v.value).collect()
+}
