@@ -1,7 +1,13 @@
 //! tabby: Calico-style routed networking for plain Docker hosts.
 
+pub mod agent;
+pub mod api;
+pub mod cli;
+pub mod dataplane;
+pub mod driver;
 pub mod ipam;
 pub mod model;
+pub mod policy;
 pub mod store;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,1 +1,30 @@
-fn main() {}
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use tabby::cli::{Cli, Command};
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    let json_logs =
+        matches!(&cli.command, Command::Agent(a) if a.log_format == tabby::cli::LogFormat::Json);
+    let default_level = if matches!(cli.command, Command::Agent(_)) {
+        "info"
+    } else {
+        "warn"
+    };
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json_logs {
+        subscriber.json().init();
+    } else {
+        subscriber.init();
+    }
+    if let Err(err) = tabby::cli::run(cli).await {
+        eprintln!("Error: {err:#}");
+        std::process::exit(1);
+    }
+}

@@ -36,7 +36,10 @@ impl Ipam {
     ) -> Result<Ipv4Addr, Error> {
         if let Some(ip) = requested {
             if !pool.cidr.contains(&ip) {
-                return Err(Error::NotInPool { ip, pool: pool.cidr });
+                return Err(Error::NotInPool {
+                    ip,
+                    pool: pool.cidr,
+                });
             }
         }
         for attempt in 0..MAX_ATTEMPTS {
@@ -82,7 +85,9 @@ impl Ipam {
             .partition(|b| b.value.affinity.as_deref() == Some(self.host.as_str()));
 
         if let Some(block) = own.into_iter().find(|b| !b.value.is_full()) {
-            let ip = block.value.address(block.value.first_free().expect("not full"));
+            let ip = block
+                .value
+                .address(block.value.first_free().expect("not full"));
             return self.take(block.clone(), ip, handle).await;
         }
 
@@ -102,7 +107,9 @@ impl Ipam {
         }
 
         if let Some(block) = others.into_iter().find(|b| !b.value.is_full()) {
-            let ip = block.value.address(block.value.first_free().expect("not full"));
+            let ip = block
+                .value
+                .address(block.value.first_free().expect("not full"));
             debug!(%ip, block = %block.value.cidr, "borrowing from another host's block");
             return self.take(block.clone(), ip, handle).await;
         }
@@ -112,16 +119,27 @@ impl Ipam {
         })
     }
 
-    async fn take(&self, current: Versioned<Block>, ip: Ipv4Addr, handle: &Handle) -> Result<Step, Error> {
+    async fn take(
+        &self,
+        current: Versioned<Block>,
+        ip: Ipv4Addr,
+        handle: &Handle,
+    ) -> Result<Step, Error> {
         let mut block = current.value;
         let ordinal = block.ordinal(ip).expect("address lies in its block");
         block.allocations.insert(ordinal, handle.clone());
         let expect = Expect::Revision(current.revision);
-        Ok(if self.store.swap_block(&block.cidr, expect, Some(&block)).await? {
-            Step::Done(ip)
-        } else {
-            Step::Retry
-        })
+        Ok(
+            if self
+                .store
+                .swap_block(&block.cidr, expect, Some(&block))
+                .await?
+            {
+                Step::Done(ip)
+            } else {
+                Step::Retry
+            },
+        )
     }
 
     async fn claim(
@@ -135,12 +153,18 @@ impl Ipam {
         let ip = ip.unwrap_or(cidr.network());
         let ordinal = block.ordinal(ip).expect("address lies in its block");
         block.allocations.insert(ordinal, handle.clone());
-        Ok(if self.store.swap_block(&cidr, Expect::Absent, Some(&block)).await? {
-            debug!(block = %cidr, host = %self.host, "claimed block");
-            Step::Done(ip)
-        } else {
-            Step::Retry
-        })
+        Ok(
+            if self
+                .store
+                .swap_block(&cidr, Expect::Absent, Some(&block))
+                .await?
+            {
+                debug!(block = %cidr, host = %self.host, "claimed block");
+                Step::Done(ip)
+            } else {
+                Step::Retry
+            },
+        )
     }
 
     /// Releases an address. Idempotent: releasing a free address is not an
@@ -179,7 +203,11 @@ impl Ipam {
                 None => block.allocations.remove(&ordinal),
             };
             let expect = Expect::Revision(current.revision);
-            if self.store.swap_block(&block.cidr, expect, Some(&block)).await? {
+            if self
+                .store
+                .swap_block(&block.cidr, expect, Some(&block))
+                .await?
+            {
                 return Ok(Some(old));
             }
             backoff(attempt).await;
@@ -207,9 +235,9 @@ impl Ipam {
 
 fn host_offset(host: &str, n: usize) -> usize {
     // FNV-1a: stable across runs and builds, unlike the std hasher.
-    let hash = host
-        .bytes()
-        .fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3));
+    let hash = host.bytes().fold(0xcbf29ce484222325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100000001b3)
+    });
     (hash % n.max(1) as u64) as usize
 }
 

@@ -90,7 +90,11 @@ mod tests {
 
     #[test]
     fn ordinals_round_trip_and_first_free_skips_taken() {
-        let mut b = Block::new("198.18.64.64/26".parse().unwrap(), "198.18.64.0/20".parse().unwrap(), None);
+        let mut b = Block::new(
+            "198.18.64.64/26".parse().unwrap(),
+            "198.18.64.0/20".parse().unwrap(),
+            None,
+        );
         let ip: Ipv4Addr = "198.18.64.66".parse().unwrap();
         assert_eq!(b.ordinal(ip), Some(2));
         assert_eq!(b.address(2), ip);

@@ -127,13 +127,25 @@ impl Ipam {
         if let Some(cidr) = configured {
             return self.pool(&cidr).await;
         }
-        let mut pools: Vec<Pool> = self.store.pools().await?.into_iter().map(|p| p.value).collect();
+        let mut pools: Vec<Pool> = self
+            .store
+            .pools()
+            .await?
+            .into_iter()
+            .map(|p| p.value)
+            .collect();
         pools.sort_by_key(|p| (p.created, p.cidr));
         pools.into_iter().next().ok_or(Error::NoPools)
     }
 
     pub async fn pools(&self) -> Result<Vec<Pool>, Error> {
-        Ok(self.store.pools().await?.into_iter().map(|p| p.value).collect())
+        Ok(self
+            .store
+            .pools()
+            .await?
+            .into_iter()
+            .map(|p| p.value)
+            .collect())
     }
 
     /// Removes a pool and its (empty) blocks; refused while any address of
@@ -153,8 +165,15 @@ impl Ipam {
         }
         for block in blocks {
             let expect = store::Expect::Revision(block.revision);
-            if !self.store.swap_block(&block.value.cidr, expect, None).await? {
-                return Err(Error::PoolInUse { pool: *cidr, count: 1 });
+            if !self
+                .store
+                .swap_block(&block.value.cidr, expect, None)
+                .await?
+            {
+                return Err(Error::PoolInUse {
+                    pool: *cidr,
+                    count: 1,
+                });
             }
         }
         self.store.delete_pool(cidr).await?;
@@ -167,7 +186,10 @@ fn validate_pool(cidr: Ipv4Net, block_prefix: u8) -> Result<Pool, Error> {
         return Err(Error::NotNetwork(cidr, cidr.trunc()));
     }
     if block_prefix > 32 || block_prefix < 16 {
-        return Err(Error::BadBlockSize { pool: cidr, block: block_prefix });
+        return Err(Error::BadBlockSize {
+            pool: cidr,
+            block: block_prefix,
+        });
     }
     Ok(Pool {
         cidr,

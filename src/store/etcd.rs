@@ -3,9 +3,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, GetOptions, PutOptions, Txn, TxnOp,
-};
+use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, PutOptions, Txn, TxnOp};
 use tracing::{debug, warn};
 
 use super::Error;
@@ -74,7 +72,10 @@ impl Kv for EtcdKv {
     async fn list(&self, prefix: &str) -> Result<Vec<(String, Versioned<Vec<u8>>)>, Error> {
         let mut kv = self.client.kv_client();
         let resp = self
-            .bounded("list", kv.get(prefix, Some(GetOptions::new().with_prefix())))
+            .bounded(
+                "list",
+                kv.get(prefix, Some(GetOptions::new().with_prefix())),
+            )
             .await?;
         Ok(resp
             .kvs()
@@ -119,7 +120,7 @@ impl Kv for EtcdKv {
     async fn put_leased(&self, key: &str, value: Vec<u8>, ttl: i64) -> Result<LeaseGuard, Error> {
         let lease = grant_and_put(&self.client, key, &value, ttl).await?;
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
-        tokio::spawn(keep_alive(
+        let task = tokio::spawn(keep_alive(
             self.client.clone(),
             key.to_string(),
             value,
@@ -127,7 +128,7 @@ impl Kv for EtcdKv {
             lease,
             stop_rx,
         ));
-        Ok(LeaseGuard::new(stop_tx))
+        Ok(LeaseGuard::new(stop_tx, task))
     }
 
     async fn revision(&self) -> Result<i64, Error> {
@@ -141,8 +142,12 @@ async fn grant_and_put(client: &Client, key: &str, value: &[u8], ttl: i64) -> Re
     let mut lease_client = client.lease_client();
     let lease = lease_client.grant(ttl, None).await?.id();
     let mut kv = client.kv_client();
-    kv.put(key, value.to_vec(), Some(PutOptions::new().with_lease(lease)))
-        .await?;
+    kv.put(
+        key,
+        value.to_vec(),
+        Some(PutOptions::new().with_lease(lease)),
+    )
+    .await?;
     Ok(lease)
 }
 

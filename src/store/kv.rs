@@ -35,24 +35,45 @@ pub trait Kv: Send + Sync {
     async fn delete(&self, key: &str) -> Result<bool, Error>;
     /// Writes a key that disappears unless this process stays alive; the
     /// implementation keeps it refreshed until the returned guard is dropped.
-    async fn put_leased(&self, key: &str, value: Vec<u8>, ttl_secs: i64)
-    -> Result<LeaseGuard, Error>;
+    async fn put_leased(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        ttl_secs: i64,
+    ) -> Result<LeaseGuard, Error>;
     /// The store's current revision: lets tests prove that nothing changed.
     async fn revision(&self) -> Result<i64, Error>;
 }
 
-/// Stops refreshing a leased key when dropped.
+/// Stops refreshing a leased key when dropped; `release` also waits until
+/// the lease is revoked, so the key is gone when it returns.
 pub struct LeaseGuard {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl LeaseGuard {
-    pub fn new(stop: tokio::sync::oneshot::Sender<()>) -> Self {
-        LeaseGuard { stop: Some(stop) }
+    pub fn new(stop: tokio::sync::oneshot::Sender<()>, task: tokio::task::JoinHandle<()>) -> Self {
+        LeaseGuard {
+            stop: Some(stop),
+            task: Some(task),
+        }
     }
 
     pub fn detached() -> Self {
-        LeaseGuard { stop: None }
+        LeaseGuard {
+            stop: None,
+            task: None,
+        }
+    }
+
+    pub async fn release(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
     }
 }
 

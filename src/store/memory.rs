@@ -30,7 +30,9 @@ impl MemoryKv {
         let revision = state.revision;
         match value {
             Some(value) => {
-                state.data.insert(key.to_string(), Versioned { value, revision });
+                state
+                    .data
+                    .insert(key.to_string(), Versioned { value, revision });
             }
             None => {
                 state.data.remove(key);

@@ -86,7 +86,10 @@ impl Store {
         Ok(self.kv.list(&self.keys.root()).await?.len())
     }
 
-    async fn get_typed<T: DeserializeOwned>(&self, key: &str) -> Result<Option<Versioned<T>>, Error> {
+    async fn get_typed<T: DeserializeOwned>(
+        &self,
+        key: &str,
+    ) -> Result<Option<Versioned<T>>, Error> {
         match self.kv.get(key).await? {
             Some(v) => Ok(Some(Versioned {
                 value: decode(key, &v.value)?,
@@ -96,7 +99,10 @@ impl Store {
         }
     }
 
-    async fn list_typed<T: DeserializeOwned>(&self, prefix: &str) -> Result<Vec<Versioned<T>>, Error> {
+    async fn list_typed<T: DeserializeOwned>(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<Versioned<T>>, Error> {
         self.kv
             .list(prefix)
             .await?
@@ -166,7 +172,10 @@ impl Store {
     }
 
     pub async fn network(&self, id: &str) -> Result<Option<Network>, Error> {
-        Ok(self.get_typed(&self.keys.network(id)).await?.map(|v| v.value))
+        Ok(self
+            .get_typed(&self.keys.network(id))
+            .await?
+            .map(|v| v.value))
     }
 
     pub async fn put_network(&self, network: &Network) -> Result<(), Error> {

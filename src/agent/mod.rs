@@ -1,0 +1,104 @@
+//! `tabby agent`: the per-host daemon. It converges this host's kernel to
+//! the datastore at start, keeps its node registered, and serves Docker's
+//! plugin protocol on a Unix socket until SIGTERM/SIGINT.
+
+use std::net::Ipv4Addr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use chrono::Utc;
+use ipnet::Ipv4Net;
+use tokio::net::UnixListener;
+use tracing::info;
+
+use crate::dataplane::Dataplane;
+use crate::driver::{Driver, DriverConfig};
+use crate::model::Node;
+use crate::policy::iptables::IptablesFirewall;
+use crate::store::Store;
+
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub etcd_endpoints: Vec<String>,
+    pub etcd_prefix: String,
+    pub hostname: String,
+    pub ip: Option<Ipv4Addr>,
+    pub socket: PathBuf,
+    pub mtu: u32,
+    pub default_pool: Option<Ipv4Net>,
+    pub block_prefix: u8,
+    /// Seconds after which a silent agent's node counts as down.
+    pub node_ttl: i64,
+}
+
+pub async fn run(config: AgentConfig) -> Result<()> {
+    let store = Store::connect(&config.etcd_endpoints, &config.etcd_prefix).await?;
+    let dataplane = Dataplane::new(config.mtu)?;
+    let ip = match config.ip {
+        Some(ip) => ip,
+        None => dataplane
+            .netlink()
+            .host_address()
+            .await?
+            .context("cannot find this host's address: pass --ip")?,
+    };
+    let driver = Arc::new(Driver::new(
+        store.clone(),
+        dataplane,
+        Arc::new(IptablesFirewall),
+        DriverConfig {
+            host: config.hostname.clone(),
+            default_pool: config.default_pool,
+            block_prefix: config.block_prefix,
+        },
+    ));
+    driver.prepare_host().await?;
+    driver.resync().await?;
+
+    let node = Node {
+        hostname: config.hostname.clone(),
+        ip,
+        started: Utc::now(),
+        version: crate::VERSION.to_string(),
+    };
+    let lease = store.register_node(&node, config.node_ttl).await?;
+
+    let listener = bind(&config.socket)?;
+    info!(socket = %config.socket.display(), host = %config.hostname, %ip, "agent ready");
+    let served = axum::serve(listener, crate::api::router(driver))
+        .with_graceful_shutdown(shutdown_signal())
+        .await;
+    let _ = std::fs::remove_file(&config.socket);
+    lease.release().await;
+    info!("agent stopped");
+    served.context("plugin server failed")
+}
+
+/// Binds the plugin socket: parent made if missing, a stale socket of a
+/// dead agent replaced, mode 0600 (dockerd runs as root).
+fn bind(path: &Path) -> Result<UnixListener> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => info!(socket = %path.display(), "removed stale socket"),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot remove {}", path.display())),
+    }
+    let listener =
+        UnixListener::bind(path).with_context(|| format!("cannot listen on {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => info!("SIGTERM received"),
+        _ = int.recv() => info!("SIGINT received"),
+    }
+}

@@ -1,0 +1,71 @@
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Args, ValueEnum};
+use ipnet::Ipv4Net;
+
+use super::EtcdArgs;
+use crate::agent::AgentConfig;
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Args, Debug)]
+pub struct AgentArgs {
+    /// Name of this host in tabby (default: the system host name).
+    #[arg(long, env = "TABBY_HOSTNAME")]
+    hostname: Option<String>,
+    /// This host's address (default: that of the default-route interface).
+    #[arg(long, env = "TABBY_IP")]
+    ip: Option<Ipv4Addr>,
+    /// Plugin socket dockerd discovers the driver by.
+    #[arg(
+        long,
+        env = "TABBY_SOCKET",
+        default_value = "/run/docker/plugins/tabby.sock"
+    )]
+    socket: PathBuf,
+    /// MTU of container interfaces.
+    #[arg(long, env = "TABBY_MTU", default_value_t = 1500, value_parser = clap::value_parser!(u32).range(576..=65535))]
+    mtu: u32,
+    /// Pool for networks created without --subnet (default: the first pool added).
+    #[arg(long, env = "TABBY_DEFAULT_POOL")]
+    default_pool: Option<Ipv4Net>,
+    /// Prefix length of the blocks of pools this agent creates.
+    #[arg(long, env = "TABBY_BLOCK_SIZE", default_value_t = crate::ipam::DEFAULT_BLOCK_PREFIX,
+          value_parser = clap::value_parser!(u8).range(16..=32))]
+    block_size: u8,
+    /// Seconds without a heartbeat after which this node shows as down.
+    #[arg(long, env = "TABBY_NODE_TTL", default_value_t = 10, value_parser = clap::value_parser!(i64).range(2..=3600))]
+    node_ttl: i64,
+    /// Log format (filter with RUST_LOG).
+    #[arg(long, env = "TABBY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+pub async fn run(args: AgentArgs, etcd: EtcdArgs) -> Result<()> {
+    let hostname = match args.hostname {
+        Some(h) => h,
+        None => nix::unistd::gethostname()?.to_string_lossy().into_owned(),
+    };
+    anyhow::ensure!(
+        !hostname.is_empty() && !hostname.contains('/'),
+        "invalid hostname {hostname:?}"
+    );
+    crate::agent::run(AgentConfig {
+        etcd_endpoints: etcd.etcd_endpoints,
+        etcd_prefix: etcd.etcd_prefix,
+        hostname,
+        ip: args.ip,
+        socket: args.socket,
+        mtu: args.mtu,
+        default_pool: args.default_pool,
+        block_prefix: args.block_size,
+        node_ttl: args.node_ttl,
+    })
+    .await
+}

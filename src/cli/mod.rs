@@ -1,0 +1,90 @@
+//! The `tabby` command line: parses arguments, calls into the library and
+//! prints tables (or JSON). Shapes follow the old calicoctl.
+
+mod agent;
+pub use agent::LogFormat;
+mod output;
+mod pool;
+mod show;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::store::Store;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "tabby",
+    version,
+    about = "Calico-style routed networking for Docker hosts"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
+    /// Output format of show commands.
+    #[arg(long, short = 'o', global = true, value_enum, default_value_t = Format::Table)]
+    pub output: Format,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct EtcdArgs {
+    /// Comma-separated etcd client URLs.
+    #[arg(
+        long,
+        global = true,
+        env = "TABBY_ETCD_ENDPOINTS",
+        default_value = "http://127.0.0.1:2379",
+        value_delimiter = ','
+    )]
+    pub etcd_endpoints: Vec<String>,
+    /// Key prefix under which tabby keeps everything.
+    #[arg(
+        long,
+        global = true,
+        env = "TABBY_ETCD_PREFIX",
+        default_value = "/tabby"
+    )]
+    pub etcd_prefix: String,
+}
+
+impl EtcdArgs {
+    pub async fn connect(&self) -> Result<Store> {
+        Ok(Store::connect(&self.etcd_endpoints, &self.etcd_prefix).await?)
+    }
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the per-host daemon (Docker network and IPAM plugin).
+    Agent(agent::AgentArgs),
+    /// Address pools.
+    #[command(subcommand)]
+    Pool(pool::PoolCommand),
+    /// Hosts running the agent.
+    #[command(subcommand)]
+    Node(show::NodeCommand),
+    /// Container endpoints.
+    #[command(subcommand)]
+    Endpoint(show::EndpointCommand),
+    /// Address allocations.
+    #[command(subcommand)]
+    Ipam(show::IpamCommand),
+}
+
+pub async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Agent(args) => agent::run(args, cli.etcd).await,
+        Command::Pool(cmd) => pool::run(cmd, &cli.etcd, cli.output).await,
+        Command::Node(cmd) => show::node(cmd, &cli.etcd, cli.output).await,
+        Command::Endpoint(cmd) => show::endpoint(cmd, &cli.etcd, cli.output).await,
+        Command::Ipam(cmd) => show::ipam(cmd, &cli.etcd, cli.output).await,
+    }
+}

@@ -1,0 +1,74 @@
+use anyhow::Result;
+use clap::Subcommand;
+use ipnet::Ipv4Net;
+use serde_json::json;
+
+use super::output::print;
+use super::{EtcdArgs, Format};
+use crate::ipam::{DEFAULT_BLOCK_PREFIX, Ipam, block};
+
+#[derive(Subcommand, Debug)]
+pub enum PoolCommand {
+    /// Add an address pool.
+    Add {
+        cidr: Ipv4Net,
+        /// Prefix length of the blocks hosts claim.
+        #[arg(long, default_value_t = DEFAULT_BLOCK_PREFIX)]
+        block_size: u8,
+    },
+    /// List pools with their use.
+    Show,
+    /// Remove a pool (refused while addresses are allocated).
+    Remove { cidr: Ipv4Net },
+}
+
+pub async fn run(cmd: PoolCommand, etcd: &EtcdArgs, format: Format) -> Result<()> {
+    let store = etcd.connect().await?;
+    // The CLI claims nothing; the host name only labels handles.
+    let ipam = Ipam::new(store.clone(), "cli");
+    match cmd {
+        PoolCommand::Add { cidr, block_size } => {
+            let pool = ipam.add_pool(cidr, block_size).await?;
+            println!(
+                "Added pool {} (blocks of /{})",
+                pool.cidr, pool.block_prefix
+            );
+        }
+        PoolCommand::Remove { cidr } => {
+            ipam.remove_pool(&cidr).await?;
+            println!("Removed pool {cidr}");
+        }
+        PoolCommand::Show => {
+            let pools = ipam.pools().await?;
+            let blocks = store.blocks().await?;
+            let mut rows = Vec::new();
+            let mut out = Vec::new();
+            for pool in &pools {
+                let mine: Vec<_> = blocks
+                    .iter()
+                    .filter(|b| b.value.pool == pool.cidr)
+                    .collect();
+                let used: usize = mine.iter().map(|b| b.value.allocations.len()).sum();
+                let size = block::size(&pool.cidr);
+                rows.push(vec![
+                    pool.cidr.to_string(),
+                    format!("/{}", pool.block_prefix),
+                    mine.len().to_string(),
+                    format!("{used}/{size}"),
+                ]);
+                out.push(json!({
+                    "cidr": pool.cidr, "block_prefix": pool.block_prefix,
+                    "blocks": mine.len(), "allocated": used, "size": size,
+                    "created": pool.created,
+                }));
+            }
+            print(
+                format,
+                &["CIDR", "BLOCK SIZE", "BLOCKS CLAIMED", "ALLOCATED"],
+                rows,
+                &out,
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,190 @@
+//! Read-only views: nodes, endpoints, allocations.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::Ipv4Addr;
+
+use anyhow::Result;
+use clap::Subcommand;
+use serde_json::json;
+
+use super::output::{or_dash, print};
+use super::{EtcdArgs, Format};
+use crate::ipam::{Ipam, block, describe, short_id};
+
+#[derive(Subcommand, Debug)]
+pub enum NodeCommand {
+    /// List nodes: address, state, blocks, endpoints.
+    Show,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum EndpointCommand {
+    /// List endpoints.
+    Show {
+        /// Full IDs, MAC and interface.
+        #[arg(long)]
+        detailed: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum IpamCommand {
+    /// Blocks and their use, or who holds one address.
+    Show {
+        #[arg(long)]
+        ip: Option<Ipv4Addr>,
+    },
+}
+
+pub async fn node(cmd: NodeCommand, etcd: &EtcdArgs, format: Format) -> Result<()> {
+    let NodeCommand::Show = cmd;
+    let store = etcd.connect().await?;
+    let alive: HashSet<String> = store.alive_hosts().await?.into_iter().collect();
+    let blocks = store.blocks().await?;
+    let endpoints = store.endpoints().await?;
+    let mut rows = Vec::new();
+    let mut out = Vec::new();
+    for node in store.nodes().await? {
+        let state = if alive.contains(&node.hostname) {
+            "up"
+        } else {
+            "down"
+        };
+        let claimed: Vec<String> = blocks
+            .iter()
+            .filter(|b| b.value.affinity.as_deref() == Some(node.hostname.as_str()))
+            .map(|b| b.value.cidr.to_string())
+            .collect();
+        let count = endpoints.iter().filter(|e| e.host == node.hostname).count();
+        rows.push(vec![
+            node.hostname.clone(),
+            node.ip.to_string(),
+            state.to_string(),
+            if claimed.is_empty() {
+                "-".into()
+            } else {
+                claimed.join(",")
+            },
+            count.to_string(),
+            node.version.clone(),
+        ]);
+        out.push(json!({
+            "hostname": node.hostname, "ip": node.ip, "state": state,
+            "blocks": claimed, "endpoints": count,
+            "started": node.started, "version": node.version,
+        }));
+    }
+    print(
+        format,
+        &["HOSTNAME", "IP", "STATE", "BLOCKS", "ENDPOINTS", "VERSION"],
+        rows,
+        &out,
+    );
+    Ok(())
+}
+
+pub async fn endpoint(cmd: EndpointCommand, etcd: &EtcdArgs, format: Format) -> Result<()> {
+    let EndpointCommand::Show { detailed } = cmd;
+    let store = etcd.connect().await?;
+    let mut endpoints = store.endpoints().await?;
+    endpoints.sort_by(|a, b| (&a.host, a.ip).cmp(&(&b.host, b.ip)));
+    let id = |s: &str| {
+        if detailed {
+            s.to_string()
+        } else {
+            short_id(s).to_string()
+        }
+    };
+    let rows = endpoints
+        .iter()
+        .map(|e| {
+            let mut row = vec![
+                e.host.clone(),
+                id(&e.network_id),
+                or_dash(e.container.as_deref()),
+                id(&e.id),
+                format!("{}/32", e.ip),
+            ];
+            if detailed {
+                row.push(or_dash(e.mac.as_deref()));
+                row.push(e.veth.clone());
+            }
+            row.push(e.state.to_string());
+            row
+        })
+        .collect();
+    let mut headers = vec!["HOSTNAME", "NETWORK", "CONTAINER", "ENDPOINT ID", "ADDRESS"];
+    if detailed {
+        headers.extend(["MAC", "INTERFACE"]);
+    }
+    headers.push("STATE");
+    print(format, &headers, rows, &endpoints);
+    Ok(())
+}
+
+pub async fn ipam(cmd: IpamCommand, etcd: &EtcdArgs, format: Format) -> Result<()> {
+    let IpamCommand::Show { ip } = cmd;
+    let store = etcd.connect().await?;
+    if let Some(ip) = ip {
+        let holder = Ipam::new(store, "cli").holder(ip).await?;
+        let rows = vec![match &holder {
+            Some(h) => vec![
+                ip.to_string(),
+                "allocated".into(),
+                h.host.clone(),
+                or_dash(h.network.as_deref().map(short_id)),
+                or_dash(h.endpoint.as_deref().map(short_id)),
+                or_dash(h.container.as_deref()),
+                h.time.to_rfc3339(),
+            ],
+            None => vec![
+                ip.to_string(),
+                "free".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+            ],
+        }];
+        let out = json!({ "ip": ip, "allocated": holder.is_some(), "handle": holder });
+        print(
+            format,
+            &[
+                "ADDRESS",
+                "STATE",
+                "HOST",
+                "NETWORK",
+                "ENDPOINT",
+                "CONTAINER",
+                "SINCE",
+            ],
+            rows,
+            &out,
+        );
+        return Ok(());
+    }
+    let mut rows = Vec::new();
+    let mut out = BTreeMap::new();
+    for b in store.blocks().await? {
+        let block = b.value;
+        rows.push(vec![
+            block.cidr.to_string(),
+            block.pool.to_string(),
+            or_dash(block.affinity.as_deref()),
+            format!("{}/{}", block.allocations.len(), block::size(&block.cidr)),
+        ]);
+        let allocations: BTreeMap<String, String> = block
+            .allocated()
+            .map(|(ip, h)| (ip.to_string(), describe(h)))
+            .collect();
+        out.insert(
+            block.cidr.to_string(),
+            json!({
+                "pool": block.pool, "affinity": block.affinity, "allocations": allocations,
+            }),
+        );
+    }
+    print(format, &["BLOCK", "POOL", "HOST", "ALLOCATED"], rows, &out);
+    Ok(())
+}

@@ -1,0 +1,142 @@
+//! The kernel side of one host: veth pairs for endpoints, their host
+//! routes, and the sysctls that make Calico's 169.254.1.1 gateway trick
+//! work. `reconcile` converges the routing table to a desired set.
+
+pub mod netlink;
+mod reconcile;
+pub mod sysctl;
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use ipnet::Ipv4Net;
+use tracing::{debug, info};
+
+pub use netlink::{Netlink, Route, RouteTarget};
+pub use reconcile::RouteDiff;
+
+/// The gateway every container is given. It exists nowhere: the host end
+/// of each veth answers ARP for it (proxy ARP).
+pub const GATEWAY: Ipv4Addr = Ipv4Addr::new(169, 254, 1, 1);
+/// Host-side veths all start with this, which is how the agent recognises
+/// its own links (and the firewall matches them: `tabby+`).
+pub const VETH_PREFIX: &str = "tabby";
+const PEER_PREFIX: &str = "tbtmp";
+const IFNAMSIZ: usize = 15;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot open a netlink socket: {0}")]
+    Socket(#[source] std::io::Error),
+    #[error("netlink: cannot {op}: {source}")]
+    Netlink {
+        op: String,
+        #[source]
+        source: rtnetlink::Error,
+    },
+    #[error("cannot set {}: {source}", path.display())]
+    Sysctl {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("link {0} does not exist")]
+    LinkMissing(String),
+}
+
+/// Host-side veth name for an endpoint: fits IFNAMSIZ.
+pub fn host_veth_name(endpoint_id: &str) -> String {
+    let take = IFNAMSIZ - VETH_PREFIX.len();
+    format!(
+        "{VETH_PREFIX}{}",
+        &endpoint_id[..endpoint_id.len().min(take)]
+    )
+}
+
+/// Temporary name of the container end, until Docker moves it into the
+/// container and renames it.
+pub fn peer_veth_name(endpoint_id: &str) -> String {
+    let take = IFNAMSIZ - PEER_PREFIX.len();
+    format!(
+        "{PEER_PREFIX}{}",
+        &endpoint_id[..endpoint_id.len().min(take)]
+    )
+}
+
+/// The route that sends an endpoint's address down its veth.
+pub fn endpoint_route(ip: Ipv4Addr, veth: &str) -> Route {
+    Route {
+        dst: Ipv4Net::from(ip),
+        target: RouteTarget::Dev(veth.to_string()),
+    }
+}
+
+#[derive(Clone)]
+pub struct Dataplane {
+    netlink: Netlink,
+    mtu: u32,
+}
+
+/// What Join tells Docker about a new interface.
+pub struct Attached {
+    pub peer: String,
+    pub mac: Option<String>,
+}
+
+impl Dataplane {
+    pub fn new(mtu: u32) -> Result<Self, Error> {
+        Ok(Dataplane {
+            netlink: Netlink::connect()?,
+            mtu,
+        })
+    }
+
+    pub fn netlink(&self) -> &Netlink {
+        &self.netlink
+    }
+
+    /// Host-wide prerequisite: forwarding on.
+    pub fn prepare_host(&self) -> Result<(), Error> {
+        sysctl::enable_ip_forwarding()
+    }
+
+    /// Creates the endpoint's veth pair, configures the host end and routes
+    /// the endpoint's address down it. A leftover pair of an earlier
+    /// attempt is replaced.
+    pub async fn attach(&self, endpoint_id: &str, ip: Ipv4Addr) -> Result<Attached, Error> {
+        let host = host_veth_name(endpoint_id);
+        let peer = peer_veth_name(endpoint_id);
+        if self.netlink.delete_link(&host).await? {
+            debug!(veth = %host, "replaced a leftover veth");
+        }
+        self.netlink.delete_link(&peer).await?;
+        self.netlink.create_veth(&host, &peer, self.mtu).await?;
+        sysctl::configure_endpoint_interface(&host)?;
+        let links = self.netlink.links().await?;
+        self.netlink
+            .replace_route(&endpoint_route(ip, &host), &links)
+            .await?;
+        let mac = self.netlink.link_mac(&peer).await?;
+        info!(veth = %host, %ip, "attached endpoint");
+        Ok(Attached { peer, mac })
+    }
+
+    /// Removes an endpoint's veth pair; the kernel drops its route with it.
+    pub async fn detach(&self, veth: &str) -> Result<(), Error> {
+        if self.netlink.delete_link(veth).await? {
+            info!(veth, "detached endpoint");
+        }
+        Ok(())
+    }
+
+    /// Host-side veths that exist now.
+    pub async fn tabby_links(&self) -> Result<Vec<String>, Error> {
+        Ok(self
+            .netlink
+            .links()
+            .await?
+            .into_keys()
+            .filter(|n| n.starts_with(VETH_PREFIX) || n.starts_with(PEER_PREFIX))
+            .collect())
+    }
+}

@@ -1,0 +1,339 @@
+//! A thin typed wrapper over rtnetlink: the few link and route operations
+//! tabby needs, with routes as typed values rather than strings.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr};
+
+use futures::TryStreamExt;
+use ipnet::Ipv4Net;
+use netlink_packet_route::AddressFamily;
+use netlink_packet_route::address::AddressAttribute;
+use netlink_packet_route::link::{InfoData, InfoVeth, LinkAttribute};
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
+};
+use rtnetlink::{Handle, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
+
+use super::Error;
+
+/// Marks every route tabby installs (`proto 77` in `ip route`), so the
+/// agent only ever touches its own routes.
+pub const RTPROT_TABBY: u8 = 77;
+
+const ENOENT: i32 = 2;
+const ESRCH: i32 = 3;
+const ENODEV: i32 = 19;
+
+/// Where a route sends traffic.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RouteTarget {
+    /// Directly out of a link (`dev X scope link`).
+    Dev(String),
+    /// Through a gateway (`via A`).
+    Via(Ipv4Addr),
+    Blackhole,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Route {
+    pub dst: Ipv4Net,
+    pub target: RouteTarget,
+}
+
+impl fmt::Display for Route {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.target {
+            RouteTarget::Dev(dev) => write!(f, "{} dev {dev}", self.dst),
+            RouteTarget::Via(gw) => write!(f, "{} via {gw}", self.dst),
+            RouteTarget::Blackhole => write!(f, "blackhole {}", self.dst),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Netlink {
+    handle: Handle,
+}
+
+fn nl_err(op: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> Error {
+    let op = op.into();
+    move |source| Error::Netlink { op, source }
+}
+
+fn errno(err: &rtnetlink::Error) -> Option<i32> {
+    match err {
+        rtnetlink::Error::NetlinkError(msg) => Some(msg.raw_code().abs()),
+        _ => None,
+    }
+}
+
+fn is_missing(err: &rtnetlink::Error) -> bool {
+    matches!(errno(err), Some(ENOENT | ESRCH | ENODEV))
+}
+
+impl Netlink {
+    /// Opens a netlink socket in the calling thread's network namespace.
+    pub fn connect() -> Result<Self, Error> {
+        let (connection, handle, _) = rtnetlink::new_connection().map_err(Error::Socket)?;
+        tokio::spawn(connection);
+        Ok(Netlink { handle })
+    }
+
+    /// Every link's index by name.
+    pub async fn links(&self) -> Result<HashMap<String, u32>, Error> {
+        let mut stream = self.handle.link().get().execute();
+        let mut links = HashMap::new();
+        while let Some(msg) = stream.try_next().await.map_err(nl_err("list links"))? {
+            let name = msg.attributes.iter().find_map(|a| match a {
+                LinkAttribute::IfName(n) => Some(n.clone()),
+                _ => None,
+            });
+            if let Some(name) = name {
+                links.insert(name, msg.header.index);
+            }
+        }
+        Ok(links)
+    }
+
+    pub async fn link_index(&self, name: &str) -> Result<Option<u32>, Error> {
+        let mut stream = self
+            .handle
+            .link()
+            .get()
+            .match_name(name.to_string())
+            .execute();
+        match stream.try_next().await {
+            Ok(msg) => Ok(msg.map(|m| m.header.index)),
+            Err(err) if is_missing(&err) => Ok(None),
+            Err(err) => Err(nl_err(format!("look up link {name}"))(err)),
+        }
+    }
+
+    pub async fn link_mac(&self, name: &str) -> Result<Option<String>, Error> {
+        let mut stream = self
+            .handle
+            .link()
+            .get()
+            .match_name(name.to_string())
+            .execute();
+        let msg = match stream.try_next().await {
+            Ok(msg) => msg,
+            Err(err) if is_missing(&err) => None,
+            Err(err) => return Err(nl_err(format!("look up link {name}"))(err)),
+        };
+        Ok(msg.and_then(|m| {
+            m.attributes.into_iter().find_map(|a| match a {
+                LinkAttribute::Address(bytes) => Some(
+                    bytes
+                        .iter()
+                        .map(|b| format!("{b:02x}"))
+                        .collect::<Vec<_>>()
+                        .join(":"),
+                ),
+                _ => None,
+            })
+        }))
+    }
+
+    /// Creates a veth pair with both ends at `mtu`, the host end up.
+    pub async fn create_veth(&self, host: &str, peer: &str, mtu: u32) -> Result<(), Error> {
+        let peer_msg = LinkMessageBuilder::<LinkUnspec>::new()
+            .name(peer.to_string())
+            .mtu(mtu)
+            .build();
+        let msg = LinkVeth::new(host, peer)
+            .mtu(mtu)
+            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer_msg)))
+            .up()
+            .build();
+        self.handle
+            .link()
+            .add(msg)
+            .execute()
+            .await
+            .map_err(nl_err(format!("create veth {host}")))
+    }
+
+    pub async fn set_up(&self, name: &str) -> Result<(), Error> {
+        let msg = LinkUnspec::new_with_name(name).up().build();
+        self.handle
+            .link()
+            .set(msg)
+            .execute()
+            .await
+            .map_err(nl_err(format!("set {name} up")))
+    }
+
+    /// Deletes a link; a link that is already gone is not an error.
+    pub async fn delete_link(&self, name: &str) -> Result<bool, Error> {
+        let Some(index) = self.link_index(name).await? else {
+            return Ok(false);
+        };
+        match self.handle.link().del(index).execute().await {
+            Ok(()) => Ok(true),
+            Err(err) if is_missing(&err) => Ok(false),
+            Err(err) => Err(nl_err(format!("delete link {name}"))(err)),
+        }
+    }
+
+    /// Installs (or replaces) a route in the main table, marked as tabby's.
+    pub async fn replace_route(
+        &self,
+        route: &Route,
+        links: &HashMap<String, u32>,
+    ) -> Result<(), Error> {
+        let msg = self.route_message(route, links)?;
+        self.handle
+            .route()
+            .add(msg)
+            .replace()
+            .execute()
+            .await
+            .map_err(nl_err(format!("add route {route}")))
+    }
+
+    pub async fn delete_route(
+        &self,
+        route: &Route,
+        links: &HashMap<String, u32>,
+    ) -> Result<(), Error> {
+        let msg = match self.route_message(route, links) {
+            Ok(msg) => msg,
+            // Its link is gone, and the kernel took the route with it.
+            Err(Error::LinkMissing(_)) => return Ok(()),
+            Err(err) => return Err(err),
+        };
+        match self.handle.route().del(msg).execute().await {
+            Ok(()) => Ok(()),
+            Err(err) if is_missing(&err) => Ok(()),
+            Err(err) => Err(nl_err(format!("delete route {route}"))(err)),
+        }
+    }
+
+    fn route_message(
+        &self,
+        route: &Route,
+        links: &HashMap<String, u32>,
+    ) -> Result<RouteMessage, Error> {
+        let builder = RouteMessageBuilder::<Ipv4Addr>::new()
+            .destination_prefix(route.dst.addr(), route.dst.prefix_len())
+            .protocol(RouteProtocol::from(RTPROT_TABBY));
+        let builder = match &route.target {
+            RouteTarget::Dev(dev) => {
+                let index = *links
+                    .get(dev)
+                    .ok_or_else(|| Error::LinkMissing(dev.clone()))?;
+                builder.output_interface(index).scope(RouteScope::Link)
+            }
+            RouteTarget::Via(gw) => builder.gateway(*gw),
+            RouteTarget::Blackhole => builder.kind(RouteType::BlackHole),
+        };
+        Ok(builder.build())
+    }
+
+    /// The IPv4 routes of the main table that carry tabby's protocol mark.
+    pub async fn tabby_routes(&self) -> Result<Vec<Route>, Error> {
+        let names: HashMap<u32, String> = self
+            .links()
+            .await?
+            .into_iter()
+            .map(|(n, i)| (i, n))
+            .collect();
+        let mut stream = self
+            .handle
+            .route()
+            .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
+            .execute();
+        let mut routes = Vec::new();
+        while let Some(msg) = stream.try_next().await.map_err(nl_err("list routes"))? {
+            if msg.header.table != RouteHeader::RT_TABLE_MAIN
+                || msg.header.protocol != RouteProtocol::from(RTPROT_TABBY)
+            {
+                continue;
+            }
+            if let Some(route) = parse_route(&msg, &names) {
+                routes.push(route);
+            }
+        }
+        Ok(routes)
+    }
+
+    /// Whether the main table has any route that covers `ip`.
+    pub async fn has_route_to(&self, ip: Ipv4Addr) -> Result<bool, Error> {
+        let msg = RouteMessageBuilder::<Ipv4Addr>::new()
+            .destination_prefix(ip, 32)
+            .build();
+        match self.handle.route().get(msg).execute().try_next().await {
+            Ok(found) => Ok(found.is_some()),
+            Err(err) if matches!(errno(&err), Some(101 | 113 | 22)) => Ok(false),
+            Err(err) => Err(nl_err(format!("route get {ip}"))(err)),
+        }
+    }
+
+    /// This host's address: that of the default-route interface, else the
+    /// first global IPv4 address.
+    pub async fn host_address(&self) -> Result<Option<Ipv4Addr>, Error> {
+        let mut default_oif = None;
+        let mut stream = self
+            .handle
+            .route()
+            .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
+            .execute();
+        while let Some(msg) = stream.try_next().await.map_err(nl_err("list routes"))? {
+            if msg.header.table == RouteHeader::RT_TABLE_MAIN
+                && msg.header.destination_prefix_length == 0
+            {
+                default_oif = msg.attributes.iter().find_map(|a| match a {
+                    RouteAttribute::Oif(i) => Some(*i),
+                    _ => None,
+                });
+            }
+        }
+        let mut first_global = None;
+        let mut stream = self.handle.address().get().execute();
+        while let Some(msg) = stream.try_next().await.map_err(nl_err("list addresses"))? {
+            if msg.header.family != AddressFamily::Inet {
+                continue;
+            }
+            let Some(ip) = msg.attributes.iter().find_map(|a| match a {
+                AddressAttribute::Local(IpAddr::V4(ip))
+                | AddressAttribute::Address(IpAddr::V4(ip)) => Some(*ip),
+                _ => None,
+            }) else {
+                continue;
+            };
+            if ip.is_loopback() || ip.is_link_local() {
+                continue;
+            }
+            if Some(msg.header.index) == default_oif {
+                return Ok(Some(ip));
+            }
+            first_global.get_or_insert(ip);
+        }
+        Ok(first_global)
+    }
+}
+
+fn parse_route(msg: &RouteMessage, names: &HashMap<u32, String>) -> Option<Route> {
+    let addr = msg.attributes.iter().find_map(|a| match a {
+        RouteAttribute::Destination(RouteAddress::Inet(ip)) => Some(*ip),
+        _ => None,
+    })?;
+    let dst = Ipv4Net::new(addr, msg.header.destination_prefix_length).ok()?;
+    let target = if msg.header.kind == RouteType::BlackHole {
+        RouteTarget::Blackhole
+    } else if let Some(gw) = msg.attributes.iter().find_map(|a| match a {
+        RouteAttribute::Gateway(RouteAddress::Inet(ip)) => Some(*ip),
+        _ => None,
+    }) {
+        RouteTarget::Via(gw)
+    } else {
+        let oif = msg.attributes.iter().find_map(|a| match a {
+            RouteAttribute::Oif(i) => Some(*i),
+            _ => None,
+        })?;
+        RouteTarget::Dev(names.get(&oif)?.clone())
+    };
+    Some(Route { dst, target })
+}

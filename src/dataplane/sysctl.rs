@@ -1,0 +1,42 @@
+//! Kernel settings under /proc/sys/net, read before written so a resync
+//! that finds them right writes nothing.
+
+use std::path::PathBuf;
+
+use super::Error;
+
+fn set(path: PathBuf, value: &str) -> Result<(), Error> {
+    if let Ok(current) = std::fs::read_to_string(&path) {
+        if current.trim() == value {
+            return Ok(());
+        }
+    }
+    std::fs::write(&path, value).map_err(|source| Error::Sysctl { path, source })
+}
+
+/// Lets the host answer a container's ARP for the 169.254.1.1 gateway, at
+/// once (the kernel's default proxy delay is up to 0.8 s), and route what
+/// arrives on the interface.
+pub fn configure_endpoint_interface(ifname: &str) -> Result<(), Error> {
+    let conf = PathBuf::from("/proc/sys/net/ipv4/conf").join(ifname);
+    set(conf.join("proxy_arp"), "1")?;
+    set(conf.join("forwarding"), "1")?;
+    set(
+        PathBuf::from("/proc/sys/net/ipv4/neigh")
+            .join(ifname)
+            .join("proxy_delay"),
+        "0",
+    )?;
+    // The host end carries no addresses; IPv6 autoconf on it is only noise.
+    let v6 = PathBuf::from("/proc/sys/net/ipv6/conf")
+        .join(ifname)
+        .join("disable_ipv6");
+    if v6.exists() {
+        set(v6, "1")?;
+    }
+    Ok(())
+}
+
+pub fn enable_ip_forwarding() -> Result<(), Error> {
+    set(PathBuf::from("/proc/sys/net/ipv4/ip_forward"), "1")
+}

@@ -1,0 +1,109 @@
+//! The plugin's business logic: what each Docker network and IPAM call
+//! means for the datastore, IPAM and this host's kernel. The `api` module
+//! only translates wire types to these calls.
+
+mod ipam;
+mod network;
+mod resync;
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use ipnet::Ipv4Net;
+
+use crate::dataplane::{self, Dataplane};
+use crate::ipam::Ipam;
+use crate::policy::{self, Firewall};
+use crate::store::{self, Store};
+
+pub use ipam::PoolGrant;
+pub use network::JoinInfo;
+pub use resync::ResyncReport;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Ipam(#[from] crate::ipam::Error),
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    #[error(transparent)]
+    Dataplane(#[from] dataplane::Error),
+    #[error("firewall: {0}")]
+    Firewall(#[from] policy::Error),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0} is not supported by tabby")]
+    Unsupported(String),
+    #[error("network {0} is not a tabby network on this host")]
+    UnknownNetwork(String),
+    #[error("endpoint {0} is not known on this host")]
+    UnknownEndpoint(String),
+    #[error("network {id} still has {count} endpoint(s) attached")]
+    NetworkInUse { id: String, count: usize },
+}
+
+#[derive(Debug, Clone)]
+pub struct DriverConfig {
+    pub host: String,
+    /// Pool used by networks created without --subnet (else the first pool).
+    pub default_pool: Option<Ipv4Net>,
+    /// Block prefix of pools created on demand by RequestPool.
+    pub block_prefix: u8,
+}
+
+pub struct Driver {
+    store: Store,
+    ipam: Ipam,
+    dataplane: Dataplane,
+    firewall: Arc<dyn Firewall>,
+    config: DriverConfig,
+    /// Serialises kernel changes of plugin calls and resyncs, so a resync
+    /// never sees a half-made endpoint and removes it.
+    kernel: tokio::sync::Mutex<()>,
+}
+
+impl Driver {
+    pub fn new(
+        store: Store,
+        dataplane: Dataplane,
+        firewall: Arc<dyn Firewall>,
+        config: DriverConfig,
+    ) -> Self {
+        Driver {
+            ipam: Ipam::new(store.clone(), &config.host),
+            store,
+            dataplane,
+            firewall,
+            config,
+            kernel: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    pub fn host(&self) -> &str {
+        &self.config.host
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+}
+
+fn require(what: &str, value: &str) -> Result<(), Error> {
+    if value.trim().is_empty() {
+        return Err(Error::Invalid(format!("{what} is empty")));
+    }
+    Ok(())
+}
+
+/// Parses `A.B.C.D` or `A.B.C.D/N` as Docker sends addresses.
+fn parse_address(what: &str, value: &str) -> Result<Ipv4Addr, Error> {
+    let ip = value.split('/').next().unwrap_or_default();
+    ip.parse()
+        .map_err(|_| Error::Invalid(format!("{what} {value:?} is not an IPv4 address")))
+}
+
+fn parse_cidr(what: &str, value: &str) -> Result<Ipv4Net, Error> {
+    value
+        .parse()
+        .map_err(|_| Error::Invalid(format!("{what} {value:?} is not an IPv4 CIDR")))
+}

@@ -1,0 +1,186 @@
+//! NetworkDriver calls.
+
+use std::collections::BTreeMap;
+
+use chrono::Utc;
+use tracing::{info, warn};
+
+use super::{Driver, Error, parse_address, parse_cidr, require};
+use crate::dataplane::{GATEWAY, host_veth_name};
+use crate::ipam::describe;
+use crate::model::{Endpoint, EndpointState, Network};
+
+/// What Join answers: the container end of the veth and the gateway.
+pub struct JoinInfo {
+    pub src_name: String,
+    pub gateway: String,
+    pub gateway_route: String,
+}
+
+impl Driver {
+    /// Records a Docker network. `gateway` is what IPAM gave it: anything
+    /// but tabby's virtual gateway means another IPAM driver allocated the
+    /// addresses, which could then collide across hosts.
+    pub async fn create_network(
+        &self,
+        id: &str,
+        pool: &str,
+        gateway: &str,
+        options: BTreeMap<String, String>,
+    ) -> Result<(), Error> {
+        require("NetworkID", id)?;
+        if gateway.split('/').next() != Some(GATEWAY.to_string().as_str()) {
+            return Err(Error::Invalid(
+                "tabby networks need tabby's IPAM: add --ipam-driver tabby (the same name as -d)"
+                    .into(),
+            ));
+        }
+        let pool = if pool == "0.0.0.0/0" {
+            self.ipam.default_pool(self.config.default_pool).await?.cidr
+        } else {
+            parse_cidr("pool", pool)?
+        };
+        self.ipam.pool(&pool).await?;
+        let network = Network {
+            id: id.to_string(),
+            host: self.host().to_string(),
+            pool,
+            options,
+            created: Utc::now(),
+        };
+        self.store.put_network(&network).await?;
+        info!(network = id, %pool, "created network");
+        Ok(())
+    }
+
+    pub async fn delete_network(&self, id: &str) -> Result<(), Error> {
+        require("NetworkID", id)?;
+        if self.store.network(id).await?.is_none() {
+            return Err(Error::UnknownNetwork(id.to_string()));
+        }
+        let count = self
+            .store
+            .host_endpoints(self.host())
+            .await?
+            .iter()
+            .filter(|e| e.network_id == id)
+            .count();
+        if count > 0 {
+            return Err(Error::NetworkInUse {
+                id: id.to_string(),
+                count,
+            });
+        }
+        self.store.delete_network(id).await?;
+        info!(network = id, "deleted network");
+        Ok(())
+    }
+
+    pub async fn create_endpoint(
+        &self,
+        network_id: &str,
+        endpoint_id: &str,
+        address: &str,
+    ) -> Result<(), Error> {
+        require("NetworkID", network_id)?;
+        require("EndpointID", endpoint_id)?;
+        if self.store.network(network_id).await?.is_none() {
+            return Err(Error::UnknownNetwork(network_id.to_string()));
+        }
+        if address.is_empty() {
+            return Err(Error::Invalid(
+                "the endpoint has no IPv4 address: tabby networks need --ipam-driver tabby".into(),
+            ));
+        }
+        let ip = parse_address("Interface.Address", address)?;
+        let updated = self
+            .ipam
+            .update_handle(ip, |h| {
+                let mut h = h.clone();
+                h.network = Some(network_id.to_string());
+                h.endpoint = Some(endpoint_id.to_string());
+                h
+            })
+            .await?;
+        match updated {
+            Some(old) if old.host != self.host() => {
+                warn!(%ip, holder = %describe(&old), "address held by another host")
+            }
+            Some(_) => {}
+            None => {
+                return Err(Error::Invalid(format!(
+                    "address {ip} was not allocated by tabby's IPAM"
+                )));
+            }
+        }
+        let endpoint = Endpoint {
+            id: endpoint_id.to_string(),
+            network_id: network_id.to_string(),
+            host: self.host().to_string(),
+            ip,
+            veth: host_veth_name(endpoint_id),
+            mac: None,
+            container: None,
+            state: EndpointState::Created,
+            created: Utc::now(),
+        };
+        self.store.put_endpoint(&endpoint).await?;
+        info!(endpoint = endpoint_id, %ip, "created endpoint");
+        Ok(())
+    }
+
+    async fn local_endpoint(&self, network_id: &str, endpoint_id: &str) -> Result<Endpoint, Error> {
+        require("NetworkID", network_id)?;
+        require("EndpointID", endpoint_id)?;
+        match self.store.endpoint(self.host(), endpoint_id).await? {
+            Some(ep) if ep.network_id == network_id => Ok(ep),
+            _ => Err(Error::UnknownEndpoint(endpoint_id.to_string())),
+        }
+    }
+
+    /// Checks that the endpoint exists (Docker's EndpointOperInfo).
+    pub async fn endpoint_info(
+        &self,
+        network_id: &str,
+        endpoint_id: &str,
+    ) -> Result<Endpoint, Error> {
+        self.local_endpoint(network_id, endpoint_id).await
+    }
+
+    pub async fn join(&self, network_id: &str, endpoint_id: &str) -> Result<JoinInfo, Error> {
+        let mut endpoint = self.local_endpoint(network_id, endpoint_id).await?;
+        let _kernel = self.kernel.lock().await;
+        let attached = self.dataplane.attach(&endpoint.id, endpoint.ip).await?;
+        endpoint.state = EndpointState::Joined;
+        endpoint.mac = attached.mac;
+        if let Err(err) = self.store.put_endpoint(&endpoint).await {
+            // Leave nothing behind that the store does not know about.
+            let _ = self.dataplane.detach(&endpoint.veth).await;
+            return Err(err.into());
+        }
+        Ok(JoinInfo {
+            src_name: attached.peer,
+            gateway: GATEWAY.to_string(),
+            gateway_route: format!("{GATEWAY}/32"),
+        })
+    }
+
+    pub async fn leave(&self, network_id: &str, endpoint_id: &str) -> Result<(), Error> {
+        let mut endpoint = self.local_endpoint(network_id, endpoint_id).await?;
+        let _kernel = self.kernel.lock().await;
+        self.dataplane.detach(&endpoint.veth).await?;
+        endpoint.state = EndpointState::Created;
+        self.store.put_endpoint(&endpoint).await?;
+        Ok(())
+    }
+
+    pub async fn delete_endpoint(&self, network_id: &str, endpoint_id: &str) -> Result<(), Error> {
+        let endpoint = self.local_endpoint(network_id, endpoint_id).await?;
+        let _kernel = self.kernel.lock().await;
+        // Normally Leave removed it already; this covers a skipped Leave.
+        self.dataplane.detach(&endpoint.veth).await?;
+        self.store.delete_endpoint(self.host(), endpoint_id).await?;
+        info!(endpoint = endpoint_id, ip = %endpoint.ip, "deleted endpoint");
+        Ok(())
+    }
+}

@@ -1,0 +1,87 @@
+//! The firewall contract, in the manner of netavark: a trait that a
+//! backend (iptables now, nftables later) implements, and a do-nothing
+//! backend for tests of the logic above it.
+
+use async_trait::async_trait;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot run {command}: {source}")]
+    Spawn {
+        command: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{command} failed: {stderr}")]
+    Failed { command: String, stderr: String },
+    #[error("iptables: {0}")]
+    Iptables(String),
+}
+
+/// A set of filter-table chains owned by tabby, and the jumps into them
+/// from built-in chains. Backends apply it atomically and idempotently.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ruleset {
+    /// Chain name and its rules, in order, as iptables rule specs.
+    pub chains: Vec<(String, Vec<String>)>,
+    /// (built-in chain, tabby chain) jumps, each placed first.
+    pub hooks: Vec<(String, String)>,
+}
+
+impl Ruleset {
+    pub fn chain(&mut self, name: &str, rules: Vec<String>) {
+        self.chains.push((name.to_string(), rules));
+    }
+
+    pub fn hook(&mut self, builtin: &str, chain: &str) {
+        self.hooks.push((builtin.to_string(), chain.to_string()));
+    }
+
+    /// The `iptables-restore --noflush` text for the chains. Declaring a
+    /// chain flushes it, so the batch replaces each chain whole, in one
+    /// atomic commit.
+    pub fn restore_text(&self) -> String {
+        let mut out = String::from("*filter\n");
+        for (name, _) in &self.chains {
+            out.push_str(&format!(":{name} - [0:0]\n"));
+        }
+        for (name, rules) in &self.chains {
+            for rule in rules {
+                out.push_str(&format!("-A {name} {rule}\n"));
+            }
+        }
+        out.push_str("COMMIT\n");
+        out
+    }
+}
+
+#[async_trait]
+pub trait Firewall: Send + Sync {
+    /// Makes tabby's chains exactly `ruleset` and ensures the hooks.
+    async fn apply(&self, ruleset: &Ruleset) -> Result<(), Error>;
+}
+
+/// Accepts everything and does nothing: for tests that have no kernel.
+pub struct NoopFirewall;
+
+#[async_trait]
+impl Firewall for NoopFirewall {
+    async fn apply(&self, _ruleset: &Ruleset) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restore_text_declares_chains_before_rules() {
+        let text = crate::policy::base_ruleset().restore_text();
+        assert_eq!(
+            text,
+            "*filter\n:TABBY-FORWARD - [0:0]\n-A TABBY-FORWARD -i tabby+ -j ACCEPT\n\
+             -A TABBY-FORWARD -o tabby+ -j ACCEPT\nCOMMIT\n"
+        );
+    }
+}
