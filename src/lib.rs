@@ -4,6 +4,7 @@ pub mod agent;
 pub mod api;
 pub mod cli;
 pub mod dataplane;
+pub mod docker;
 pub mod driver;
 pub mod ipam;
 pub mod model;

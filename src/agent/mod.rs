@@ -31,6 +31,8 @@ pub struct AgentConfig {
     pub block_prefix: u8,
     /// Seconds after which a silent agent's node counts as down.
     pub node_ttl: i64,
+    /// Docker Engine API socket, for container names.
+    pub docker_host: String,
 }
 
 pub async fn run(config: AgentConfig) -> Result<()> {
@@ -53,6 +55,7 @@ pub async fn run(config: AgentConfig) -> Result<()> {
             default_pool: config.default_pool,
             block_prefix: config.block_prefix,
         },
+        Some(crate::docker::DockerEngine::new(&config.docker_host)),
     ));
     driver.prepare_host().await?;
     driver.resync().await?;

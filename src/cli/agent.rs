@@ -42,6 +42,13 @@ pub struct AgentArgs {
     /// Seconds without a heartbeat after which this node shows as down.
     #[arg(long, env = "TABBY_NODE_TTL", default_value_t = 10, value_parser = clap::value_parser!(i64).range(2..=3600))]
     node_ttl: i64,
+    /// Docker Engine API of this host (to learn container names).
+    #[arg(
+        long,
+        env = "TABBY_DOCKER_HOST",
+        default_value = "unix:///var/run/docker.sock"
+    )]
+    docker_host: String,
     /// Log format (filter with RUST_LOG).
     #[arg(long, env = "TABBY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -66,6 +73,7 @@ pub async fn run(args: AgentArgs, etcd: EtcdArgs) -> Result<()> {
         default_pool: args.default_pool,
         block_prefix: args.block_size,
         node_ttl: args.node_ttl,
+        docker_host: args.docker_host,
     })
     .await
 }

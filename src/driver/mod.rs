@@ -3,6 +3,7 @@
 //! only translates wire types to these calls.
 
 mod ipam;
+mod names;
 mod network;
 mod resync;
 
@@ -57,6 +58,8 @@ pub struct Driver {
     dataplane: Dataplane,
     firewall: Arc<dyn Firewall>,
     config: DriverConfig,
+    /// Where container names are learned from, if a daemon is reachable.
+    docker: Option<Arc<crate::docker::DockerEngine>>,
     /// Serialises kernel changes of plugin calls and resyncs, so a resync
     /// never sees a half-made endpoint and removes it.
     kernel: tokio::sync::Mutex<()>,
@@ -68,6 +71,7 @@ impl Driver {
         dataplane: Dataplane,
         firewall: Arc<dyn Firewall>,
         config: DriverConfig,
+        docker: Option<crate::docker::DockerEngine>,
     ) -> Self {
         Driver {
             ipam: Ipam::new(store.clone(), &config.host),
@@ -75,6 +79,7 @@ impl Driver {
             dataplane,
             firewall,
             config,
+            docker: docker.map(Arc::new),
             kernel: tokio::sync::Mutex::new(()),
         }
     }

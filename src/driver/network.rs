@@ -158,6 +158,7 @@ impl Driver {
             let _ = self.dataplane.detach(&endpoint.veth).await;
             return Err(err.into());
         }
+        self.learn_container_name(&endpoint);
         Ok(JoinInfo {
             src_name: attached.peer,
             gateway: GATEWAY.to_string(),

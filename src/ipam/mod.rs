@@ -185,7 +185,7 @@ fn validate_pool(cidr: Ipv4Net, block_prefix: u8) -> Result<Pool, Error> {
     if cidr.trunc() != cidr {
         return Err(Error::NotNetwork(cidr, cidr.trunc()));
     }
-    if block_prefix > 32 || block_prefix < 16 {
+    if !(16..=32).contains(&block_prefix) {
         return Err(Error::BadBlockSize {
             pool: cidr,
             block: block_prefix,

@@ -73,8 +73,6 @@ impl Firewall for NoopFirewall {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     #[test]
     fn restore_text_declares_chains_before_rules() {
         let text = crate::policy::base_ruleset().restore_text();

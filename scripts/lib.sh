@@ -1,0 +1,104 @@
+# Shared helpers of tabby's scripts. Source it; do not run it.
+# shellcheck shell=bash
+
+TABBY_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+TABBY_CACHE="${TABBY_CACHE:-$TABBY_ROOT/target/tabby-cache}"
+
+# Debian packages the project runs with, by the command that proves each.
+declare -A TABBY_PACKAGES=(
+  [dockerd]=docker.io [etcd]=etcd-server [etcdctl]=etcd-client
+  [iptables]=iptables [ipset]=ipset [iperf3]=iperf3 [busybox]=busybox-static
+  [debootstrap]=debootstrap [protoc]=protobuf-compiler [bird]=bird2
+  [jq]=jq [nsenter]=util-linux [ip]=iproute2
+)
+
+log() { printf '\033[1m[tabby]\033[0m %s\n' "$*" >&2; }
+die() { printf '\033[31m[tabby] error:\033[0m %s\n' "$*" >&2; exit 1; }
+
+need_root() {
+  [ "$(id -u)" = 0 ] || die "this needs root (network namespaces, iptables, dockerd)"
+}
+
+# Installs the Debian packages whose commands are missing.
+ensure_packages() {
+  local missing=() cmd
+  for cmd in "${!TABBY_PACKAGES[@]}"; do
+    command -v "$cmd" >/dev/null 2>&1 || missing+=("${TABBY_PACKAGES[$cmd]}")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  log "installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq </dev/null
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null >/dev/null
+  # Debian starts nothing without systemd; make sure a package's own
+  # dockerd or containerd did not start either way.
+}
+
+ensure_rust() {
+  command -v cargo >/dev/null 2>&1 && return 0
+  [ -x "$HOME/.cargo/bin/cargo" ] && { export PATH="$HOME/.cargo/bin:$PATH"; return 0; }
+  die "cargo not found: install a Rust toolchain (rustup) first"
+}
+
+# The tabby binary scripts run: $TABBY_BIN if set, else a release build.
+tabby_bin() {
+  if [ -n "${TABBY_BIN:-}" ]; then
+    echo "$TABBY_BIN"
+    return
+  fi
+  ensure_rust
+  (cd "$TABBY_ROOT" && cargo build --release --quiet) >&2 || die "cargo build failed"
+  echo "$TABBY_ROOT/target/release/tabby"
+}
+
+# A busybox root filesystem as a tarball for `docker import`.
+busybox_tar() {
+  local tar="$TABBY_CACHE/busybox.tar"
+  if [ ! -s "$tar" ]; then
+    local root
+    root="$(mktemp -d)"
+    mkdir -p "$root/bin" "$root/tmp" "$root/etc" "$TABBY_CACHE"
+    cp "$(command -v busybox)" "$root/bin/busybox"
+    for applet in $("$root/bin/busybox" --list); do
+      [ "$applet" = busybox ] || ln -sf busybox "$root/bin/$applet"
+    done
+    echo 'root:x:0:0:root:/:/bin/sh' > "$root/etc/passwd"
+    tar -C "$root" -cf "$tar.tmp" . && mv "$tar.tmp" "$tar"
+    rm -rf "$root"
+  fi
+  echo "$tar"
+}
+
+# Imports tabby/busybox into the dockerd that DOCKER_HOST points at.
+import_busybox() {
+  docker image inspect tabby/busybox >/dev/null 2>&1 && return 0
+  docker import -c 'CMD ["/bin/sh"]' "$(busybox_tar)" tabby/busybox >/dev/null
+}
+
+# Waits until a command succeeds, up to $1 seconds.
+wait_for() {
+  local timeout=$1; shift
+  local deadline=$((SECONDS + timeout))
+  until "$@" >/dev/null 2>&1; do
+    [ $SECONDS -ge $deadline ] && return 1
+    sleep 0.2
+  done
+}
+
+# Stops a process by pid file: TERM, then KILL after $2 seconds.
+stop_pidfile() {
+  local pidfile=$1 grace=${2:-10} pid
+  [ -f "$pidfile" ] || return 0
+  pid=$(cat "$pidfile")
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid" 2>/dev/null
+    local deadline=$((SECONDS + grace))
+    while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  rm -f "$pidfile"
+}
+
+alive_pidfile() {
+  [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null
+}

@@ -1,0 +1,146 @@
+//! IPAM against a real etcd: hosts allocating concurrently never share an
+//! address, blocks are claimed and borrowed, small pools exhaust clearly.
+
+mod support;
+
+use std::collections::{HashMap, HashSet};
+use std::net::Ipv4Addr;
+
+use tabby::ipam::{Error, Ipam};
+use tabby::model::Handle;
+use tabby::store::Store;
+
+async fn store(etcd: &support::Etcd, prefix: &str) -> Store {
+    Store::connect(std::slice::from_ref(&etcd.endpoint), prefix)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn four_hosts_draw_1000_addresses_without_a_duplicate() {
+    let etcd = support::Etcd::start();
+    let admin = Ipam::new(store(&etcd, "/t1").await, "admin");
+    let pool = admin
+        .add_pool("198.18.64.0/20".parse().unwrap(), 26)
+        .await
+        .unwrap();
+
+    let mut tasks = Vec::new();
+    for host in ["h1", "h2", "h3", "h4"] {
+        // Each "host" has its own etcd connection, as separate agents do.
+        let ipam = Ipam::new(store(&etcd, "/t1").await, host);
+        let pool = pool.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            for _ in 0..250 {
+                got.push(
+                    ipam.allocate(&pool, None, Handle::for_host(host))
+                        .await
+                        .unwrap(),
+                );
+            }
+            got
+        }));
+    }
+    let mut all = HashSet::new();
+    let mut per_host: HashMap<usize, Vec<Ipv4Addr>> = HashMap::new();
+    for (i, task) in tasks.into_iter().enumerate() {
+        let got = task.await.unwrap();
+        for ip in &got {
+            assert!(all.insert(*ip), "{ip} allocated twice");
+        }
+        per_host.insert(i, got);
+    }
+    assert_eq!(all.len(), 1000);
+
+    // Every allocation is recorded once, under its holder's name, and each
+    // host filled blocks it claimed itself.
+    let store = store(&etcd, "/t1").await;
+    let blocks = store.blocks().await.unwrap();
+    let recorded: usize = blocks.iter().map(|b| b.value.allocations.len()).sum();
+    assert_eq!(recorded, 1000);
+    for b in &blocks {
+        for (ip, handle) in b.value.allocated() {
+            assert!(all.contains(&ip));
+            assert_eq!(
+                b.value.affinity.as_deref(),
+                Some(handle.host.as_str()),
+                "no borrowing was needed"
+            );
+        }
+    }
+    let hosts: HashSet<_> = blocks
+        .iter()
+        .filter_map(|b| b.value.affinity.clone())
+        .collect();
+    assert_eq!(hosts.len(), 4);
+}
+
+#[tokio::test]
+async fn blocks_are_claimed_then_borrowed_and_small_pools_exhaust() {
+    let etcd = support::Etcd::start();
+    let store = store(&etcd, "/t2").await;
+    let h1 = Ipam::new(store.clone(), "h1");
+    let h2 = Ipam::new(store.clone(), "h2");
+    // A /28 pool in /29 blocks: h1 claims both, h2 must borrow.
+    let pool = h1
+        .add_pool("198.18.80.0/28".parse().unwrap(), 29)
+        .await
+        .unwrap();
+    h1.allocate(
+        &pool,
+        Some("198.18.80.1".parse().unwrap()),
+        Handle::for_host("h1"),
+    )
+    .await
+    .unwrap();
+    h1.allocate(
+        &pool,
+        Some("198.18.80.9".parse().unwrap()),
+        Handle::for_host("h1"),
+    )
+    .await
+    .unwrap();
+    let borrowed = h2
+        .allocate(&pool, None, Handle::for_host("h2"))
+        .await
+        .unwrap();
+    let blocks = store.blocks().await.unwrap();
+    assert_eq!(blocks.len(), 2);
+    assert!(
+        blocks
+            .iter()
+            .all(|b| b.value.affinity.as_deref() == Some("h1"))
+    );
+    assert_eq!(h1.holder(borrowed).await.unwrap().unwrap().host, "h2");
+
+    let mut taken = vec![borrowed];
+    loop {
+        match h2.allocate(&pool, None, Handle::for_host("h2")).await {
+            Ok(ip) => taken.push(ip),
+            Err(Error::Exhausted { pool: p, size }) => {
+                assert_eq!((p, size), (pool.cidr, 16));
+                break;
+            }
+            Err(other) => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!(taken.len(), 14, "16 addresses, 2 held by h1");
+    let msg = h2
+        .allocate(&pool, None, Handle::for_host("h2"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("pool 198.18.80.0/28 is exhausted"), "{msg}");
+
+    // Release, then the same address comes back; a second release is a no-op.
+    let freed = taken[3];
+    assert!(h2.release(freed).await.unwrap().is_some());
+    assert!(h2.release(freed).await.unwrap().is_none());
+    assert_eq!(
+        h1.allocate(&pool, None, Handle::for_host("h1"))
+            .await
+            .unwrap(),
+        freed
+    );
+}

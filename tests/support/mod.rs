@@ -1,0 +1,214 @@
+//! Test support: real etcd, real dockerd, real namespaces. Everything a
+//! test starts is torn down by Drop, also when the test fails.
+#![allow(dead_code)]
+
+pub mod http;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+static NEXT_ID: AtomicU32 = AtomicU32::new(0);
+
+fn unique_id() -> String {
+    // Short: it ends up in interface names (IFNAMSIZ).
+    format!(
+        "{}{}",
+        std::process::id() % 10000,
+        NEXT_ID.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn tabby_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_tabby")
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Polls `check` until it returns Some, or panics after `timeout`.
+pub fn eventually<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A lab of Docker hosts made by `scripts/lab`, with its own ID so tests
+/// run side by side. `scripts/lab down` runs on drop.
+pub struct Lab {
+    id: String,
+    dir: PathBuf,
+}
+
+impl Lab {
+    pub fn up(hosts: usize) -> Lab {
+        let id = unique_id();
+        let lab = Lab {
+            dir: PathBuf::from(format!("/tmp/tabby-lab{id}")),
+            id,
+        };
+        let out = lab.script(&["up", &hosts.to_string()]);
+        assert!(out.status.success(), "lab up failed: {}", stderr(&out));
+        lab
+    }
+
+    fn script(&self, args: &[&str]) -> Output {
+        Command::new(root().join("scripts/lab"))
+            .args(args)
+            .env("TABBY_LAB_ID", &self.id)
+            .env("TABBY_BIN", tabby_bin())
+            .env("TABBY_LAB_NODE_TTL", "3")
+            .stdin(Stdio::null())
+            .output()
+            .expect("scripts/lab runs")
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn socket(&self, host: &str) -> PathBuf {
+        self.dir.join(host).join("plugins/tabby.sock")
+    }
+
+    /// Runs a command on a lab host; returns its output whatever the status.
+    pub fn run(&self, host: &str, args: &[&str]) -> Output {
+        let mut all = vec!["exec", host];
+        all.extend_from_slice(args);
+        self.script(&all)
+    }
+
+    /// Runs a shell command on a lab host and returns stdout; panics if it fails.
+    pub fn sh(&self, host: &str, command: &str) -> String {
+        let out = self.run(host, &["sh", "-c", command]);
+        assert!(
+            out.status.success(),
+            "`{command}` on {host} failed: {}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        stdout(&out)
+    }
+
+    /// Runs a shell command on a lab host and returns whether it succeeded.
+    pub fn try_sh(&self, host: &str, command: &str) -> bool {
+        self.run(host, &["sh", "-c", command]).status.success()
+    }
+
+    pub fn stop(&self, host: &str, component: &str) {
+        let out = self.script(&["stop", host, component]);
+        assert!(out.status.success(), "stop {component}: {}", stderr(&out));
+    }
+
+    pub fn start(&self, host: &str, component: &str) {
+        let out = self.script(&["start", host, component]);
+        assert!(out.status.success(), "start {component}: {}", stderr(&out));
+    }
+
+    /// etcd keys under the lab's prefix and the store's revision: two
+    /// equal snapshots prove that nothing was written in between.
+    pub fn etcd_snapshot(&self, host: &str) -> (usize, i64) {
+        let json = self.sh(
+            host,
+            "ETCDCTL_API=3 etcdctl --endpoints http://127.0.0.1:2379 get /tabby/ --prefix --keys-only -w json",
+        );
+        let value: serde_json::Value = serde_json::from_str(&json).expect("etcdctl json");
+        let count = value["count"].as_u64().unwrap_or(0) as usize;
+        let revision = value["header"]["revision"].as_i64().expect("revision");
+        (count, revision)
+    }
+
+    pub fn agent_log(&self, host: &str) -> String {
+        std::fs::read_to_string(self.dir.join(host).join("agent.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let out = self.script(&["down"]);
+        if !out.status.success() {
+            eprintln!("lab down failed: {}", stderr(&out));
+        }
+    }
+}
+
+/// A single etcd on loopback, on free ports, in a temporary directory.
+pub struct Etcd {
+    child: Child,
+    pub endpoint: String,
+    _dir: tempfile::TempDir,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Etcd {
+    pub fn start() -> Etcd {
+        let dir = tempfile::tempdir().unwrap();
+        let (client, peer) = (free_port(), free_port());
+        let endpoint = format!("http://127.0.0.1:{client}");
+        let peer_url = format!("http://127.0.0.1:{peer}");
+        let child = Command::new("etcd")
+            .args(["--name", "t", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .args([
+                "--listen-client-urls",
+                &endpoint,
+                "--advertise-client-urls",
+                &endpoint,
+            ])
+            .args([
+                "--listen-peer-urls",
+                &peer_url,
+                "--initial-advertise-peer-urls",
+                &peer_url,
+            ])
+            .args(["--initial-cluster", &format!("t={peer_url}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("etcd is installed (scripts/test installs it)");
+        let etcd = Etcd {
+            child,
+            endpoint,
+            _dir: dir,
+        };
+        eventually(Duration::from_secs(20), "etcd to answer", || {
+            Command::new("etcdctl")
+                .env("ETCDCTL_API", "3")
+                .args(["--endpoints", &etcd.endpoint, "endpoint", "health"])
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+        });
+        etcd
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
