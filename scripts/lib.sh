@@ -30,8 +30,6 @@ ensure_packages() {
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq </dev/null
   apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null >/dev/null
-  # Debian starts nothing without systemd; make sure a package's own
-  # dockerd or containerd did not start either way.
 }
 
 ensure_rust() {
@@ -63,7 +61,10 @@ busybox_tar() {
       [ "$applet" = busybox ] || ln -sf busybox "$root/bin/$applet"
     done
     echo 'root:x:0:0:root:/:/bin/sh' > "$root/etc/passwd"
-    tar -C "$root" -cf "$tar.tmp" . && mv "$tar.tmp" "$tar"
+    # Parallel callers each build their own and rename: the last one wins.
+    local tmp
+    tmp="$(mktemp "$TABBY_CACHE/busybox.XXXXXX")"
+    tar -C "$root" -cf "$tmp" . && mv "$tmp" "$tar"
     rm -rf "$root"
   fi
   echo "$tar"

@@ -1,0 +1,137 @@
+//! `cargo bench --bench attach` (or `scripts/bench attach`): the cost of
+//! attaching a container to a tabby network, against Docker's own bridge
+//! driver in the same run on the same dockerd.
+//!
+//! Prints medians of `docker run --rm … true` for both drivers (alternated,
+//! so drift hits both), the ratio, the plugin's own handling time per call
+//! (from the agent's tracing), the full attach+detach cycle, and the
+//! agent's idle RSS.
+
+#[path = "../tests/support/mod.rs"]
+#[allow(dead_code)]
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use support::Lab;
+
+const CALLS: [&str; 6] = [
+    "/IpamDriver.RequestAddress",
+    "/NetworkDriver.CreateEndpoint",
+    "/NetworkDriver.Join",
+    "/NetworkDriver.Leave",
+    "/NetworkDriver.DeleteEndpoint",
+    "/IpamDriver.ReleaseAddress",
+];
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+fn sorted(mut v: Vec<f64>) -> Vec<f64> {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v
+}
+
+fn time_run(lab: &Lab, net: &str) -> f64 {
+    let started = Instant::now();
+    lab.sh("h1", &format!("docker run --rm --net {net} tabby/busybox true"));
+    started.elapsed().as_secs_f64() * 1000.0
+}
+
+/// (call, micros) of every plugin call the agent logged, in order.
+fn plugin_calls(log: &str) -> Vec<(String, f64)> {
+    log.lines()
+        .filter(|l| l.contains("plugin call"))
+        .filter_map(|l| {
+            let call = l.split("call=").nth(1)?.split_whitespace().next()?.to_string();
+            let micros = l.split("micros=").nth(1)?.split_whitespace().next()?.parse().ok()?;
+            Some((call, micros))
+        })
+        .collect()
+}
+
+fn rss_kib(lab: &Lab, host: &str) -> u64 {
+    let pid = std::fs::read_to_string(lab.dir().join(host).join("agent.pid")).unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{}/status", pid.trim())).unwrap();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn main() {
+    let n: usize = std::env::var("TABBY_BENCH_N").ok().and_then(|v| v.parse().ok()).unwrap_or(30);
+    // SAFETY: set before any thread starts; the lab's processes inherit it.
+    unsafe {
+        std::env::set_var("TABBY_LAB_DOCKER_BRIDGE", "1");
+        std::env::set_var("RUST_LOG", "info,tabby::api=debug");
+    }
+    let lab = Lab::up(1);
+    lab.sh("h1", "docker network create -d tabby --ipam-driver tabby --subnet 198.18.64.0/20 n1");
+    for net in ["n1", "bridge", "n1", "bridge"] {
+        time_run(&lab, net); // warm caches on both paths
+    }
+    let log_offset = lab.agent_log("h1").len();
+
+    let (mut tabby, mut bridge) = (Vec::new(), Vec::new());
+    for _ in 0..n {
+        tabby.push(time_run(&lab, "n1"));
+        bridge.push(time_run(&lab, "bridge"));
+    }
+    let (tabby, bridge) = (sorted(tabby), sorted(bridge));
+    let (tm, bm) = (percentile(&tabby, 50.0), percentile(&bridge, 50.0));
+
+    let calls = plugin_calls(&lab.agent_log("h1")[log_offset..]);
+    let mut per_call: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    let mut cycles = Vec::new();
+    let mut cycle = 0.0;
+    for (call, micros) in &calls {
+        if let Some(name) = CALLS.iter().find(|c| *c == call) {
+            per_call.entry(name).or_default().push(*micros / 1000.0);
+            if *name == CALLS[0] && cycle > 0.0 {
+                cycles.push(cycle);
+                cycle = 0.0;
+            }
+            cycle += micros / 1000.0;
+        }
+    }
+    if cycle > 0.0 {
+        cycles.push(cycle);
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let rss = rss_kib(&lab, "h1");
+
+    println!("attach benchmark: {n} runs per driver, alternated, one dockerd");
+    println!("docker run --rm … true   tabby p50 {tm:.0} ms   bridge p50 {bm:.0} ms   ratio tabby/bridge {:.3}", tm / bm);
+    println!(
+        "                         tabby p90 {:.0} ms   bridge p90 {:.0} ms",
+        percentile(&tabby, 90.0),
+        percentile(&bridge, 90.0)
+    );
+    println!("plugin handling time per call (server side, ms):");
+    for name in CALLS {
+        let v = sorted(per_call.remove(name).unwrap_or_default());
+        println!(
+            "  {name:32} n={:3}  p50 {:6.2}  p99 {:6.2}",
+            v.len(),
+            percentile(&v, 50.0),
+            percentile(&v, 99.0)
+        );
+    }
+    let cycles = sorted(cycles);
+    println!(
+        "full attach+detach cycle (6 calls): n={} p50 {:.2} ms  p99 {:.2} ms",
+        cycles.len(),
+        percentile(&cycles, 50.0),
+        percentile(&cycles, 99.0)
+    );
+    println!("agent RSS idle after the run: {:.1} MB", rss as f64 / 1024.0);
+}
