@@ -40,7 +40,10 @@ fn sorted(mut v: Vec<f64>) -> Vec<f64> {
 
 fn time_run(lab: &Lab, net: &str) -> f64 {
     let started = Instant::now();
-    lab.sh("h1", &format!("docker run --rm --net {net} tabby/busybox true"));
+    lab.sh(
+        "h1",
+        &format!("docker run --rm --net {net} tabby/busybox true"),
+    );
     started.elapsed().as_secs_f64() * 1000.0
 }
 
@@ -49,8 +52,19 @@ fn plugin_calls(log: &str) -> Vec<(String, f64)> {
     log.lines()
         .filter(|l| l.contains("plugin call"))
         .filter_map(|l| {
-            let call = l.split("call=").nth(1)?.split_whitespace().next()?.to_string();
-            let micros = l.split("micros=").nth(1)?.split_whitespace().next()?.parse().ok()?;
+            let call = l
+                .split("call=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .to_string();
+            let micros = l
+                .split("micros=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()?;
             Some((call, micros))
         })
         .collect()
@@ -68,28 +82,50 @@ fn rss_kib(lab: &Lab, host: &str) -> u64 {
 }
 
 fn main() {
-    let n: usize = std::env::var("TABBY_BENCH_N").ok().and_then(|v| v.parse().ok()).unwrap_or(30);
+    let n: usize = std::env::var("TABBY_BENCH_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(30);
     // SAFETY: set before any thread starts; the lab's processes inherit it.
     unsafe {
         std::env::set_var("TABBY_LAB_DOCKER_BRIDGE", "1");
         std::env::set_var("RUST_LOG", "info,tabby::api=debug");
     }
     let lab = Lab::up(1);
-    lab.sh("h1", "docker network create -d tabby --ipam-driver tabby --subnet 198.18.64.0/20 n1");
-    for net in ["n1", "bridge", "n1", "bridge"] {
+    lab.sh(
+        "h1",
+        "docker network create -d tabby --ipam-driver tabby --subnet 198.18.64.0/20 n1",
+    );
+    // A user-defined bridge network gets what every user-defined network
+    // gets (embedded DNS), so it isolates the driver's own cost.
+    lab.sh(
+        "h1",
+        "docker network create -d bridge --subnet 198.19.200.0/24 ubr",
+    );
+    for net in ["n1", "bridge", "ubr", "n1", "bridge", "ubr"] {
         time_run(&lab, net); // warm caches on both paths
     }
     let log_offset = lab.agent_log("h1").len();
 
-    let (mut tabby, mut bridge) = (Vec::new(), Vec::new());
+    let (mut tabby, mut bridge, mut user_bridge) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..n {
         tabby.push(time_run(&lab, "n1"));
         bridge.push(time_run(&lab, "bridge"));
+        user_bridge.push(time_run(&lab, "ubr"));
     }
-    let (tabby, bridge) = (sorted(tabby), sorted(bridge));
+    let (tabby, bridge, user_bridge) = (sorted(tabby), sorted(bridge), sorted(user_bridge));
     let (tm, bm) = (percentile(&tabby, 50.0), percentile(&bridge, 50.0));
+    let um = percentile(&user_bridge, 50.0);
 
     let calls = plugin_calls(&lab.agent_log("h1")[log_offset..]);
+    let mut others: BTreeMap<&str, (usize, f64)> = BTreeMap::new();
+    for (call, micros) in &calls {
+        if !CALLS.contains(&call.as_str()) {
+            let entry = others.entry(call.as_str()).or_default();
+            entry.0 += 1;
+            entry.1 += micros / 1000.0;
+        }
+    }
     let mut per_call: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     let mut cycles = Vec::new();
     let mut cycle = 0.0;
@@ -109,12 +145,19 @@ fn main() {
     std::thread::sleep(Duration::from_secs(2));
     let rss = rss_kib(&lab, "h1");
 
-    println!("attach benchmark: {n} runs per driver, alternated, one dockerd");
-    println!("docker run --rm … true   tabby p50 {tm:.0} ms   bridge p50 {bm:.0} ms   ratio tabby/bridge {:.3}", tm / bm);
+    println!("attach benchmark: {n} runs per network, alternated, one dockerd");
+    println!(
+        "docker run --rm … true   tabby p50 {tm:.0} ms   bridge p50 {bm:.0} ms   ratio tabby/bridge {:.3}",
+        tm / bm
+    );
     println!(
         "                         tabby p90 {:.0} ms   bridge p90 {:.0} ms",
         percentile(&tabby, 90.0),
         percentile(&bridge, 90.0)
+    );
+    println!(
+        "user-defined bridge net  p50 {um:.0} ms   ratio tabby/user-defined bridge {:.3}",
+        tm / um
     );
     println!("plugin handling time per call (server side, ms):");
     for name in CALLS {
@@ -126,6 +169,9 @@ fn main() {
             percentile(&v, 99.0)
         );
     }
+    for (call, (count, total)) in others {
+        println!("  {call:32} n={count:3}  mean {:6.2}", total / count as f64);
+    }
     let cycles = sorted(cycles);
     println!(
         "full attach+detach cycle (6 calls): n={} p50 {:.2} ms  p99 {:.2} ms",
@@ -133,5 +179,8 @@ fn main() {
         percentile(&cycles, 50.0),
         percentile(&cycles, 99.0)
     );
-    println!("agent RSS idle after the run: {:.1} MB", rss as f64 / 1024.0);
+    println!(
+        "agent RSS idle after the run: {:.1} MB",
+        rss as f64 / 1024.0
+    );
 }

@@ -113,7 +113,10 @@ fn containers_get_32s_routes_and_reach_each_other() {
         lab.sh("h1", "tabby ipam show --ip 198.18.70.5 -o json")
             .contains("\"allocated\": false")
     );
-    assert_eq!(veth_count(&lab), 2);
+    // Links go just after the calls answer (deletion waits on the kernel).
+    eventually(Duration::from_secs(5), "c3's veth to go", || {
+        (veth_count(&lab) == 2).then_some(())
+    });
     assert!(
         !lab.sh("h1", "ip route show proto 77")
             .contains("198.18.70.5")

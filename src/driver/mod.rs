@@ -62,7 +62,7 @@ pub struct Driver {
     docker: Option<Arc<crate::docker::DockerEngine>>,
     /// Serialises kernel changes of plugin calls and resyncs, so a resync
     /// never sees a half-made endpoint and removes it.
-    kernel: tokio::sync::Mutex<()>,
+    kernel: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Driver {
@@ -80,7 +80,7 @@ impl Driver {
             firewall,
             config,
             docker: docker.map(Arc::new),
-            kernel: tokio::sync::Mutex::new(()),
+            kernel: Arc::new(tokio::sync::Mutex::new(())),
         }
     }
 

@@ -1,29 +1,87 @@
-//! Container names for handles and endpoint tables. Docker's plugin calls
-//! never carry the container, so the agent asks the Engine API once the
-//! attachment is recorded, in the background: calling dockerd while it
-//! waits on our Join answer would deadlock.
+//! Updates that need not hold up Docker: they run after the plugin call
+//! has answered. Container names come from the Engine API, which cannot be
+//! asked while dockerd waits on our answer (it would deadlock); endpoint
+//! state and handle details are bookkeeping that the call's outcome does
+//! not depend on.
 
 use std::time::Duration;
 
 use tracing::debug;
 
 use super::Driver;
-use crate::model::Endpoint;
+use crate::ipam::Ipam;
+use crate::model::{Endpoint, Handle};
+use crate::store::{Expect, Store};
 
-const ATTEMPTS: usize = 40;
-const PAUSE: Duration = Duration::from_millis(250);
+const NAME_ATTEMPTS: u32 = 20;
+const SWAP_ATTEMPTS: usize = 10;
 
-impl Driver {
-    pub(super) fn learn_container_name(&self, endpoint: &Endpoint) {
-        let Some(docker) = self.docker.clone() else {
+/// Applies `change` to the stored endpoint unless it is gone. Compare-and-
+/// swap, so a late update never resurrects a deleted endpoint.
+pub(super) async fn update_endpoint(
+    store: &Store,
+    host: &str,
+    id: &str,
+    change: impl Fn(&mut Endpoint),
+) {
+    for _ in 0..SWAP_ATTEMPTS {
+        let Ok(Some(current)) = store.endpoint_versioned(host, id).await else {
             return;
         };
+        let mut endpoint = current.value;
+        change(&mut endpoint);
+        if let Ok(true) = store
+            .swap_endpoint(&endpoint, Expect::Revision(current.revision))
+            .await
+        {
+            return;
+        }
+    }
+}
+
+/// Adds details to the handle of an endpoint's address, if the endpoint
+/// still holds it.
+async fn update_handle(ipam: &Ipam, endpoint: &Endpoint, change: impl Fn(&mut Handle)) {
+    let _ = ipam
+        .update_handle(endpoint.ip, |h| {
+            let mut h = h.clone();
+            if h.endpoint.is_none() || h.endpoint.as_deref() == Some(endpoint.id.as_str()) {
+                change(&mut h);
+            }
+            h
+        })
+        .await;
+}
+
+impl Driver {
+    /// Records network and endpoint in the address's handle, then learns
+    /// the container's name and records it in handle and endpoint.
+    pub(super) fn complete_records(&self, endpoint: &Endpoint) {
         let store = self.store.clone();
         let ipam = self.ipam.clone();
+        let docker = self.docker.clone();
         let endpoint = endpoint.clone();
         tokio::spawn(async move {
-            for _ in 0..ATTEMPTS {
-                tokio::time::sleep(PAUSE).await;
+            update_handle(&ipam, &endpoint, |h| {
+                h.network = Some(endpoint.network_id.clone());
+                h.endpoint = Some(endpoint.id.clone());
+            })
+            .await;
+            let Some(docker) = docker else {
+                return;
+            };
+            for attempt in 1..=NAME_ATTEMPTS {
+                tokio::time::sleep(
+                    Duration::from_millis(100 * attempt as u64).min(Duration::from_secs(1)),
+                )
+                .await;
+                // Short-lived containers are often gone before Docker is asked.
+                if !matches!(
+                    store.endpoint(&endpoint.host, &endpoint.id).await,
+                    Ok(Some(_))
+                ) {
+                    return;
+                }
                 let name = match docker
                     .container_for_endpoint(&endpoint.network_id, &endpoint.id)
                     .await
@@ -35,20 +93,11 @@ impl Driver {
                         return;
                     }
                 };
-                // The endpoint may have gone meanwhile: only update what exists.
-                if let Ok(Some(mut current)) = store.endpoint(&endpoint.host, &endpoint.id).await {
-                    current.container = Some(name.clone());
-                    let _ = store.put_endpoint(&current).await;
-                }
-                let _ = ipam
-                    .update_handle(endpoint.ip, |h| {
-                        let mut h = h.clone();
-                        if h.endpoint.as_deref() == Some(endpoint.id.as_str()) {
-                            h.container = Some(name.clone());
-                        }
-                        h
-                    })
-                    .await;
+                update_endpoint(&store, &endpoint.host, &endpoint.id, |e| {
+                    e.container = Some(name.clone())
+                })
+                .await;
+                update_handle(&ipam, &endpoint, |h| h.container = Some(name.clone())).await;
                 debug!(endpoint = %endpoint.id, container = %name, "learned container name");
                 return;
             }

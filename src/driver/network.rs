@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use chrono::Utc;
 use tracing::{info, warn};
 
+use super::names::update_endpoint;
 use super::{Driver, Error, parse_address, parse_cidr, require};
 use crate::dataplane::{GATEWAY, host_veth_name};
 use crate::ipam::describe;
@@ -93,18 +94,9 @@ impl Driver {
             ));
         }
         let ip = parse_address("Interface.Address", address)?;
-        let updated = self
-            .ipam
-            .update_handle(ip, |h| {
-                let mut h = h.clone();
-                h.network = Some(network_id.to_string());
-                h.endpoint = Some(endpoint_id.to_string());
-                h
-            })
-            .await?;
-        match updated {
-            Some(old) if old.host != self.host() => {
-                warn!(%ip, holder = %describe(&old), "address held by another host")
+        match self.ipam.holder(ip).await? {
+            Some(holder) if holder.host != self.host() => {
+                warn!(%ip, holder = %describe(&holder), "address held by another host")
             }
             Some(_) => {}
             None => {
@@ -125,6 +117,7 @@ impl Driver {
             created: Utc::now(),
         };
         self.store.put_endpoint(&endpoint).await?;
+        self.complete_records(&endpoint);
         info!(endpoint = endpoint_id, %ip, "created endpoint");
         Ok(())
     }
@@ -147,18 +140,23 @@ impl Driver {
         self.local_endpoint(network_id, endpoint_id).await
     }
 
+    /// Makes the veth pair and the route. The endpoint was recorded by
+    /// CreateEndpoint, which is what keeps a resync from removing the new
+    /// veth; state and MAC are written after answering.
     pub async fn join(&self, network_id: &str, endpoint_id: &str) -> Result<JoinInfo, Error> {
-        let mut endpoint = self.local_endpoint(network_id, endpoint_id).await?;
-        let _kernel = self.kernel.lock().await;
-        let attached = self.dataplane.attach(&endpoint.id, endpoint.ip).await?;
-        endpoint.state = EndpointState::Joined;
-        endpoint.mac = attached.mac;
-        if let Err(err) = self.store.put_endpoint(&endpoint).await {
-            // Leave nothing behind that the store does not know about.
-            let _ = self.dataplane.detach(&endpoint.veth).await;
-            return Err(err.into());
-        }
-        self.learn_container_name(&endpoint);
+        let endpoint = self.local_endpoint(network_id, endpoint_id).await?;
+        let attached = {
+            let _kernel = self.kernel.lock().await;
+            self.dataplane.attach(&endpoint.id, endpoint.ip).await?
+        };
+        let (store, host, mac) = (self.store.clone(), endpoint.host.clone(), attached.mac);
+        tokio::spawn(async move {
+            update_endpoint(&store, &host, &endpoint.id, |e| {
+                e.state = EndpointState::Joined;
+                e.mac = mac.clone();
+            })
+            .await;
+        });
         Ok(JoinInfo {
             src_name: attached.peer,
             gateway: GATEWAY.to_string(),
@@ -166,22 +164,38 @@ impl Driver {
         })
     }
 
+    /// Removes the veth pair after answering: deleting a link waits for the
+    /// kernel's RCU grace period (~15 ms) and Docker needs nothing from it.
     pub async fn leave(&self, network_id: &str, endpoint_id: &str) -> Result<(), Error> {
-        let mut endpoint = self.local_endpoint(network_id, endpoint_id).await?;
-        let _kernel = self.kernel.lock().await;
-        self.dataplane.detach(&endpoint.veth).await?;
-        endpoint.state = EndpointState::Created;
-        self.store.put_endpoint(&endpoint).await?;
+        let endpoint = self.local_endpoint(network_id, endpoint_id).await?;
+        self.detach_later(endpoint.veth.clone());
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            update_endpoint(&store, &endpoint.host, &endpoint.id, |e| {
+                e.state = EndpointState::Created;
+            })
+            .await;
+        });
         Ok(())
     }
 
+    /// Forgets the endpoint. Its veth (normally gone with Leave already)
+    /// is removed in the background, like Leave's.
     pub async fn delete_endpoint(&self, network_id: &str, endpoint_id: &str) -> Result<(), Error> {
         let endpoint = self.local_endpoint(network_id, endpoint_id).await?;
-        let _kernel = self.kernel.lock().await;
-        // Normally Leave removed it already; this covers a skipped Leave.
-        self.dataplane.detach(&endpoint.veth).await?;
         self.store.delete_endpoint(self.host(), endpoint_id).await?;
+        self.detach_later(endpoint.veth.clone());
         info!(endpoint = endpoint_id, ip = %endpoint.ip, "deleted endpoint");
         Ok(())
+    }
+
+    fn detach_later(&self, veth: String) {
+        let (dataplane, kernel) = (self.dataplane.clone(), self.kernel.clone());
+        tokio::spawn(async move {
+            let _kernel = kernel.lock().await;
+            if let Err(err) = dataplane.detach(&veth).await {
+                warn!(%veth, error = %err, "cannot remove veth; the next resync retries");
+            }
+        });
     }
 }

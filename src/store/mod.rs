@@ -207,6 +207,21 @@ impl Store {
             .map(|v| v.value))
     }
 
+    pub async fn endpoint_versioned(
+        &self,
+        host: &str,
+        id: &str,
+    ) -> Result<Option<Versioned<Endpoint>>, Error> {
+        self.get_typed(&self.keys.endpoint(host, id)).await
+    }
+
+    /// Rewrites an endpoint only if it is unchanged since read: a late
+    /// update never resurrects an endpoint Docker deleted meanwhile.
+    pub async fn swap_endpoint(&self, endpoint: &Endpoint, expect: Expect) -> Result<bool, Error> {
+        let key = self.keys.endpoint(&endpoint.host, &endpoint.id);
+        self.swap_typed(&key, expect, Some(endpoint)).await
+    }
+
     pub async fn put_endpoint(&self, endpoint: &Endpoint) -> Result<(), Error> {
         let key = self.keys.endpoint(&endpoint.host, &endpoint.id);
         self.kv.put(&key, encode(endpoint)).await
