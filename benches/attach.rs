@@ -8,7 +8,6 @@
 //! agent's idle RSS.
 
 #[path = "../tests/support/mod.rs"]
-#[allow(dead_code)]
 mod support;
 
 use std::collections::BTreeMap;
