@@ -1,6 +1,10 @@
 //! The little tabby asks of the Docker Engine API (through bollard, with
 //! the API version negotiated: the daemon may be older than the client).
 
+use std::collections::HashMap;
+
+use bollard::models::{Ipam, IpamConfig, NetworkCreateRequest};
+use bollard::query_parameters::ListNetworksOptionsBuilder;
 use bollard::{API_DEFAULT_VERSION, Docker};
 use tokio::sync::OnceCell;
 
@@ -66,5 +70,95 @@ impl DockerEngine {
                     .then_some(c.name)
                     .flatten()
             }))
+    }
+}
+
+/// Label that marks the Docker networks tabby made from a network
+/// definition, with the definition's name.
+pub const NETWORK_LABEL: &str = "tabby.network";
+
+/// A Docker network made by tabby on this host.
+#[derive(Debug, Clone)]
+pub struct ManagedNetwork {
+    pub id: String,
+    pub name: String,
+    /// The definition it was made for (its label).
+    pub def: String,
+}
+
+/// What to create: one tabby network with one subnet.
+pub struct NetworkSpec<'a> {
+    pub name: &'a str,
+    pub driver: &'a str,
+    pub subnet: &'a str,
+    pub options: HashMap<String, String>,
+}
+
+impl DockerEngine {
+    /// Docker networks carrying tabby's label.
+    pub async fn managed_networks(&self) -> Result<Vec<ManagedNetwork>, Error> {
+        let filters = HashMap::from([("label", vec![NETWORK_LABEL])]);
+        let options = ListNetworksOptionsBuilder::new().filters(&filters).build();
+        let networks = self
+            .client()
+            .await?
+            .list_networks(Some(options))
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(networks
+            .into_iter()
+            .filter_map(|n| {
+                let def = n.labels.as_ref()?.get(NETWORK_LABEL)?.clone();
+                Some(ManagedNetwork {
+                    id: n.id?,
+                    name: n.name?,
+                    def,
+                })
+            })
+            .collect())
+    }
+
+    pub async fn create_network(&self, spec: NetworkSpec<'_>) -> Result<String, Error> {
+        let request = NetworkCreateRequest {
+            name: spec.name.to_string(),
+            driver: Some(spec.driver.to_string()),
+            ipam: Some(Ipam {
+                driver: Some(spec.driver.to_string()),
+                config: Some(vec![IpamConfig {
+                    subnet: Some(spec.subnet.to_string()),
+                    ..Default::default()
+                }]),
+                options: None,
+            }),
+            options: Some(spec.options),
+            labels: Some(HashMap::from([(NETWORK_LABEL.to_string(), spec.name.to_string())])),
+            ..Default::default()
+        };
+        let created = self
+            .client()
+            .await?
+            .create_network(request)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(created.id)
+    }
+
+    /// Number of containers attached to a network.
+    pub async fn network_containers(&self, id: &str) -> Result<usize, Error> {
+        let network = self
+            .client()
+            .await?
+            .inspect_network(id, None)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(network.containers.map(|c| c.len()).unwrap_or(0))
+    }
+
+    pub async fn remove_network(&self, id: &str) -> Result<(), Error> {
+        self.client()
+            .await?
+            .remove_network(id)
+            .await
+            .map_err(|e| self.err(e))
     }
 }

@@ -8,7 +8,9 @@ pub mod docker;
 pub mod driver;
 pub mod ipam;
 pub mod model;
+pub mod netdef;
 pub mod policy;
+pub mod routing;
 pub mod store;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -109,3 +109,32 @@ pub struct Node {
     pub started: DateTime<Utc>,
     pub version: String,
 }
+
+/// A network defined once for every host (`tabby network create`); each
+/// agent makes the matching local Docker network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkDef {
+    pub name: String,
+    pub subnet: Ipv4Net,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    pub created: DateTime<Utc>,
+}
+
+/// One host's Docker network for a `NetworkDef`, as its agent reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkStatus {
+    pub host: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub docker_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub updated: DateTime<Utc>,
+}
+
+/// What an agent last did to its host's routing table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    pub routes: usize,
+    pub last_sync: DateTime<Utc>,
+}

@@ -1,6 +1,10 @@
 //! `tabby agent`: the per-host daemon. It converges this host's kernel to
-//! the datastore at start, keeps its node registered, and serves Docker's
-//! plugin protocol on a Unix socket until SIGTERM/SIGINT.
+//! the datastore (at start, then on every change), keeps its node
+//! registered, makes the Docker networks of network definitions, and serves
+//! Docker's plugin protocol on a Unix socket until SIGTERM/SIGINT.
+
+mod networks;
+mod reconcile;
 
 use std::net::Ipv4Addr;
 use std::os::unix::fs::PermissionsExt;
@@ -13,7 +17,11 @@ use ipnet::Ipv4Net;
 use tokio::net::UnixListener;
 use tracing::info;
 
+use tokio::sync::Notify;
+
 use crate::dataplane::Dataplane;
+use crate::docker::DockerEngine;
+use networks::NetworkSync;
 use crate::driver::{Driver, DriverConfig};
 use crate::model::Node;
 use crate::policy::iptables::IptablesFirewall;
@@ -31,8 +39,10 @@ pub struct AgentConfig {
     pub block_prefix: u8,
     /// Seconds after which a silent agent's node counts as down.
     pub node_ttl: i64,
-    /// Docker Engine API socket, for container names.
+    /// Docker Engine API socket, for container names and network definitions.
     pub docker_host: String,
+    /// The driver name dockerd knows this plugin by.
+    pub driver_name: String,
 }
 
 pub async fn run(config: AgentConfig) -> Result<()> {
@@ -46,6 +56,7 @@ pub async fn run(config: AgentConfig) -> Result<()> {
             .await?
             .context("cannot find this host's address: pass --ip")?,
     };
+    let docker = Arc::new(DockerEngine::new(&config.docker_host));
     let driver = Arc::new(Driver::new(
         store.clone(),
         dataplane,
@@ -55,7 +66,7 @@ pub async fn run(config: AgentConfig) -> Result<()> {
             default_pool: config.default_pool,
             block_prefix: config.block_prefix,
         },
-        Some(crate::docker::DockerEngine::new(&config.docker_host)),
+        Some(docker.clone()),
     ));
     driver.prepare_host().await?;
     driver.resync().await?;
@@ -68,12 +79,27 @@ pub async fn run(config: AgentConfig) -> Result<()> {
     };
     let lease = store.register_node(&node, config.node_ttl).await?;
 
+    let networks_changed = Arc::new(Notify::new());
+    let sync = NetworkSync {
+        store: store.clone(),
+        docker,
+        host: config.hostname.clone(),
+        driver_name: config.driver_name.clone(),
+    };
+    let background = [
+        tokio::spawn(sync.run(networks_changed.clone())),
+        tokio::spawn(reconcile::run(driver.clone(), store.clone(), networks_changed)),
+    ];
+
     let listener = bind(&config.socket)?;
     info!(socket = %config.socket.display(), host = %config.hostname, %ip, "agent ready");
     let served = axum::serve(listener, crate::api::router(driver))
         .with_graceful_shutdown(shutdown_signal())
         .await;
     let _ = std::fs::remove_file(&config.socket);
+    for task in background {
+        task.abort();
+    }
     lease.release().await;
     info!("agent stopped");
     served.context("plugin server failed")

@@ -49,6 +49,10 @@ pub struct AgentArgs {
         default_value = "unix:///var/run/docker.sock"
     )]
     docker_host: String,
+    /// The driver name dockerd knows this plugin by (tabby/tabby:latest
+    /// for the managed plugin).
+    #[arg(long, env = "TABBY_DRIVER_NAME", default_value = "tabby")]
+    driver_name: String,
     /// Log format (filter with RUST_LOG).
     #[arg(long, env = "TABBY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -74,6 +78,7 @@ pub async fn run(args: AgentArgs, etcd: EtcdArgs) -> Result<()> {
         block_prefix: args.block_size,
         node_ttl: args.node_ttl,
         docker_host: args.docker_host,
+        driver_name: args.driver_name,
     })
     .await
 }

@@ -2,6 +2,7 @@
 //! prints tables (or JSON). Shapes follow the old calicoctl.
 
 mod agent;
+mod network;
 pub use agent::LogFormat;
 mod output;
 mod pool;
@@ -77,6 +78,9 @@ pub enum Command {
     /// Address allocations.
     #[command(subcommand)]
     Ipam(show::IpamCommand),
+    /// Networks defined once for every host.
+    #[command(subcommand)]
+    Network(network::NetworkCommand),
 }
 
 pub async fn run(cli: Cli) -> Result<()> {
@@ -86,5 +90,6 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Node(cmd) => show::node(cmd, &cli.etcd, cli.output).await,
         Command::Endpoint(cmd) => show::endpoint(cmd, &cli.etcd, cli.output).await,
         Command::Ipam(cmd) => show::ipam(cmd, &cli.etcd, cli.output).await,
+        Command::Network(cmd) => network::run(cmd, &cli.etcd, cli.output).await,
     }
 }

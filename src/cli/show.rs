@@ -13,8 +13,10 @@ use crate::ipam::{Ipam, block, describe, short_id};
 
 #[derive(Subcommand, Debug)]
 pub enum NodeCommand {
-    /// List nodes: address, state, blocks, endpoints.
+    /// List nodes: address, state, blocks, routes, endpoints, last sync.
     Show,
+    /// Forget a node that is gone for good (refused while it is up).
+    Remove { hostname: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -34,12 +36,35 @@ pub enum IpamCommand {
         #[arg(long)]
         ip: Option<Ipv4Addr>,
     },
+    /// Release everything a node that is gone holds: addresses, blocks and
+    /// endpoint records (refused while the node is up).
+    Release {
+        #[arg(long)]
+        node: String,
+    },
+}
+
+async fn refuse_if_up(store: &crate::store::Store, host: &str) -> Result<()> {
+    if store.alive_hosts().await?.iter().any(|h| h == host) {
+        anyhow::bail!("node {host} is up: stop its agent first (and wait for its lease to expire)");
+    }
+    Ok(())
 }
 
 pub async fn node(cmd: NodeCommand, etcd: &EtcdArgs, format: Format) -> Result<()> {
-    let NodeCommand::Show = cmd;
     let store = etcd.connect().await?;
+    if let NodeCommand::Remove { hostname } = cmd {
+        refuse_if_up(&store, &hostname).await?;
+        if !store.nodes().await?.iter().any(|n| n.hostname == hostname) {
+            anyhow::bail!("no node {hostname}");
+        }
+        store.delete_node(&hostname).await?;
+        println!("Removed node {hostname}; its addresses stay until `tabby ipam release --node {hostname}`");
+        return Ok(());
+    }
     let alive: HashSet<String> = store.alive_hosts().await?.into_iter().collect();
+    let statuses: std::collections::HashMap<String, crate::model::NodeStatus> =
+        store.node_statuses().await?.into_iter().collect();
     let blocks = store.blocks().await?;
     let endpoints = store.endpoints().await?;
     let mut rows = Vec::new();
@@ -56,6 +81,7 @@ pub async fn node(cmd: NodeCommand, etcd: &EtcdArgs, format: Format) -> Result<(
             .map(|b| b.value.cidr.to_string())
             .collect();
         let count = endpoints.iter().filter(|e| e.host == node.hostname).count();
+        let status = statuses.get(&node.hostname);
         rows.push(vec![
             node.hostname.clone(),
             node.ip.to_string(),
@@ -65,18 +91,21 @@ pub async fn node(cmd: NodeCommand, etcd: &EtcdArgs, format: Format) -> Result<(
             } else {
                 claimed.join(",")
             },
+            status.map_or("-".into(), |s| s.routes.to_string()),
             count.to_string(),
+            status.map_or("-".into(), |s| s.last_sync.format("%H:%M:%S%.3f").to_string()),
             node.version.clone(),
         ]);
         out.push(json!({
             "hostname": node.hostname, "ip": node.ip, "state": state,
-            "blocks": claimed, "endpoints": count,
+            "blocks": claimed, "endpoints": count, "routes": status.map(|s| s.routes),
+            "last_sync": status.map(|s| s.last_sync),
             "started": node.started, "version": node.version,
         }));
     }
     print(
         format,
-        &["HOSTNAME", "IP", "STATE", "BLOCKS", "ENDPOINTS", "VERSION"],
+        &["HOSTNAME", "IP", "STATE", "BLOCKS", "ROUTES", "ENDPOINTS", "LAST SYNC", "VERSION"],
         rows,
         &out,
     );
@@ -123,8 +152,20 @@ pub async fn endpoint(cmd: EndpointCommand, etcd: &EtcdArgs, format: Format) -> 
 }
 
 pub async fn ipam(cmd: IpamCommand, etcd: &EtcdArgs, format: Format) -> Result<()> {
-    let IpamCommand::Show { ip } = cmd;
     let store = etcd.connect().await?;
+    let ip = match cmd {
+        IpamCommand::Show { ip } => ip,
+        IpamCommand::Release { node } => {
+            refuse_if_up(&store, &node).await?;
+            let (released, blocks) = Ipam::new(store.clone(), "cli").release_host(&node).await?;
+            let mut endpoints = 0;
+            for ep in store.host_endpoints(&node).await? {
+                endpoints += store.delete_endpoint(&node, &ep.id).await? as usize;
+            }
+            println!("Released {released} address(es), {blocks} block(s) and {endpoints} endpoint record(s) of {node}");
+            return Ok(());
+        }
+    };
     if let Some(ip) = ip {
         let holder = Ipam::new(store, "cli").holder(ip).await?;
         let rows = vec![match &holder {

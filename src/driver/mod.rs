@@ -71,7 +71,7 @@ impl Driver {
         dataplane: Dataplane,
         firewall: Arc<dyn Firewall>,
         config: DriverConfig,
-        docker: Option<crate::docker::DockerEngine>,
+        docker: Option<Arc<crate::docker::DockerEngine>>,
     ) -> Self {
         Driver {
             ipam: Ipam::new(store.clone(), &config.host),
@@ -79,7 +79,7 @@ impl Driver {
             dataplane,
             firewall,
             config,
-            docker: docker.map(Arc::new),
+            docker,
             kernel: Arc::new(tokio::sync::Mutex::new(())),
         }
     }

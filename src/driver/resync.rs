@@ -1,19 +1,24 @@
 //! Converges this host's kernel state to the datastore: at agent start,
-//! and whenever asked. Idempotent: a second pass changes nothing.
+//! then whenever the datastore changes. Idempotent: a second pass with the
+//! same data changes nothing, so routes never flap.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
-use tracing::{info, warn};
+use chrono::Utc;
+use ipnet::Ipv4Net;
+use tracing::{debug, info, warn};
 
 use super::{Driver, Error};
 use crate::dataplane::{self, Route, RouteTarget, endpoint_route, peer_veth_name, sysctl};
-use crate::model::EndpointState;
+use crate::model::{EndpointState, NodeStatus};
+use crate::routing::{ClusterView, desired_routes};
 
 #[derive(Debug, Default)]
 pub struct ResyncReport {
     pub links_removed: Vec<String>,
     pub routes_added: Vec<Route>,
     pub routes_removed: Vec<Route>,
+    pub routes: usize,
 }
 
 impl Driver {
@@ -25,24 +30,39 @@ impl Driver {
     }
 
     pub async fn resync(&self) -> Result<ResyncReport, Error> {
+        let pools: Vec<_> = self.store.pools().await?.into_iter().map(|p| p.value).collect();
+        let blocks: Vec<_> = self.store.blocks().await?.into_iter().map(|b| b.value).collect();
+        let nodes = self.store.nodes().await?;
+        let alive: HashSet<String> = self.store.alive_hosts().await?.into_iter().collect();
+        let view = ClusterView {
+            pools: &pools,
+            blocks: &blocks,
+            nodes: &nodes,
+            alive: &alive,
+        };
+        // Local routes win over anything stale the cluster view says.
+        let mut desired: BTreeMap<Ipv4Net, Route> = desired_routes(self.host(), &view)
+            .into_iter()
+            .map(|r| (r.dst, r))
+            .collect();
+
+        // Endpoints are read under the lock: an endpoint recorded after
+        // the read could otherwise have its fresh veth taken for a stray.
         let _kernel = self.kernel.lock().await;
         let endpoints = self.store.host_endpoints(self.host()).await?;
         let links: HashSet<String> = self.dataplane.tabby_links().await?.into_iter().collect();
-
         let mut report = ResyncReport::default();
         let mut keep = HashSet::new();
-        let mut desired = BTreeSet::new();
-        for ep in endpoints
-            .iter()
-            .filter(|e| e.state == EndpointState::Joined)
-        {
+        // Every recorded endpoint keeps its veth: Join may have made it
+        // before its state was written.
+        for ep in &endpoints {
             keep.insert(ep.veth.clone());
             keep.insert(peer_veth_name(&ep.id));
             if links.contains(&ep.veth) {
                 sysctl::configure_endpoint_interface(&ep.veth)?;
-                desired.insert(endpoint_route(ep.ip, &ep.veth));
-            } else {
-                warn!(endpoint = %ep.id, veth = %ep.veth, "joined endpoint has no veth");
+                desired.insert(ep.ip.into(), endpoint_route(ep.ip, &ep.veth));
+            } else if ep.state == EndpointState::Joined {
+                debug!(endpoint = %ep.id, veth = %ep.veth, "joined endpoint has no veth");
             }
         }
         for link in links.difference(&keep) {
@@ -50,17 +70,30 @@ impl Driver {
             report.links_removed.push(link.clone());
         }
         if let Some(route) = self.gateway_route().await? {
-            desired.insert(route);
+            desired.insert(route.dst, route);
         }
+        let desired: BTreeSet<Route> = desired.into_values().collect();
         let diff = self.dataplane.converge_routes(&desired).await?;
+        drop(_kernel);
+
+        report.routes = desired.len();
         report.routes_added = diff.added;
         report.routes_removed = diff.removed;
-        info!(
-            links_removed = report.links_removed.len(),
-            routes_added = report.routes_added.len(),
-            routes_removed = report.routes_removed.len(),
-            "resync done"
-        );
+        if !report.links_removed.is_empty() || !report.routes_added.is_empty() || !report.routes_removed.is_empty() {
+            info!(
+                links_removed = report.links_removed.len(),
+                routes_added = report.routes_added.len(),
+                routes_removed = report.routes_removed.len(),
+                "converged"
+            );
+        }
+        let status = NodeStatus {
+            routes: report.routes,
+            last_sync: Utc::now(),
+        };
+        if let Err(err) = self.store.put_node_status(self.host(), &status).await {
+            warn!(error = %err, "cannot record sync status");
+        }
         Ok(report)
     }
 
@@ -72,9 +105,7 @@ impl Driver {
             target: RouteTarget::Dev("lo".into()),
         };
         let netlink = self.dataplane.netlink();
-        if netlink.tabby_routes().await?.contains(&ours)
-            || !netlink.has_route_to(dataplane::GATEWAY).await?
-        {
+        if netlink.tabby_routes().await?.contains(&ours) || !netlink.has_route_to(dataplane::GATEWAY).await? {
             return Ok(Some(ours));
         }
         Ok(None)

@@ -233,6 +233,43 @@ impl Ipam {
     }
 }
 
+impl Ipam {
+    /// Releases every address `host` holds and gives up its blocks' affinity
+    /// (an emptied block is deleted). For hosts that are gone for good.
+    /// Returns (addresses released, blocks given up).
+    pub async fn release_host(&self, host: &str) -> Result<(usize, usize), Error> {
+        let (mut released, mut freed) = (0, 0);
+        for current in self.store.blocks().await? {
+            let mut current = current;
+            for attempt in 0..MAX_ATTEMPTS {
+                let mut block = current.value.clone();
+                let before = block.allocations.len();
+                block.allocations.retain(|_, h| h.host != host);
+                let owned = block.affinity.as_deref() == Some(host);
+                if before == block.allocations.len() && !owned {
+                    break;
+                }
+                if owned {
+                    block.affinity = None;
+                }
+                let value = (!block.allocations.is_empty() || !owned).then_some(&block);
+                let expect = Expect::Revision(current.revision);
+                if self.store.swap_block(&block.cidr, expect, value).await? {
+                    released += before - block.allocations.len();
+                    freed += owned as usize;
+                    break;
+                }
+                backoff(attempt).await;
+                match self.store.block(&block.cidr).await? {
+                    Some(fresh) => current = fresh,
+                    None => break,
+                }
+            }
+        }
+        Ok((released, freed))
+    }
+}
+
 fn host_offset(host: &str, n: usize) -> usize {
     // FNV-1a: stable across runs and builds, unlike the std hasher.
     let hash = host.bytes().fold(0xcbf29ce484222325u64, |h, b| {

@@ -185,3 +185,19 @@ async fn overlapping_pools_are_refused_and_pools_in_use_are_kept() {
     assert!(store.blocks().await.unwrap().is_empty());
     assert!(matches!(ipam.default_pool(None).await, Err(Error::NoPools)));
 }
+
+#[tokio::test]
+async fn releasing_a_host_frees_its_addresses_and_blocks_but_not_others() {
+    let (store, pool) = setup("198.18.80.0/27", 28).await;
+    let h1 = Ipam::new(store.clone(), "h1");
+    let h2 = Ipam::new(store.clone(), "h2");
+    h1.allocate(&pool, Some("198.18.80.1".parse().unwrap()), Handle::for_host("h1")).await.unwrap();
+    let kept = h2.allocate(&pool, Some("198.18.80.2".parse().unwrap()), Handle::for_host("h2")).await.unwrap();
+    h1.allocate(&pool, Some("198.18.80.17".parse().unwrap()), Handle::for_host("h1")).await.unwrap();
+    assert_eq!(h2.release_host("h1").await.unwrap(), (2, 2));
+    let blocks = store.blocks().await.unwrap();
+    assert_eq!(blocks.len(), 1, "the emptied block is gone");
+    assert_eq!(blocks[0].value.affinity, None);
+    assert_eq!(h2.holder(kept).await.unwrap().unwrap().host, "h2");
+    assert_eq!(h2.release_host("h1").await.unwrap(), (0, 0), "idempotent");
+}

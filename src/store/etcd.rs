@@ -3,11 +3,13 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, PutOptions, Txn, TxnOp};
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, GetOptions, PutOptions, Txn, TxnOp, WatchOptions,
+};
 use tracing::{debug, warn};
 
 use super::Error;
-use super::kv::{Expect, Kv, LeaseGuard, Versioned};
+use super::kv::{Expect, KeyStream, Kv, LeaseGuard, Versioned};
 
 /// Every request is bounded: with quorum lost a plugin call must fail with
 /// a clear error instead of hanging dockerd.
@@ -129,6 +131,37 @@ impl Kv for EtcdKv {
             stop_rx,
         ));
         Ok(LeaseGuard::new(stop_tx, task))
+    }
+
+    async fn watch(&self, prefix: &str, from_revision: i64) -> Result<KeyStream, Error> {
+        let options = WatchOptions::new()
+            .with_prefix()
+            .with_start_revision(from_revision);
+        let mut watch_client = self.client.watch_client();
+        let stream = self
+            .bounded("watch", watch_client.watch(prefix, Some(options)))
+            .await?;
+        Ok(Box::pin(futures::stream::unfold(stream, |mut stream| async move {
+            loop {
+                match stream.message().await {
+                    Ok(Some(resp)) if resp.canceled() => {
+                        let reason = format!("watch canceled: {}", resp.cancel_reason());
+                        return Some((Err(Error::Watch(reason)), stream));
+                    }
+                    Ok(Some(resp)) if resp.events().is_empty() => continue,
+                    Ok(Some(resp)) => {
+                        let keys = resp
+                            .events()
+                            .iter()
+                            .filter_map(|e| e.kv().map(|kv| key_string(kv.key())))
+                            .collect();
+                        return Some((Ok(keys), stream));
+                    }
+                    Ok(None) => return None,
+                    Err(err) => return Some((Err(Error::from(err)), stream)),
+                }
+            }
+        })))
     }
 
     async fn revision(&self) -> Result<i64, Error> {

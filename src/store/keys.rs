@@ -8,6 +8,9 @@
 //! <prefix>/endpoints/<host>/<id>        Endpoint
 //! <prefix>/nodes/<host>                 Node
 //! <prefix>/alive/<host>                 leased; present while the agent runs
+//! <prefix>/nodestatus/<host>            NodeStatus (not watched: written by the watcher)
+//! <prefix>/netdefs/<name>               NetworkDef
+//! <prefix>/netstatus/<name>/<host>      NetworkStatus
 //! ```
 
 use ipnet::Ipv4Net;
@@ -87,6 +90,43 @@ impl Keys {
 
     pub fn alive(&self, host: &str) -> String {
         format!("{}{}", self.alive_nodes(), host)
+    }
+}
+
+impl Keys {
+    pub fn node_status(&self, host: &str) -> String {
+        format!("{}/nodestatus/{host}", self.prefix)
+    }
+
+    pub fn node_statuses(&self) -> String {
+        format!("{}/nodestatus/", self.prefix)
+    }
+
+    pub fn netdefs(&self) -> String {
+        format!("{}/netdefs/", self.prefix)
+    }
+
+    pub fn netdef(&self, name: &str) -> String {
+        format!("{}{name}", self.netdefs())
+    }
+
+    pub fn netstatuses(&self, name: &str) -> String {
+        format!("{}/netstatus/{name}/", self.prefix)
+    }
+
+    pub fn netstatus(&self, name: &str, host: &str) -> String {
+        format!("{}{host}", self.netstatuses(name))
+    }
+
+    /// Keys whose changes can change a host's routes or links.
+    pub fn affects_routes(&self, key: &str) -> bool {
+        [self.blocks(), self.pools(), self.nodes(), self.alive_nodes(), self.endpoints()]
+            .iter()
+            .any(|p| key.starts_with(p.as_str()))
+    }
+
+    pub fn affects_networks(&self, key: &str) -> bool {
+        key.starts_with(&self.netdefs())
     }
 }
 

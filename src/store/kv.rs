@@ -2,7 +2,10 @@
 //! key's modification revision, and compare-and-swap writes. etcd is the
 //! real implementation; an in-memory one serves unit tests.
 
+use std::pin::Pin;
+
 use async_trait::async_trait;
+use futures::Stream;
 
 use super::Error;
 
@@ -12,6 +15,10 @@ pub struct Versioned<T> {
     pub value: T,
     pub revision: i64,
 }
+
+/// Keys changed, one item per batch of changes; an error ends the stream
+/// and the watcher must re-read everything (changes may have been missed).
+pub type KeyStream = Pin<Box<dyn Stream<Item = Result<Vec<String>, Error>> + Send>>;
 
 /// What a compare-and-swap expects to find.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +48,8 @@ pub trait Kv: Send + Sync {
         value: Vec<u8>,
         ttl_secs: i64,
     ) -> Result<LeaseGuard, Error>;
+    /// Changes under `prefix` from `from_revision` on (inclusive).
+    async fn watch(&self, prefix: &str, from_revision: i64) -> Result<KeyStream, Error>;
     /// The store's current revision: lets tests prove that nothing changed.
     async fn revision(&self) -> Result<i64, Error>;
 }

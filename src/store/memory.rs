@@ -7,11 +7,20 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use super::Error;
-use super::kv::{Expect, Kv, LeaseGuard, Versioned};
+use super::kv::{Expect, KeyStream, Kv, LeaseGuard, Versioned};
 
-#[derive(Default)]
 pub struct MemoryKv {
     inner: Mutex<State>,
+    changes: tokio::sync::broadcast::Sender<String>,
+}
+
+impl Default for MemoryKv {
+    fn default() -> Self {
+        MemoryKv {
+            inner: Mutex::default(),
+            changes: tokio::sync::broadcast::channel(1024).0,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -25,7 +34,8 @@ impl MemoryKv {
         Self::default()
     }
 
-    fn write(state: &mut State, key: &str, value: Option<Vec<u8>>) {
+    fn write(&self, state: &mut State, key: &str, value: Option<Vec<u8>>) {
+        let _ = self.changes.send(key.to_string());
         state.revision += 1;
         let revision = state.revision;
         match value {
@@ -58,7 +68,7 @@ impl Kv for MemoryKv {
     }
 
     async fn put(&self, key: &str, value: Vec<u8>) -> Result<(), Error> {
-        Self::write(&mut self.inner.lock().unwrap(), key, Some(value));
+        self.write(&mut self.inner.lock().unwrap(), key, Some(value));
         Ok(())
     }
 
@@ -70,7 +80,7 @@ impl Kv for MemoryKv {
             Expect::Revision(rev) => current == Some(rev),
         };
         if matches {
-            Self::write(&mut state, key, value);
+            self.write(&mut state, key, value);
         }
         Ok(matches)
     }
@@ -79,7 +89,7 @@ impl Kv for MemoryKv {
         let mut state = self.inner.lock().unwrap();
         let existed = state.data.contains_key(key);
         if existed {
-            Self::write(&mut state, key, None);
+            self.write(&mut state, key, None);
         }
         Ok(existed)
     }
@@ -87,6 +97,23 @@ impl Kv for MemoryKv {
     async fn put_leased(&self, key: &str, value: Vec<u8>, _ttl: i64) -> Result<LeaseGuard, Error> {
         self.put(key, value).await?;
         Ok(LeaseGuard::detached())
+    }
+
+    async fn watch(&self, prefix: &str, _from: i64) -> Result<KeyStream, Error> {
+        let prefix = prefix.to_string();
+        let receiver = self.changes.subscribe();
+        Ok(Box::pin(futures::stream::unfold(receiver, move |mut rx| {
+            let prefix = prefix.clone();
+            async move {
+                loop {
+                    match rx.recv().await {
+                        Ok(key) if key.starts_with(&prefix) => return Some((Ok(vec![key]), rx)),
+                        Ok(_) => continue,
+                        Err(_) => return None,
+                    }
+                }
+            }
+        })))
     }
 
     async fn revision(&self) -> Result<i64, Error> {

@@ -12,9 +12,9 @@ use ipnet::Ipv4Net;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::model::{Block, Endpoint, Network, Node, Pool};
+use crate::model::{Block, Endpoint, Network, NetworkDef, NetworkStatus, Node, NodeStatus, Pool};
 pub use keys::Keys;
-pub use kv::{Expect, Kv, LeaseGuard, Versioned};
+pub use kv::{Expect, KeyStream, Kv, LeaseGuard, Versioned};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -28,6 +28,8 @@ pub enum Error {
     Etcd(#[from] etcd_client::Error),
     #[error("{0}")]
     Timeout(String),
+    #[error("etcd {0}")]
+    Watch(String),
     #[error("corrupt value at {key}: {source}")]
     Decode {
         key: String,
@@ -123,6 +125,11 @@ impl Store {
         value: Option<&T>,
     ) -> Result<bool, Error> {
         self.kv.swap(key, expect, value.map(encode)).await
+    }
+
+    /// Changes anywhere under the prefix, from `from_revision` on.
+    pub async fn watch(&self, from_revision: i64) -> Result<KeyStream, Error> {
+        self.kv.watch(&self.keys.root(), from_revision).await
     }
 
     // Pools
@@ -258,6 +265,61 @@ impl Store {
         self.kv
             .put_leased(&self.keys.alive(&node.hostname), encode(node), ttl_secs)
             .await
+    }
+}
+
+impl Store {
+    pub async fn delete_node(&self, host: &str) -> Result<(), Error> {
+        self.kv.delete(&self.keys.node(host)).await?;
+        self.kv.delete(&self.keys.node_status(host)).await?;
+        Ok(())
+    }
+
+    pub async fn node_statuses(&self) -> Result<Vec<(String, NodeStatus)>, Error> {
+        let prefix = self.keys.node_statuses();
+        self.kv
+            .list(&prefix)
+            .await?
+            .into_iter()
+            .map(|(key, v)| Ok((key[prefix.len()..].to_string(), decode(&key, &v.value)?)))
+            .collect()
+    }
+
+    pub async fn put_node_status(&self, host: &str, status: &NodeStatus) -> Result<(), Error> {
+        self.kv.put(&self.keys.node_status(host), encode(status)).await
+    }
+
+    pub async fn netdefs(&self) -> Result<Vec<NetworkDef>, Error> {
+        Ok(unversioned(self.list_typed(&self.keys.netdefs()).await?))
+    }
+
+    pub async fn netdef(&self, name: &str) -> Result<Option<NetworkDef>, Error> {
+        Ok(self.get_typed(&self.keys.netdef(name)).await?.map(|v| v.value))
+    }
+
+    /// Creates a network definition; false if the name is taken.
+    pub async fn create_netdef(&self, def: &NetworkDef) -> Result<bool, Error> {
+        self.swap_typed(&self.keys.netdef(&def.name), Expect::Absent, Some(def))
+            .await
+    }
+
+    pub async fn delete_netdef(&self, name: &str) -> Result<bool, Error> {
+        self.kv.delete(&self.keys.netdef(name)).await
+    }
+
+    pub async fn netstatuses(&self, name: &str) -> Result<Vec<NetworkStatus>, Error> {
+        Ok(unversioned(self.list_typed(&self.keys.netstatuses(name)).await?))
+    }
+
+    pub async fn put_netstatus(&self, name: &str, status: &NetworkStatus) -> Result<(), Error> {
+        self.kv
+            .put(&self.keys.netstatus(name, &status.host), encode(status))
+            .await
+    }
+
+    pub async fn delete_netstatus(&self, name: &str, host: &str) -> Result<(), Error> {
+        self.kv.delete(&self.keys.netstatus(name, host)).await?;
+        Ok(())
     }
 }
 

@@ -1,0 +1,59 @@
+//! The agent's control loop: a full resync, then a watch on the datastore;
+//! each batch of relevant changes (debounced) triggers another convergence
+//! pass. A watch error means changes may have been missed: start over with
+//! a full resync. No polling.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tracing::warn;
+
+use crate::driver::Driver;
+use crate::store::Store;
+
+/// Changes arriving within this window are applied in one pass.
+const DEBOUNCE: Duration = Duration::from_millis(20);
+const RETRY: Duration = Duration::from_millis(500);
+
+pub async fn run(driver: Arc<Driver>, store: Store, networks_changed: Arc<Notify>) {
+    loop {
+        if let Err(err) = watch_and_converge(&driver, &store, &networks_changed).await {
+            warn!(error = %err, "resyncing after datastore error");
+        }
+        tokio::time::sleep(RETRY).await;
+    }
+}
+
+async fn watch_and_converge(driver: &Driver, store: &Store, networks_changed: &Notify) -> anyhow::Result<()> {
+    let revision = store.revision().await?;
+    driver.resync().await?;
+    networks_changed.notify_one();
+    let mut changes = store.watch(revision + 1).await?;
+    let mut due: Option<Instant> = None;
+    loop {
+        let next = match due {
+            Some(deadline) => match tokio::time::timeout_at(deadline, changes.next()).await {
+                Ok(next) => next,
+                Err(_) => {
+                    due = None;
+                    driver.resync().await?;
+                    continue;
+                }
+            },
+            None => changes.next().await,
+        };
+        let keys = match next {
+            Some(batch) => batch?,
+            None => anyhow::bail!("watch ended"),
+        };
+        if keys.iter().any(|k| store.keys().affects_routes(k)) {
+            due.get_or_insert_with(|| Instant::now() + DEBOUNCE);
+        }
+        if keys.iter().any(|k| store.keys().affects_networks(k)) {
+            networks_changed.notify_one();
+        }
+    }
+}

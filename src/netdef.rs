@@ -1,0 +1,110 @@
+//! Network definitions: one network for every host (`tabby network …`).
+//! Agents turn each definition into a local Docker network.
+
+use std::collections::HashSet;
+
+use chrono::Utc;
+use ipnet::Ipv4Net;
+
+use crate::ipam::{self, Ipam};
+use crate::model::{NetworkDef, NetworkStatus};
+use crate::store::{self, Store};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    #[error(transparent)]
+    Ipam(#[from] ipam::Error),
+    #[error("invalid {what} {name:?}: use letters, digits, '_', '.' and '-', starting with a letter or digit")]
+    BadName { what: &'static str, name: String },
+    #[error("network {0} already exists")]
+    Exists(String),
+    #[error("no network {0}")]
+    Missing(String),
+    #[error("network {name} still has containers: {hosts}")]
+    InUse { name: String, hosts: String },
+}
+
+/// Docker's own rule for names, so that every host accepts the name.
+pub fn validate_name(what: &'static str, name: &str) -> Result<(), Error> {
+    let mut chars = name.chars();
+    let ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+        && name.len() <= 64;
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::BadName {
+            what,
+            name: name.to_string(),
+        })
+    }
+}
+
+/// Records a network for every host. The subnet's pool is created if no
+/// pool overlaps it; nothing is written if anything is wrong.
+pub async fn create(
+    store: &Store,
+    name: &str,
+    subnet: Ipv4Net,
+    profile: Option<&str>,
+    block_prefix: u8,
+) -> Result<NetworkDef, Error> {
+    validate_name("network name", name)?;
+    if let Some(p) = profile {
+        validate_name("profile name", p)?;
+    }
+    if store.netdef(name).await?.is_some() {
+        return Err(Error::Exists(name.to_string()));
+    }
+    Ipam::new(store.clone(), "cli").ensure_pool(subnet, block_prefix).await?;
+    let def = NetworkDef {
+        name: name.to_string(),
+        subnet,
+        profile: profile.map(str::to_string),
+        created: Utc::now(),
+    };
+    if !store.create_netdef(&def).await? {
+        return Err(Error::Exists(name.to_string()));
+    }
+    Ok(def)
+}
+
+/// Removes a definition (and so, through the agents, its Docker networks),
+/// refused while any host has containers on it.
+pub async fn remove(store: &Store, name: &str) -> Result<(), Error> {
+    if store.netdef(name).await?.is_none() {
+        return Err(Error::Missing(name.to_string()));
+    }
+    let docker_ids: HashSet<String> = store
+        .netstatuses(name)
+        .await?
+        .into_iter()
+        .filter_map(|s| s.docker_id)
+        .collect();
+    let mut users: Vec<String> = Vec::new();
+    for ep in store.endpoints().await? {
+        if docker_ids.contains(&ep.network_id) {
+            users.push(format!("{} on {}", ep.container.as_deref().unwrap_or(&ep.id[..12]), ep.host));
+        }
+    }
+    if !users.is_empty() {
+        return Err(Error::InUse {
+            name: name.to_string(),
+            hosts: users.join(", "),
+        });
+    }
+    store.delete_netdef(name).await?;
+    Ok(())
+}
+
+/// Each definition with what every host reported for it.
+pub async fn show(store: &Store) -> Result<Vec<(NetworkDef, Vec<NetworkStatus>)>, Error> {
+    let mut out = Vec::new();
+    for def in store.netdefs().await? {
+        let statuses = store.netstatuses(&def.name).await?;
+        out.push((def, statuses));
+    }
+    Ok(out)
+}
