@@ -131,7 +131,10 @@ impl DockerEngine {
                 options: None,
             }),
             options: Some(spec.options),
-            labels: Some(HashMap::from([(NETWORK_LABEL.to_string(), spec.name.to_string())])),
+            labels: Some(HashMap::from([(
+                NETWORK_LABEL.to_string(),
+                spec.name.to_string(),
+            )])),
             ..Default::default()
         };
         let created = self

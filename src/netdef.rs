@@ -16,7 +16,9 @@ pub enum Error {
     Store(#[from] store::Error),
     #[error(transparent)]
     Ipam(#[from] ipam::Error),
-    #[error("invalid {what} {name:?}: use letters, digits, '_', '.' and '-', starting with a letter or digit")]
+    #[error(
+        "invalid {what} {name:?}: use letters, digits, '_', '.' and '-', starting with a letter or digit"
+    )]
     BadName { what: &'static str, name: String },
     #[error("network {0} already exists")]
     Exists(String),
@@ -58,7 +60,9 @@ pub async fn create(
     if store.netdef(name).await?.is_some() {
         return Err(Error::Exists(name.to_string()));
     }
-    Ipam::new(store.clone(), "cli").ensure_pool(subnet, block_prefix).await?;
+    Ipam::new(store.clone(), "cli")
+        .ensure_pool(subnet, block_prefix)
+        .await?;
     let def = NetworkDef {
         name: name.to_string(),
         subnet,
@@ -86,7 +90,11 @@ pub async fn remove(store: &Store, name: &str) -> Result<(), Error> {
     let mut users: Vec<String> = Vec::new();
     for ep in store.endpoints().await? {
         if docker_ids.contains(&ep.network_id) {
-            users.push(format!("{} on {}", ep.container.as_deref().unwrap_or(&ep.id[..12]), ep.host));
+            users.push(format!(
+                "{} on {}",
+                ep.container.as_deref().unwrap_or(&ep.id[..12]),
+                ep.host
+            ));
         }
     }
     if !users.is_empty() {

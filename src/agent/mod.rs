@@ -21,11 +21,11 @@ use tokio::sync::Notify;
 
 use crate::dataplane::Dataplane;
 use crate::docker::DockerEngine;
-use networks::NetworkSync;
 use crate::driver::{Driver, DriverConfig};
 use crate::model::Node;
 use crate::policy::iptables::IptablesFirewall;
 use crate::store::Store;
+use networks::NetworkSync;
 
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
@@ -88,7 +88,11 @@ pub async fn run(config: AgentConfig) -> Result<()> {
     };
     let background = [
         tokio::spawn(sync.run(networks_changed.clone())),
-        tokio::spawn(reconcile::run(driver.clone(), store.clone(), networks_changed)),
+        tokio::spawn(reconcile::run(
+            driver.clone(),
+            store.clone(),
+            networks_changed,
+        )),
     ];
 
     let listener = bind(&config.socket)?;

@@ -62,11 +62,15 @@ impl NetworkSync {
             done &= status.is_ok();
             self.report(&def.name, status).await?;
         }
-        for orphan in existing.iter().filter(|n| !defs.iter().any(|d| d.name == n.def)) {
+        for orphan in existing
+            .iter()
+            .filter(|n| !defs.iter().any(|d| d.name == n.def))
+        {
             let containers = self.docker.network_containers(&orphan.id).await?;
             if containers > 0 {
                 done = false;
-                let msg = format!("definition removed but {containers} container(s) still attached");
+                let msg =
+                    format!("definition removed but {containers} container(s) still attached");
                 self.report(&orphan.def, Err(msg)).await?;
                 continue;
             }

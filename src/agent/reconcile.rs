@@ -27,7 +27,11 @@ pub async fn run(driver: Arc<Driver>, store: Store, networks_changed: Arc<Notify
     }
 }
 
-async fn watch_and_converge(driver: &Driver, store: &Store, networks_changed: &Notify) -> anyhow::Result<()> {
+async fn watch_and_converge(
+    driver: &Driver,
+    store: &Store,
+    networks_changed: &Notify,
+) -> anyhow::Result<()> {
     let revision = store.revision().await?;
     driver.resync().await?;
     networks_changed.notify_one();

@@ -42,10 +42,19 @@ pub enum NetworkCommand {
 pub async fn run(cmd: NetworkCommand, etcd: &EtcdArgs, format: Format) -> Result<()> {
     let store = etcd.connect().await?;
     match cmd {
-        NetworkCommand::Create { name, subnet, profile, block_size, wait } => {
+        NetworkCommand::Create {
+            name,
+            subnet,
+            profile,
+            block_size,
+            wait,
+        } => {
             netdef::create(&store, &name, subnet, profile.as_deref(), block_size).await?;
             println!("Network {name} ({subnet}) defined");
-            let pending = wait_for_hosts(&store, &name, wait, |s| s.is_some_and(|s| s.docker_id.is_some())).await?;
+            let pending = wait_for_hosts(&store, &name, wait, |s| {
+                s.is_some_and(|s| s.docker_id.is_some())
+            })
+            .await?;
             report_pending(&pending, "created it");
         }
         NetworkCommand::Remove { name, wait } => {
@@ -61,7 +70,10 @@ pub async fn run(cmd: NetworkCommand, etcd: &EtcdArgs, format: Format) -> Result
 
 fn report_pending(pending: &[String], what: &str) {
     if !pending.is_empty() {
-        println!("Not yet {what}: {} (see `tabby network show`)", pending.join(", "));
+        println!(
+            "Not yet {what}: {} (see `tabby network show`)",
+            pending.join(", ")
+        );
     }
 }
 
@@ -90,7 +102,12 @@ async fn wait_for_hosts(
 }
 
 async fn show(store: &Store, format: Format) -> Result<()> {
-    let mut nodes: Vec<String> = store.nodes().await?.into_iter().map(|n| n.hostname).collect();
+    let mut nodes: Vec<String> = store
+        .nodes()
+        .await?
+        .into_iter()
+        .map(|n| n.hostname)
+        .collect();
     nodes.sort();
     let defs = netdef::show(store).await?;
     let mut headers = vec!["NAME".to_string(), "SUBNET".into(), "PROFILE".into()];

@@ -59,7 +59,9 @@ pub async fn node(cmd: NodeCommand, etcd: &EtcdArgs, format: Format) -> Result<(
             anyhow::bail!("no node {hostname}");
         }
         store.delete_node(&hostname).await?;
-        println!("Removed node {hostname}; its addresses stay until `tabby ipam release --node {hostname}`");
+        println!(
+            "Removed node {hostname}; its addresses stay until `tabby ipam release --node {hostname}`"
+        );
         return Ok(());
     }
     let alive: HashSet<String> = store.alive_hosts().await?.into_iter().collect();
@@ -93,7 +95,9 @@ pub async fn node(cmd: NodeCommand, etcd: &EtcdArgs, format: Format) -> Result<(
             },
             status.map_or("-".into(), |s| s.routes.to_string()),
             count.to_string(),
-            status.map_or("-".into(), |s| s.last_sync.format("%H:%M:%S%.3f").to_string()),
+            status.map_or("-".into(), |s| {
+                s.last_sync.format("%H:%M:%S%.3f").to_string()
+            }),
             node.version.clone(),
         ]);
         out.push(json!({
@@ -105,7 +109,16 @@ pub async fn node(cmd: NodeCommand, etcd: &EtcdArgs, format: Format) -> Result<(
     }
     print(
         format,
-        &["HOSTNAME", "IP", "STATE", "BLOCKS", "ROUTES", "ENDPOINTS", "LAST SYNC", "VERSION"],
+        &[
+            "HOSTNAME",
+            "IP",
+            "STATE",
+            "BLOCKS",
+            "ROUTES",
+            "ENDPOINTS",
+            "LAST SYNC",
+            "VERSION",
+        ],
         rows,
         &out,
     );
@@ -162,7 +175,9 @@ pub async fn ipam(cmd: IpamCommand, etcd: &EtcdArgs, format: Format) -> Result<(
             for ep in store.host_endpoints(&node).await? {
                 endpoints += store.delete_endpoint(&node, &ep.id).await? as usize;
             }
-            println!("Released {released} address(es), {blocks} block(s) and {endpoints} endpoint record(s) of {node}");
+            println!(
+                "Released {released} address(es), {blocks} block(s) and {endpoints} endpoint record(s) of {node}"
+            );
             return Ok(());
         }
     };

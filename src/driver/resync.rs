@@ -30,8 +30,20 @@ impl Driver {
     }
 
     pub async fn resync(&self) -> Result<ResyncReport, Error> {
-        let pools: Vec<_> = self.store.pools().await?.into_iter().map(|p| p.value).collect();
-        let blocks: Vec<_> = self.store.blocks().await?.into_iter().map(|b| b.value).collect();
+        let pools: Vec<_> = self
+            .store
+            .pools()
+            .await?
+            .into_iter()
+            .map(|p| p.value)
+            .collect();
+        let blocks: Vec<_> = self
+            .store
+            .blocks()
+            .await?
+            .into_iter()
+            .map(|b| b.value)
+            .collect();
         let nodes = self.store.nodes().await?;
         let alive: HashSet<String> = self.store.alive_hosts().await?.into_iter().collect();
         let view = ClusterView {
@@ -79,7 +91,10 @@ impl Driver {
         report.routes = desired.len();
         report.routes_added = diff.added;
         report.routes_removed = diff.removed;
-        if !report.links_removed.is_empty() || !report.routes_added.is_empty() || !report.routes_removed.is_empty() {
+        if !report.links_removed.is_empty()
+            || !report.routes_added.is_empty()
+            || !report.routes_removed.is_empty()
+        {
             info!(
                 links_removed = report.links_removed.len(),
                 routes_added = report.routes_added.len(),
@@ -105,7 +120,9 @@ impl Driver {
             target: RouteTarget::Dev("lo".into()),
         };
         let netlink = self.dataplane.netlink();
-        if netlink.tabby_routes().await?.contains(&ours) || !netlink.has_route_to(dataplane::GATEWAY).await? {
+        if netlink.tabby_routes().await?.contains(&ours)
+            || !netlink.has_route_to(dataplane::GATEWAY).await?
+        {
             return Ok(Some(ours));
         }
         Ok(None)

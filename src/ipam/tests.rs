@@ -191,9 +191,28 @@ async fn releasing_a_host_frees_its_addresses_and_blocks_but_not_others() {
     let (store, pool) = setup("198.18.80.0/27", 28).await;
     let h1 = Ipam::new(store.clone(), "h1");
     let h2 = Ipam::new(store.clone(), "h2");
-    h1.allocate(&pool, Some("198.18.80.1".parse().unwrap()), Handle::for_host("h1")).await.unwrap();
-    let kept = h2.allocate(&pool, Some("198.18.80.2".parse().unwrap()), Handle::for_host("h2")).await.unwrap();
-    h1.allocate(&pool, Some("198.18.80.17".parse().unwrap()), Handle::for_host("h1")).await.unwrap();
+    h1.allocate(
+        &pool,
+        Some("198.18.80.1".parse().unwrap()),
+        Handle::for_host("h1"),
+    )
+    .await
+    .unwrap();
+    let kept = h2
+        .allocate(
+            &pool,
+            Some("198.18.80.2".parse().unwrap()),
+            Handle::for_host("h2"),
+        )
+        .await
+        .unwrap();
+    h1.allocate(
+        &pool,
+        Some("198.18.80.17".parse().unwrap()),
+        Handle::for_host("h1"),
+    )
+    .await
+    .unwrap();
     assert_eq!(h2.release_host("h1").await.unwrap(), (2, 2));
     let blocks = store.blocks().await.unwrap();
     assert_eq!(blocks.len(), 1, "the emptied block is gone");

@@ -13,7 +13,11 @@ fn node(name: &str, ip: &str) -> Node {
 }
 
 fn block(cidr: &str, owner: &str, holders: &[(u32, &str)]) -> Block {
-    let mut b = Block::new(cidr.parse().unwrap(), "192.168.0.0/16".parse().unwrap(), Some(owner.into()));
+    let mut b = Block::new(
+        cidr.parse().unwrap(),
+        "192.168.0.0/16".parse().unwrap(),
+        Some(owner.into()),
+    );
     for (ord, h) in holders {
         b.allocations.insert(*ord, Handle::for_host(h));
     }
@@ -40,10 +44,18 @@ fn scenario() -> (Vec<Pool>, Vec<Block>, Vec<Node>) {
         created: Utc::now(),
     }];
     let blocks = vec![
-        block("192.168.0.0/26", "h1", &[(50, "h1"), (51, "h2"), (52, "h3")]),
+        block(
+            "192.168.0.0/26",
+            "h1",
+            &[(50, "h1"), (51, "h2"), (52, "h3")],
+        ),
         block("192.168.1.0/26", "h2", &[(0, "h2")]),
     ];
-    let nodes = vec![node("h1", "198.18.0.11"), node("h2", "198.18.0.12"), node("h3", "198.18.0.13")];
+    let nodes = vec![
+        node("h1", "198.18.0.11"),
+        node("h2", "198.18.0.12"),
+        node("h3", "198.18.0.13"),
+    ];
     (pools, blocks, nodes)
 }
 
@@ -51,7 +63,12 @@ fn scenario() -> (Vec<Pool>, Vec<Block>, Vec<Node>) {
 fn every_host_gets_blocks_via_owners_borrowed_32s_and_blackholes() {
     let (pools, blocks, nodes) = scenario();
     let alive: HashSet<String> = ["h1", "h2", "h3"].map(String::from).into();
-    let view = ClusterView { pools: &pools, blocks: &blocks, nodes: &nodes, alive: &alive };
+    let view = ClusterView {
+        pools: &pools,
+        blocks: &blocks,
+        nodes: &nodes,
+        alive: &alive,
+    };
 
     let h1: BTreeSet<_> = [
         r("192.168.0.0/16", "blackhole"),
@@ -70,15 +87,27 @@ fn every_host_gets_blocks_via_owners_borrowed_32s_and_blackholes() {
         r("192.168.1.0/26", "198.18.0.12"),
     ]
     .into();
-    assert_eq!(desired_routes("h3", &view), h3, "h3 routes its own .52 down its veth");
+    assert_eq!(
+        desired_routes("h3", &view),
+        h3,
+        "h3 routes its own .52 down its veth"
+    );
 }
 
 #[test]
 fn a_host_that_is_down_gets_no_routes_towards_it() {
     let (pools, blocks, nodes) = scenario();
     let alive: HashSet<String> = ["h1", "h3"].map(String::from).into();
-    let view = ClusterView { pools: &pools, blocks: &blocks, nodes: &nodes, alive: &alive };
+    let view = ClusterView {
+        pools: &pools,
+        blocks: &blocks,
+        nodes: &nodes,
+        alive: &alive,
+    };
     let h1 = desired_routes("h1", &view);
-    assert!(!h1.iter().any(|r| r.target == RouteTarget::Via("198.18.0.12".parse().unwrap())));
+    assert!(
+        !h1.iter()
+            .any(|r| r.target == RouteTarget::Via("198.18.0.12".parse().unwrap()))
+    );
     assert!(h1.contains(&r("192.168.0.52/32", "198.18.0.13")));
 }

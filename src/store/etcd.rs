@@ -141,27 +141,30 @@ impl Kv for EtcdKv {
         let stream = self
             .bounded("watch", watch_client.watch(prefix, Some(options)))
             .await?;
-        Ok(Box::pin(futures::stream::unfold(stream, |mut stream| async move {
-            loop {
-                match stream.message().await {
-                    Ok(Some(resp)) if resp.canceled() => {
-                        let reason = format!("watch canceled: {}", resp.cancel_reason());
-                        return Some((Err(Error::Watch(reason)), stream));
+        Ok(Box::pin(futures::stream::unfold(
+            stream,
+            |mut stream| async move {
+                loop {
+                    match stream.message().await {
+                        Ok(Some(resp)) if resp.canceled() => {
+                            let reason = format!("watch canceled: {}", resp.cancel_reason());
+                            return Some((Err(Error::Watch(reason)), stream));
+                        }
+                        Ok(Some(resp)) if resp.events().is_empty() => continue,
+                        Ok(Some(resp)) => {
+                            let keys = resp
+                                .events()
+                                .iter()
+                                .filter_map(|e| e.kv().map(|kv| key_string(kv.key())))
+                                .collect();
+                            return Some((Ok(keys), stream));
+                        }
+                        Ok(None) => return None,
+                        Err(err) => return Some((Err(Error::from(err)), stream)),
                     }
-                    Ok(Some(resp)) if resp.events().is_empty() => continue,
-                    Ok(Some(resp)) => {
-                        let keys = resp
-                            .events()
-                            .iter()
-                            .filter_map(|e| e.kv().map(|kv| key_string(kv.key())))
-                            .collect();
-                        return Some((Ok(keys), stream));
-                    }
-                    Ok(None) => return None,
-                    Err(err) => return Some((Err(Error::from(err)), stream)),
                 }
-            }
-        })))
+            },
+        )))
     }
 
     async fn revision(&self) -> Result<i64, Error> {

@@ -120,9 +120,15 @@ impl Keys {
 
     /// Keys whose changes can change a host's routes or links.
     pub fn affects_routes(&self, key: &str) -> bool {
-        [self.blocks(), self.pools(), self.nodes(), self.alive_nodes(), self.endpoints()]
-            .iter()
-            .any(|p| key.starts_with(p.as_str()))
+        [
+            self.blocks(),
+            self.pools(),
+            self.nodes(),
+            self.alive_nodes(),
+            self.endpoints(),
+        ]
+        .iter()
+        .any(|p| key.starts_with(p.as_str()))
     }
 
     pub fn affects_networks(&self, key: &str) -> bool {

@@ -102,18 +102,23 @@ impl Kv for MemoryKv {
     async fn watch(&self, prefix: &str, _from: i64) -> Result<KeyStream, Error> {
         let prefix = prefix.to_string();
         let receiver = self.changes.subscribe();
-        Ok(Box::pin(futures::stream::unfold(receiver, move |mut rx| {
-            let prefix = prefix.clone();
-            async move {
-                loop {
-                    match rx.recv().await {
-                        Ok(key) if key.starts_with(&prefix) => return Some((Ok(vec![key]), rx)),
-                        Ok(_) => continue,
-                        Err(_) => return None,
+        Ok(Box::pin(futures::stream::unfold(
+            receiver,
+            move |mut rx| {
+                let prefix = prefix.clone();
+                async move {
+                    loop {
+                        match rx.recv().await {
+                            Ok(key) if key.starts_with(&prefix) => {
+                                return Some((Ok(vec![key]), rx));
+                            }
+                            Ok(_) => continue,
+                            Err(_) => return None,
+                        }
                     }
                 }
-            }
-        })))
+            },
+        )))
     }
 
     async fn revision(&self) -> Result<i64, Error> {

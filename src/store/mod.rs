@@ -286,7 +286,9 @@ impl Store {
     }
 
     pub async fn put_node_status(&self, host: &str, status: &NodeStatus) -> Result<(), Error> {
-        self.kv.put(&self.keys.node_status(host), encode(status)).await
+        self.kv
+            .put(&self.keys.node_status(host), encode(status))
+            .await
     }
 
     pub async fn netdefs(&self) -> Result<Vec<NetworkDef>, Error> {
@@ -294,7 +296,10 @@ impl Store {
     }
 
     pub async fn netdef(&self, name: &str) -> Result<Option<NetworkDef>, Error> {
-        Ok(self.get_typed(&self.keys.netdef(name)).await?.map(|v| v.value))
+        Ok(self
+            .get_typed(&self.keys.netdef(name))
+            .await?
+            .map(|v| v.value))
     }
 
     /// Creates a network definition; false if the name is taken.
@@ -308,7 +313,9 @@ impl Store {
     }
 
     pub async fn netstatuses(&self, name: &str) -> Result<Vec<NetworkStatus>, Error> {
-        Ok(unversioned(self.list_typed(&self.keys.netstatuses(name)).await?))
+        Ok(unversioned(
+            self.list_typed(&self.keys.netstatuses(name)).await?,
+        ))
     }
 
     pub async fn put_netstatus(&self, name: &str, status: &NetworkStatus) -> Result<(), Error> {

@@ -134,6 +134,57 @@ impl Lab {
         (count, revision)
     }
 
+    /// The address of a container on a host.
+    pub fn container_ip(&self, host: &str, container: &str) -> String {
+        self.sh(
+            host,
+            &format!("docker inspect -f '{{{{range .NetworkSettings.Networks}}}}{{{{.IPAddress}}}}{{{{end}}}}' {container}"),
+        )
+        .trim()
+        .to_string()
+    }
+
+    /// tabby's routes on a host (`proto 77`), one normalised line each.
+    pub fn routes(&self, host: &str) -> std::collections::BTreeSet<String> {
+        self.sh(host, "ip route show proto 77")
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect()
+    }
+
+    /// Whether a container on `host` gets an answer from `ip`.
+    pub fn pings(&self, host: &str, container: &str, ip: &str) -> bool {
+        self.try_sh(
+            host,
+            &format!("docker exec {container} ping -c 1 -W 2 {ip}"),
+        )
+    }
+
+    /// The addresses among `ips` that a container on `host` gets no answer
+    /// from (one `docker exec` for all of them).
+    pub fn unreachable<'a>(
+        &self,
+        host: &str,
+        container: &str,
+        ips: impl IntoIterator<Item = &'a String>,
+    ) -> Vec<String> {
+        let targets: Vec<&str> = ips.into_iter().map(String::as_str).collect();
+        let script = format!(
+            "for ip in {}; do ping -c1 -W2 $ip >/dev/null || echo $ip; done",
+            targets.join(" ")
+        );
+        let out = self.run(host, &["docker", "exec", container, "sh", "-c", &script]);
+        assert!(
+            out.status.success(),
+            "docker exec on {host}: {}",
+            stderr(&out)
+        );
+        stdout(&out)
+            .split_whitespace()
+            .map(str::to_string)
+            .collect()
+    }
+
     pub fn agent_log(&self, host: &str) -> String {
         std::fs::read_to_string(self.dir.join(host).join("agent.log")).unwrap_or_default()
     }
