@@ -1,11 +1,14 @@
 //! `Kv` over a real etcd cluster (v3 API).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, GetOptions, PutOptions, Txn, TxnOp, WatchOptions,
 };
+use tonic::Code;
 use tracing::{debug, warn};
 
 use super::Error;
@@ -16,43 +19,97 @@ use super::kv::{Expect, KeyStream, Kv, LeaseGuard, Versioned};
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// One client per member, tried in turn: etcd-client's own balancing keeps
+/// sending requests to a member that is down, so one dead member out of
+/// three would fail a third of all calls.
 #[derive(Clone)]
 pub struct EtcdKv {
-    client: Client,
+    members: Arc<Vec<(String, Client)>>,
+    /// The member that answered last; tried first.
+    preferred: Arc<AtomicUsize>,
+}
+
+/// Errors that say "this member cannot serve", as opposed to an answer.
+fn member_unavailable(err: &etcd_client::Error) -> bool {
+    match err {
+        etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => true,
+        etcd_client::Error::GRpcStatus(status) => matches!(
+            status.code(),
+            Code::Unavailable | Code::DeadlineExceeded | Code::Unknown | Code::Cancelled
+        ),
+        _ => false,
+    }
 }
 
 impl EtcdKv {
     pub async fn connect(endpoints: &[String]) -> Result<Self, Error> {
-        let options = ConnectOptions::new()
-            .with_timeout(REQUEST_TIMEOUT)
-            .with_connect_timeout(CONNECT_TIMEOUT)
-            .with_keep_alive(Duration::from_secs(5), Duration::from_secs(3))
-            .with_require_leader(true);
-        let client = Client::connect(endpoints, Some(options))
-            .await
-            .map_err(|source| Error::Connect {
-                endpoints: endpoints.join(","),
-                source,
-            })?;
-        Ok(EtcdKv { client })
-    }
-
-    pub fn client(&self) -> Client {
-        self.client.clone()
-    }
-
-    async fn bounded<T>(
-        &self,
-        what: &str,
-        fut: impl std::future::Future<Output = Result<T, etcd_client::Error>>,
-    ) -> Result<T, Error> {
-        match tokio::time::timeout(REQUEST_TIMEOUT, fut).await {
-            Ok(result) => result.map_err(Error::from),
-            Err(_) => Err(Error::Timeout(format!(
-                "etcd did not answer {what} within {}s (is a quorum of members up?)",
-                REQUEST_TIMEOUT.as_secs()
-            ))),
+        let mut members = Vec::new();
+        for endpoint in endpoints {
+            let options = ConnectOptions::new()
+                .with_timeout(REQUEST_TIMEOUT)
+                .with_connect_timeout(CONNECT_TIMEOUT)
+                .with_keep_alive(Duration::from_secs(5), Duration::from_secs(3))
+                .with_require_leader(true);
+            // Channels connect lazily: a member that is down now is fine.
+            let client = Client::connect([endpoint], Some(options))
+                .await
+                .map_err(|source| Error::Connect {
+                    endpoints: endpoint.clone(),
+                    source,
+                })?;
+            members.push((endpoint.clone(), client));
         }
+        if members.is_empty() {
+            return Err(Error::Timeout("no etcd endpoints given".into()));
+        }
+        Ok(EtcdKv {
+            members: Arc::new(members),
+            preferred: Arc::new(AtomicUsize::new(0)),
+        })
+    }
+
+    /// Runs `op` against the preferred member, failing over to the others
+    /// while members are unavailable. Each attempt is bounded, so the whole
+    /// call is too.
+    async fn call<T, F, Fut>(&self, what: &str, op: F) -> Result<T, Error>
+    where
+        F: Fn(Client) -> Fut,
+        Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
+    {
+        let n = self.members.len();
+        let first = self.preferred.load(Ordering::Relaxed) % n;
+        let mut last_error = String::new();
+        for i in 0..n {
+            let index = (first + i) % n;
+            let (endpoint, client) = &self.members[index];
+            match tokio::time::timeout(REQUEST_TIMEOUT, op(client.clone())).await {
+                Ok(Ok(value)) => {
+                    self.preferred.store(index, Ordering::Relaxed);
+                    return Ok(value);
+                }
+                Ok(Err(err)) if member_unavailable(&err) => {
+                    debug!(endpoint, error = %err, "etcd member unavailable, trying the next");
+                    last_error = format!("{endpoint}: {err}");
+                }
+                Ok(Err(err)) => return Err(err.into()),
+                Err(_) => {
+                    last_error = format!(
+                        "{endpoint}: no answer within {}s",
+                        REQUEST_TIMEOUT.as_secs()
+                    );
+                }
+            }
+        }
+        Err(Error::Timeout(format!(
+            "etcd cannot {what}: no member can serve (is a quorum up?); last: {last_error}"
+        )))
+    }
+
+    fn any_client(&self) -> Client {
+        let n = self.members.len();
+        self.members[self.preferred.load(Ordering::Relaxed) % n]
+            .1
+            .clone()
     }
 }
 
@@ -63,8 +120,12 @@ fn key_string(key: &[u8]) -> String {
 #[async_trait]
 impl Kv for EtcdKv {
     async fn get(&self, key: &str) -> Result<Option<Versioned<Vec<u8>>>, Error> {
-        let mut kv = self.client.kv_client();
-        let resp = self.bounded("get", kv.get(key, None)).await?;
+        let resp = self
+            .call(
+                "read",
+                |c| async move { c.kv_client().get(key, None).await },
+            )
+            .await?;
         Ok(resp.kvs().first().map(|kv| Versioned {
             value: kv.value().to_vec(),
             revision: kv.mod_revision(),
@@ -72,12 +133,12 @@ impl Kv for EtcdKv {
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<(String, Versioned<Vec<u8>>)>, Error> {
-        let mut kv = self.client.kv_client();
         let resp = self
-            .bounded(
-                "list",
-                kv.get(prefix, Some(GetOptions::new().with_prefix())),
-            )
+            .call("list", |c| async move {
+                c.kv_client()
+                    .get(prefix, Some(GetOptions::new().with_prefix()))
+                    .await
+            })
             .await?;
         Ok(resp
             .kvs()
@@ -93,8 +154,11 @@ impl Kv for EtcdKv {
     }
 
     async fn put(&self, key: &str, value: Vec<u8>) -> Result<(), Error> {
-        let mut kv = self.client.kv_client();
-        self.bounded("put", kv.put(key, value, None)).await?;
+        self.call("write", |c| {
+            let value = value.clone();
+            async move { c.kv_client().put(key, value, None).await }
+        })
+        .await?;
         Ok(())
     }
 
@@ -107,23 +171,30 @@ impl Kv for EtcdKv {
             Some(value) => TxnOp::put(key, value, None),
             None => TxnOp::delete(key, None),
         };
-        let mut kv = self.client.kv_client();
         let txn = Txn::new().when([compare]).and_then([op]);
-        let resp = self.bounded("transaction", kv.txn(txn)).await?;
+        let resp = self
+            .call("write", |c| {
+                let txn = txn.clone();
+                async move { c.kv_client().txn(txn).await }
+            })
+            .await?;
         Ok(resp.succeeded())
     }
 
     async fn delete(&self, key: &str) -> Result<bool, Error> {
-        let mut kv = self.client.kv_client();
-        let resp = self.bounded("delete", kv.delete(key, None)).await?;
+        let resp = self
+            .call("delete", |c| async move {
+                c.kv_client().delete(key, None).await
+            })
+            .await?;
         Ok(resp.deleted() > 0)
     }
 
     async fn put_leased(&self, key: &str, value: Vec<u8>, ttl: i64) -> Result<LeaseGuard, Error> {
-        let lease = grant_and_put(&self.client, key, &value, ttl).await?;
+        let lease = grant_and_put(self, key, &value, ttl).await?;
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(keep_alive(
-            self.client.clone(),
+            self.clone(),
             key.to_string(),
             value,
             ttl,
@@ -137,9 +208,11 @@ impl Kv for EtcdKv {
         let options = WatchOptions::new()
             .with_prefix()
             .with_start_revision(from_revision);
-        let mut watch_client = self.client.watch_client();
         let stream = self
-            .bounded("watch", watch_client.watch(prefix, Some(options)))
+            .call("watch", |c| {
+                let options = options.clone();
+                async move { c.watch_client().watch(prefix, Some(options)).await }
+            })
             .await?;
         Ok(Box::pin(futures::stream::unfold(
             stream,
@@ -168,21 +241,31 @@ impl Kv for EtcdKv {
     }
 
     async fn revision(&self) -> Result<i64, Error> {
-        let mut kv = self.client.kv_client();
-        let resp = self.bounded("get", kv.get("\0", None)).await?;
+        let resp = self
+            .call(
+                "read",
+                |c| async move { c.kv_client().get("\0", None).await },
+            )
+            .await?;
         Ok(resp.header().map(|h| h.revision()).unwrap_or_default())
     }
 }
 
-async fn grant_and_put(client: &Client, key: &str, value: &[u8], ttl: i64) -> Result<i64, Error> {
-    let mut lease_client = client.lease_client();
-    let lease = lease_client.grant(ttl, None).await?.id();
-    let mut kv = client.kv_client();
-    kv.put(
-        key,
-        value.to_vec(),
-        Some(PutOptions::new().with_lease(lease)),
-    )
+async fn grant_and_put(kv: &EtcdKv, key: &str, value: &[u8], ttl: i64) -> Result<i64, Error> {
+    let lease = kv
+        .call("grant a lease", |c| async move {
+            c.lease_client().grant(ttl, None).await
+        })
+        .await?
+        .id();
+    kv.call("write", |c| {
+        let value = value.to_vec();
+        async move {
+            c.kv_client()
+                .put(key, value, Some(PutOptions::new().with_lease(lease)))
+                .await
+        }
+    })
     .await?;
     Ok(lease)
 }
@@ -192,7 +275,7 @@ async fn grant_and_put(client: &Client, key: &str, value: &[u8], ttl: i64) -> Re
 /// key, so the node comes back as up by itself. Revokes on stop, so a
 /// cleanly stopped agent shows as down at once.
 async fn keep_alive(
-    client: Client,
+    kv: EtcdKv,
     key: String,
     value: Vec<u8>,
     ttl: i64,
@@ -205,16 +288,16 @@ async fn keep_alive(
             _ = &mut stop => break,
             _ = tokio::time::sleep(period) => {}
         }
-        let mut lease_client = client.lease_client();
-        let alive = match lease_client.keep_alive(lease).await {
-            Ok((mut keeper, mut responses)) => {
-                keeper.keep_alive().await.is_ok()
-                    && matches!(responses.message().await, Ok(Some(r)) if r.ttl() > 0)
-            }
-            Err(_) => false,
-        };
+        let alive = kv
+            .call("refresh a lease", |c| async move {
+                let (mut keeper, mut responses) = c.lease_client().keep_alive(lease).await?;
+                keeper.keep_alive().await?;
+                Ok(matches!(responses.message().await?, Some(r) if r.ttl() > 0))
+            })
+            .await
+            .unwrap_or(false);
         if !alive {
-            match grant_and_put(&client, &key, &value, ttl).await {
+            match grant_and_put(&kv, &key, &value, ttl).await {
                 Ok(new_lease) => {
                     debug!(key, "lease renewed after loss");
                     lease = new_lease;
@@ -223,6 +306,6 @@ async fn keep_alive(
             }
         }
     }
-    let mut lease_client = client.lease_client();
+    let mut lease_client = kv.any_client().lease_client();
     let _ = tokio::time::timeout(Duration::from_secs(2), lease_client.revoke(lease)).await;
 }
