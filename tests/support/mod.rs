@@ -68,15 +68,20 @@ impl Lab {
         lab
     }
 
-    fn script(&self, args: &[&str]) -> Output {
-        Command::new(root().join("scripts/lab"))
+    /// `scripts/lab ARGS…` for this lab, not yet started.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(root().join("scripts/lab"));
+        command
             .args(args)
             .env("TABBY_LAB_ID", &self.id)
             .env("TABBY_BIN", tabby_bin())
             .env("TABBY_LAB_NODE_TTL", "3")
-            .stdin(Stdio::null())
-            .output()
-            .expect("scripts/lab runs")
+            .stdin(Stdio::null());
+        command
+    }
+
+    fn script(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("scripts/lab runs")
     }
 
     pub fn dir(&self) -> &Path {
