@@ -31,12 +31,25 @@ fn in_container(container: &str, command: &str) -> String {
     format!("nsenter -t $(docker inspect -f '{{{{.State.Pid}}}}' {container}) -n {command}")
 }
 
-fn iperf_gbps(lab: &Lab, client_host: &str, client_prefix: &str, server_host: &str, server_prefix: &str, target: &str) -> f64 {
+fn iperf_gbps(
+    lab: &Lab,
+    client_host: &str,
+    client_prefix: &str,
+    server_host: &str,
+    server_prefix: &str,
+    target: &str,
+) -> f64 {
     lab.sh(server_host, &format!("{server_prefix}iperf3 -s -1 -D"));
     std::thread::sleep(Duration::from_millis(300));
-    let json = lab.sh(client_host, &format!("{client_prefix}iperf3 -c {target} -t 4 -J"));
+    let json = lab.sh(
+        client_host,
+        &format!("{client_prefix}iperf3 -c {target} -t 4 -J"),
+    );
     let v: serde_json::Value = serde_json::from_str(&json).expect("iperf3 JSON");
-    v["end"]["sum_received"]["bits_per_second"].as_f64().expect("bits_per_second") / 1e9
+    v["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .expect("bits_per_second")
+        / 1e9
 }
 
 fn agent_rss_mb(lab: &Lab, host: &str) -> f64 {
@@ -54,8 +67,14 @@ fn agent_rss_mb(lab: &Lab, host: &str) -> f64 {
 fn main() {
     let lab = Lab::up(3);
     lab.sh("h1", "tabby network create n1 --subnet 198.18.64.0/20");
-    lab.sh("h1", "docker run -d --name c1 --net n1 tabby/busybox sleep 1d");
-    lab.sh("h2", "docker run -d --name c2 --net n1 tabby/busybox sleep 1d");
+    lab.sh(
+        "h1",
+        "docker run -d --name c1 --net n1 tabby/busybox sleep 1d",
+    );
+    lab.sh(
+        "h2",
+        "docker run -d --name c2 --net n1 tabby/busybox sleep 1d",
+    );
     let c2 = lab.container_ip("h2", "c2");
 
     // 1. Throughput, alternated.
@@ -67,12 +86,17 @@ fn main() {
     }
     let (hm, cm) = (median(host.clone()), median(container.clone()));
     println!("iperf3 TCP, 3 x 4 s each, alternated: host h1->h2 median {hm:.2} Gbit/s {host:.2?}");
-    println!("                                     container h1->h2 median {cm:.2} Gbit/s {container:.2?}");
+    println!(
+        "                                     container h1->h2 median {cm:.2} Gbit/s {container:.2?}"
+    );
     println!("ratio container/host {:.3}", cm / hm);
 
     // 2. Convergence. h3 claims a block; h1's containers borrow from it, so
     // each needs its own /32 on h2.
-    lab.sh("h3", "docker run -d --name claim --net n1 --ip 198.18.72.1 tabby/busybox sleep 1d");
+    lab.sh(
+        "h3",
+        "docker run -d --name claim --net n1 --ip 198.18.72.1 tabby/busybox sleep 1d",
+    );
     let mut monitor = lab
         .command(&["exec", "h2", "ip", "monitor", "route"])
         .stdout(Stdio::piped())
@@ -91,13 +115,21 @@ fn main() {
     for i in 2..52 {
         let ip = format!("198.18.72.{i}");
         let started = Instant::now();
-        lab.sh("h1", &format!("docker run -d --net n1 --ip {ip} tabby/busybox sleep 1d"));
+        lab.sh(
+            "h1",
+            &format!("docker run -d --net n1 --ip {ip} tabby/busybox sleep 1d"),
+        );
         let returned = Instant::now();
         run_times.push((returned - started).as_secs_f64() * 1000.0);
         let needle = format!("{ip} via 198.18.0.11");
         let deadline = returned + Duration::from_secs(10);
         let appeared = loop {
-            if let Some((t, _)) = seen.lock().unwrap().iter().find(|(_, l)| l.starts_with(&needle)) {
+            if let Some((t, _)) = seen
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|(_, l)| l.starts_with(&needle))
+            {
                 break *t;
             }
             assert!(Instant::now() < deadline, "no route for {ip} on h2");
