@@ -141,6 +141,7 @@ fn main() {
         from_start.push((appeared - started).as_secs_f64() * 1000.0);
     }
     let _ = monitor.kill();
+    let _ = monitor.wait();
     let early = delays.iter().filter(|d| **d == 0.0).count();
     println!(
         "route convergence h1 -> h2 over 50 containers, after docker run returned: p50 {:.1} ms  p99 {:.1} ms  ({early}/50 already there)",
