@@ -98,6 +98,9 @@ pub struct Endpoint {
     pub container: Option<String>,
     pub state: EndpointState,
     pub created: DateTime<Utc>,
+    /// Profiles whose rules apply to this endpoint, in order.
+    #[serde(default)]
+    pub profiles: Vec<String>,
 }
 
 /// A host running `tabby agent`. Liveness is a separate leased key, so a
@@ -137,4 +140,62 @@ pub struct NetworkStatus {
 pub struct NodeStatus {
     pub routes: usize,
     pub last_sync: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Allow,
+    Deny,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+    Icmp,
+}
+
+/// `first..=last`; a single port has first == last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortRange {
+    pub first: u16,
+    pub last: u16,
+}
+
+/// One side (`from` or `to`) of a rule. Empty matches everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleMatch {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<PortRange>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cidr: Option<Ipv4Net>,
+}
+
+/// A calicoctl v0.x rule: `allow tcp from tag B to ports 3306`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rule {
+    pub action: Action,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<Protocol>,
+    #[serde(default)]
+    pub from: RuleMatch,
+    #[serde(default)]
+    pub to: RuleMatch,
+}
+
+/// Who may reach a set of endpoints, and where they may go. Anything no
+/// rule allows is dropped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Profile {
+    pub name: String,
+    #[serde(default)]
+    pub tags: std::collections::BTreeSet<String>,
+    #[serde(default)]
+    pub inbound: Vec<Rule>,
+    #[serde(default)]
+    pub outbound: Vec<Rule>,
 }

@@ -60,7 +60,7 @@ pub async fn run(config: AgentConfig) -> Result<()> {
     let driver = Arc::new(Driver::new(
         store.clone(),
         dataplane,
-        Arc::new(IptablesFirewall),
+        Arc::new(IptablesFirewall::default()),
         DriverConfig {
             host: config.hostname.clone(),
             default_pool: config.default_pool,

@@ -6,6 +6,7 @@ mod network;
 pub use agent::LogFormat;
 mod output;
 mod pool;
+mod profile;
 mod show;
 
 use anyhow::Result;
@@ -78,6 +79,16 @@ pub enum Command {
     /// Address allocations.
     #[command(subcommand)]
     Ipam(show::IpamCommand),
+    /// Profiles: tags and rules (calicoctl word order: `profile P rule add …`).
+    Profile {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Change one container's profiles: `container C profile append|remove|set P…`.
+    Container {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        args: Vec<String>,
+    },
     /// Networks defined once for every host.
     #[command(subcommand)]
     Network(network::NetworkCommand),
@@ -91,5 +102,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Endpoint(cmd) => show::endpoint(cmd, &cli.etcd, cli.output).await,
         Command::Ipam(cmd) => show::ipam(cmd, &cli.etcd, cli.output).await,
         Command::Network(cmd) => network::run(cmd, &cli.etcd, cli.output).await,
+        Command::Profile { args } => profile::run(args, &cli.etcd, cli.output).await,
+        Command::Container { args } => profile::container(args, &cli.etcd).await,
     }
 }

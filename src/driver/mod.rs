@@ -63,6 +63,8 @@ pub struct Driver {
     /// Serialises kernel changes of plugin calls and resyncs, so a resync
     /// never sees a half-made endpoint and removes it.
     kernel: Arc<tokio::sync::Mutex<()>>,
+    /// One firewall pass at a time, in the order they were asked for.
+    policy: tokio::sync::Mutex<()>,
 }
 
 impl Driver {
@@ -81,6 +83,7 @@ impl Driver {
             config,
             docker,
             kernel: Arc::new(tokio::sync::Mutex::new(())),
+            policy: tokio::sync::Mutex::new(()),
         }
     }
 

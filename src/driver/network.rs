@@ -11,6 +11,19 @@ use crate::dataplane::{GATEWAY, host_veth_name};
 use crate::ipam::describe;
 use crate::model::{Endpoint, EndpointState, Network};
 
+/// `docker network create --opt tabby.profile=P`.
+pub const PROFILE_OPTION: &str = "tabby.profile";
+
+/// The profile of a network's endpoints: the one named by the option,
+/// else one named after the network.
+fn network_profile(network: &Network) -> String {
+    network
+        .options
+        .get(PROFILE_OPTION)
+        .cloned()
+        .unwrap_or_else(|| network.id.clone())
+}
+
 /// What Join answers: the container end of the veth and the gateway.
 pub struct JoinInfo {
     pub src_name: String,
@@ -42,6 +55,13 @@ impl Driver {
             parse_cidr("pool", pool)?
         };
         self.ipam.pool(&pool).await?;
+        let profile = options
+            .get(PROFILE_OPTION)
+            .cloned()
+            .unwrap_or_else(|| id.to_string());
+        crate::netdef::validate_name("profile name", &profile)
+            .map_err(|e| Error::Invalid(e.to_string()))?;
+        self.ensure_profile(&profile).await?;
         let network = Network {
             id: id.to_string(),
             host: self.host().to_string(),
@@ -85,14 +105,16 @@ impl Driver {
     ) -> Result<(), Error> {
         require("NetworkID", network_id)?;
         require("EndpointID", endpoint_id)?;
-        if self.store.network(network_id).await?.is_none() {
-            return Err(Error::UnknownNetwork(network_id.to_string()));
-        }
         if address.is_empty() {
             return Err(Error::Invalid(
                 "the endpoint has no IPv4 address: tabby networks need --ipam-driver tabby".into(),
             ));
         }
+        let network = self
+            .store
+            .network(network_id)
+            .await?
+            .ok_or_else(|| Error::UnknownNetwork(network_id.to_string()))?;
         let ip = parse_address("Interface.Address", address)?;
         match self.ipam.holder(ip).await? {
             Some(holder) if holder.host != self.host() => {
@@ -115,10 +137,24 @@ impl Driver {
             container: None,
             state: EndpointState::Created,
             created: Utc::now(),
+            profiles: vec![network_profile(&network)],
         };
         self.store.put_endpoint(&endpoint).await?;
         self.complete_records(&endpoint);
         info!(endpoint = endpoint_id, %ip, "created endpoint");
+        Ok(())
+    }
+
+    /// Creates a profile with calicoctl's defaults unless it exists.
+    async fn ensure_profile(&self, name: &str) -> Result<(), Error> {
+        let profile = crate::policy::rules::default_profile(name);
+        if self
+            .store
+            .swap_profile(&profile, crate::store::Expect::Absent)
+            .await?
+        {
+            info!(profile = name, "created profile");
+        }
         Ok(())
     }
 
@@ -145,6 +181,9 @@ impl Driver {
     /// veth; state and MAC are written after answering.
     pub async fn join(&self, network_id: &str, endpoint_id: &str) -> Result<JoinInfo, Error> {
         let endpoint = self.local_endpoint(network_id, endpoint_id).await?;
+        // The endpoint's chains go in before its veth exists: no packet of
+        // it ever crosses the host unpoliced.
+        self.converge_policy().await?;
         let attached = {
             let _kernel = self.kernel.lock().await;
             self.dataplane.attach(&endpoint.id, endpoint.ip).await?

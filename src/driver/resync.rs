@@ -22,14 +22,37 @@ pub struct ResyncReport {
 }
 
 impl Driver {
-    /// Installs tabby's firewall base and host prerequisites.
+    /// Host prerequisites (forwarding on).
     pub async fn prepare_host(&self) -> Result<(), Error> {
         self.dataplane.prepare_host()?;
-        self.firewall.apply(&crate::policy::base_ruleset()).await?;
+        Ok(())
+    }
+
+    /// Programs the firewall for the datastore's endpoints and profiles.
+    /// Cheap when nothing changed: the backend skips what it applied last.
+    pub async fn converge_policy(&self) -> Result<(), Error> {
+        let all = self.store.endpoints().await?;
+        let profiles = self.store.profiles().await?;
+        let local: Vec<_> = all
+            .iter()
+            .filter(|e| e.host == self.host())
+            .cloned()
+            .collect();
+        let exposed = std::collections::HashMap::new();
+        let state = crate::policy::render(&crate::policy::PolicyInput {
+            local: &local,
+            all: &all,
+            profiles: &profiles,
+            exposed: &exposed,
+        });
+        let _policy = self.policy.lock().await;
+        self.firewall.apply(&state).await?;
         Ok(())
     }
 
     pub async fn resync(&self) -> Result<ResyncReport, Error> {
+        // Policy first: a new endpoint's chains must exist before traffic.
+        self.converge_policy().await?;
         let pools: Vec<_> = self
             .store
             .pools()

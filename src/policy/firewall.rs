@@ -4,6 +4,8 @@
 
 use async_trait::async_trait;
 
+use super::render::PolicyState;
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("cannot run {command}: {source}")]
@@ -37,18 +39,25 @@ impl Ruleset {
         self.hooks.push((builtin.to_string(), chain.to_string()));
     }
 
-    /// The `iptables-restore --noflush` text for the chains. Declaring a
-    /// chain flushes it, so the batch replaces each chain whole, in one
-    /// atomic commit.
-    pub fn restore_text(&self) -> String {
+    pub fn rule_count(&self) -> usize {
+        self.chains.iter().map(|(_, r)| r.len()).sum()
+    }
+
+    /// The `iptables-restore --noflush` text: declaring a chain flushes it,
+    /// so the batch replaces every chain whole in one atomic commit; chains
+    /// in `stale` are emptied and deleted in the same commit.
+    pub fn restore_text(&self, stale: &[String]) -> String {
         let mut out = String::from("*filter\n");
-        for (name, _) in &self.chains {
+        for name in self.chains.iter().map(|(n, _)| n).chain(stale) {
             out.push_str(&format!(":{name} - [0:0]\n"));
         }
         for (name, rules) in &self.chains {
             for rule in rules {
                 out.push_str(&format!("-A {name} {rule}\n"));
             }
+        }
+        for name in stale {
+            out.push_str(&format!("-X {name}\n"));
         }
         out.push_str("COMMIT\n");
         out
@@ -57,8 +66,9 @@ impl Ruleset {
 
 #[async_trait]
 pub trait Firewall: Send + Sync {
-    /// Makes tabby's chains exactly `ruleset` and ensures the hooks.
-    async fn apply(&self, ruleset: &Ruleset) -> Result<(), Error>;
+    /// Makes tabby's sets and chains exactly `state` (sets before the rules
+    /// that use them, stale sets after), and ensures the hooks.
+    async fn apply(&self, state: &PolicyState) -> Result<(), Error>;
 }
 
 /// Accepts everything and does nothing: for tests that have no kernel.
@@ -66,7 +76,7 @@ pub struct NoopFirewall;
 
 #[async_trait]
 impl Firewall for NoopFirewall {
-    async fn apply(&self, _ruleset: &Ruleset) -> Result<(), Error> {
+    async fn apply(&self, _state: &PolicyState) -> Result<(), Error> {
         Ok(())
     }
 }
@@ -74,12 +84,13 @@ impl Firewall for NoopFirewall {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn restore_text_declares_chains_before_rules() {
-        let text = crate::policy::base_ruleset().restore_text();
+    fn restore_text_declares_chains_before_rules_and_deletes_stale_ones() {
+        let mut ruleset = super::Ruleset::default();
+        ruleset.chain("TABBY-A", vec!["-j ACCEPT".into()]);
+        let text = ruleset.restore_text(&["TABBY-OLD".into()]);
         assert_eq!(
             text,
-            "*filter\n:TABBY-FORWARD - [0:0]\n-A TABBY-FORWARD -i tabby+ -j ACCEPT\n\
-             -A TABBY-FORWARD -o tabby+ -j ACCEPT\nCOMMIT\n"
+            "*filter\n:TABBY-A - [0:0]\n:TABBY-OLD - [0:0]\n-A TABBY-A -j ACCEPT\n-X TABBY-OLD\nCOMMIT\n"
         );
     }
 }

@@ -1,49 +1,115 @@
-//! iptables backend: chains replaced in one `iptables-restore --noflush`
-//! batch, hooks kept first in the built-in chains with the iptables crate.
+//! iptables + ipset backend. Chains are replaced in one `iptables-restore
+//! --noflush` batch, sets in one `ipset restore` batch (each set filled
+//! aside and swapped in), hooks kept first in the built-in chains with the
+//! iptables crate. What was applied last is remembered, so a pass that
+//! changes nothing runs nothing.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
+use std::net::Ipv4Addr;
 use std::process::{Command, Stdio};
+use std::sync::Mutex;
 
 use async_trait::async_trait;
-use tracing::info;
+use tracing::{debug, info};
 
 use super::firewall::{Error, Firewall, Ruleset};
+use super::render::{CHAIN_PREFIX, PolicyState, SET_PREFIX};
 
-pub struct IptablesFirewall;
+type Sets = BTreeMap<String, BTreeSet<Ipv4Addr>>;
 
-fn restore(text: &str) -> Result<(), Error> {
-    let command = "iptables-restore --noflush".to_string();
-    let mut child = Command::new("iptables-restore")
-        .args(["--noflush", "--wait"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|source| Error::Spawn {
-            command: command.clone(),
-            source,
-        })?;
-    child
-        .stdin
-        .take()
-        .expect("stdin is piped")
-        .write_all(text.as_bytes())
-        .map_err(|source| Error::Spawn {
-            command: command.clone(),
-            source,
-        })?;
-    let output = child.wait_with_output().map_err(|source| Error::Spawn {
+#[derive(Default)]
+pub struct IptablesFirewall {
+    applied: Mutex<Option<PolicyState>>,
+}
+
+fn run(program: &str, args: &[&str], input: Option<&str>) -> Result<String, Error> {
+    let command = format!("{program} {}", args.join(" "));
+    let spawn_err = |source| Error::Spawn {
         command: command.clone(),
         source,
-    })?;
+    };
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(spawn_err)?;
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    if let Some(input) = input {
+        stdin.write_all(input.as_bytes()).map_err(spawn_err)?;
+    }
+    drop(stdin);
+    let output = child.wait_with_output().map_err(spawn_err)?;
     if output.status.success() {
-        Ok(())
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     } else {
         Err(Error::Failed {
             command,
             stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
         })
     }
+}
+
+/// tabby's chains that exist now in the filter table.
+fn existing_chains() -> Result<Vec<String>, Error> {
+    let out = run("iptables", &["-w", "-S"], None)?;
+    Ok(out
+        .lines()
+        .filter_map(|l| l.strip_prefix("-N "))
+        .filter(|c| c.starts_with(CHAIN_PREFIX))
+        .map(str::to_string)
+        .collect())
+}
+
+fn existing_sets() -> Result<Vec<String>, Error> {
+    let out = run("ipset", &["list", "-n"], None)?;
+    Ok(out
+        .lines()
+        .filter(|s| s.starts_with(SET_PREFIX))
+        .map(str::to_string)
+        .collect())
+}
+
+/// Writes the sets that differ from `before`, each atomically.
+fn apply_sets(sets: &Sets, before: Option<&Sets>) -> Result<(), Error> {
+    let mut text = String::new();
+    let tmp = "tabby-swap";
+    for (name, members) in sets {
+        if before.and_then(|b| b.get(name)) == Some(members) {
+            continue;
+        }
+        text.push_str(&format!(
+            "create {name} hash:ip family inet\ncreate {tmp} hash:ip family inet\nflush {tmp}\n"
+        ));
+        for ip in members {
+            text.push_str(&format!("add {tmp} {ip}\n"));
+        }
+        text.push_str(&format!("swap {tmp} {name}\ndestroy {tmp}\n"));
+    }
+    if !text.is_empty() {
+        run("ipset", &["-exist", "restore"], Some(&text))?;
+        debug!("ipsets updated");
+    }
+    Ok(())
+}
+
+fn apply_chains(ruleset: &Ruleset) -> Result<(), Error> {
+    let wanted: BTreeSet<&str> = ruleset.chains.iter().map(|(n, _)| n.as_str()).collect();
+    let stale: Vec<String> = existing_chains()?
+        .into_iter()
+        .filter(|c| !wanted.contains(c.as_str()))
+        .collect();
+    run(
+        "iptables-restore",
+        &["--noflush", "--wait"],
+        Some(&ruleset.restore_text(&stale)),
+    )?;
+    if !stale.is_empty() {
+        info!(chains = stale.len(), "removed stale chains");
+    }
+    Ok(())
 }
 
 fn ensure_hooks(hooks: &[(String, String)]) -> Result<(), Error> {
@@ -64,15 +130,41 @@ fn ensure_hooks(hooks: &[(String, String)]) -> Result<(), Error> {
     Ok(())
 }
 
+fn destroy_stale_sets(sets: &Sets) -> Result<(), Error> {
+    for name in existing_sets()? {
+        if !sets.contains_key(&name) {
+            run("ipset", &["destroy", &name], None)?;
+            debug!(set = %name, "destroyed stale set");
+        }
+    }
+    Ok(())
+}
+
+impl IptablesFirewall {
+    fn apply_blocking(&self, state: &PolicyState) -> Result<(), Error> {
+        let mut applied = self.applied.lock().expect("not poisoned");
+        let before = applied.as_ref();
+        apply_sets(&state.ipsets, before.map(|b| &b.ipsets))?;
+        if before.map(|b| &b.ruleset) != Some(&state.ruleset) {
+            apply_chains(&state.ruleset)?;
+            debug!(rules = state.ruleset.rule_count(), "chains replaced");
+        }
+        // Hooks are cheap to check and Docker may have reordered FORWARD.
+        ensure_hooks(&state.ruleset.hooks)?;
+        if before.map(|b| b.ipsets.keys().collect::<Vec<_>>())
+            != Some(state.ipsets.keys().collect())
+        {
+            destroy_stale_sets(&state.ipsets)?;
+        }
+        *applied = Some(state.clone());
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl Firewall for IptablesFirewall {
-    async fn apply(&self, ruleset: &Ruleset) -> Result<(), Error> {
-        let ruleset = ruleset.clone();
-        tokio::task::spawn_blocking(move || {
-            restore(&ruleset.restore_text())?;
-            ensure_hooks(&ruleset.hooks)
-        })
-        .await
-        .map_err(|e| Error::Iptables(format!("firewall task failed: {e}")))?
+    async fn apply(&self, state: &PolicyState) -> Result<(), Error> {
+        // One pass at a time, off the async threads.
+        tokio::task::block_in_place(|| self.apply_blocking(state))
     }
 }

@@ -9,6 +9,7 @@
 //! <prefix>/nodes/<host>                 Node
 //! <prefix>/alive/<host>                 leased; present while the agent runs
 //! <prefix>/nodestatus/<host>            NodeStatus (not watched: written by the watcher)
+//! <prefix>/profiles/<name>              Profile
 //! <prefix>/netdefs/<name>               NetworkDef
 //! <prefix>/netstatus/<name>/<host>      NetworkStatus
 //! ```
@@ -118,9 +119,18 @@ impl Keys {
         format!("{}{host}", self.netstatuses(name))
     }
 
-    /// Keys whose changes can change a host's routes or links.
+    pub fn profiles(&self) -> String {
+        format!("{}/profiles/", self.prefix)
+    }
+
+    pub fn profile(&self, name: &str) -> String {
+        format!("{}{name}", self.profiles())
+    }
+
+    /// Keys whose changes can change a host's routes, links or firewall.
     pub fn affects_routes(&self, key: &str) -> bool {
         [
+            self.profiles(),
             self.blocks(),
             self.pools(),
             self.nodes(),

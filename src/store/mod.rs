@@ -12,7 +12,9 @@ use ipnet::Ipv4Net;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::model::{Block, Endpoint, Network, NetworkDef, NetworkStatus, Node, NodeStatus, Pool};
+use crate::model::{
+    Block, Endpoint, Network, NetworkDef, NetworkStatus, Node, NodeStatus, Pool, Profile,
+};
 pub use keys::Keys;
 pub use kv::{Expect, KeyStream, Kv, LeaseGuard, Versioned};
 
@@ -327,6 +329,26 @@ impl Store {
     pub async fn delete_netstatus(&self, name: &str, host: &str) -> Result<(), Error> {
         self.kv.delete(&self.keys.netstatus(name, host)).await?;
         Ok(())
+    }
+}
+
+impl Store {
+    pub async fn profiles(&self) -> Result<Vec<Profile>, Error> {
+        Ok(unversioned(self.list_typed(&self.keys.profiles()).await?))
+    }
+
+    pub async fn profile(&self, name: &str) -> Result<Option<Versioned<Profile>>, Error> {
+        self.get_typed(&self.keys.profile(name)).await
+    }
+
+    /// Writes a profile if it is as expected (absent, or unchanged since read).
+    pub async fn swap_profile(&self, profile: &Profile, expect: Expect) -> Result<bool, Error> {
+        self.swap_typed(&self.keys.profile(&profile.name), expect, Some(profile))
+            .await
+    }
+
+    pub async fn delete_profile(&self, name: &str) -> Result<bool, Error> {
+        self.kv.delete(&self.keys.profile(name)).await
     }
 }
 

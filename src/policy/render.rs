@@ -1,0 +1,223 @@
+//! What a host's firewall must be, computed from the datastore: tabby's
+//! filter chains (per endpoint, per profile) and its tag ipsets. Pure.
+//!
+//! Packets between a tabby endpoint and anything else cross FORWARD:
+//!
+//! ```text
+//! TABBY-FORWARD  established: accept; from a veth: TABBY-FROM-WL; to a veth: TABBY-TO-WL; accept
+//! TABBY-FROM-WL  by input veth -> TABBY-FW-<ep>: anti-spoofing, then each profile's outbound chain
+//! TABBY-TO-WL    by output veth -> TABBY-TW-<ep>: each profile's inbound chain
+//! TABBY-PI-<p>   inbound rules; TABBY-PO-<p> outbound rules
+//! ```
+//!
+//! An allow sets a mark bit and returns; an endpoint chain returns once the
+//! bit is set and drops at its end. Tags are ipsets of endpoint addresses
+//! (of every host), so a membership change touches a set, never a rule.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::Ipv4Addr;
+
+use super::Ruleset;
+use crate::dataplane::VETH_PREFIX;
+use crate::model::{Action, Endpoint, Profile, Protocol, Rule, RuleMatch};
+
+pub const FORWARD: &str = "TABBY-FORWARD";
+pub const INPUT: &str = "TABBY-INPUT";
+const FROM_WL: &str = "TABBY-FROM-WL";
+const TO_WL: &str = "TABBY-TO-WL";
+/// The bit an allow sets (filter table only; Docker uses none there).
+const ACCEPT_MARK: &str = "0x100000/0x100000";
+pub const SET_PREFIX: &str = "tabby-t-";
+pub const CHAIN_PREFIX: &str = "TABBY-";
+
+/// Ipset and chain names have small limits (31 and 28): long names are
+/// replaced by a stable hash.
+fn short_name(prefix: &str, name: &str, max: usize) -> String {
+    if prefix.len() + name.len() <= max {
+        return format!("{prefix}{name}");
+    }
+    let hash = name.bytes().fold(0xcbf29ce484222325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100000001b3)
+    });
+    format!("{prefix}~{hash:016x}")
+}
+
+pub fn tag_set(tag: &str) -> String {
+    short_name(SET_PREFIX, tag, 31)
+}
+
+fn profile_chain(direction: &str, profile: &str) -> String {
+    short_name(&format!("TABBY-P{direction}-"), profile, 28)
+}
+
+fn endpoint_chain(direction: &str, endpoint_id: &str) -> String {
+    format!(
+        "TABBY-{direction}W-{}",
+        &endpoint_id[..endpoint_id.len().min(12)]
+    )
+}
+
+pub struct PolicyInput<'a> {
+    /// Endpoints of this host (they get chains).
+    pub local: &'a [Endpoint],
+    /// Endpoints of every host (they fill the tag sets).
+    pub all: &'a [Endpoint],
+    pub profiles: &'a [Profile],
+    /// Extra inbound allows per local endpoint (exposed ports), as rules.
+    pub exposed: &'a HashMap<String, Vec<Rule>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyState {
+    pub ruleset: Ruleset,
+    pub ipsets: BTreeMap<String, BTreeSet<Ipv4Addr>>,
+}
+
+fn ports_arg(flag: &str, ports: &[crate::model::PortRange]) -> String {
+    let list: Vec<String> = ports
+        .iter()
+        .map(|p| {
+            if p.first == p.last {
+                p.first.to_string()
+            } else {
+                format!("{}:{}", p.first, p.last)
+            }
+        })
+        .collect();
+    format!("-m multiport {flag} {}", list.join(","))
+}
+
+fn match_args(m: &RuleMatch, side: &str, args: &mut Vec<String>) {
+    let (addr, set_dir, ports) = if side == "src" {
+        ("-s", "src", "--sports")
+    } else {
+        ("-d", "dst", "--dports")
+    };
+    if let Some(cidr) = m.cidr {
+        args.push(format!("{addr} {cidr}"));
+    }
+    if let Some(tag) = &m.tag {
+        args.push(format!("-m set --match-set {} {set_dir}", tag_set(tag)));
+    }
+    if !m.ports.is_empty() {
+        args.push(ports_arg(ports, &m.ports));
+    }
+}
+
+/// iptables lines for one rule: an allow marks and returns, a deny drops.
+pub fn rule_lines(rule: &Rule) -> Vec<String> {
+    let mut args = Vec::new();
+    if let Some(p) = rule.protocol {
+        args.push(
+            match p {
+                Protocol::Tcp => "-p tcp",
+                Protocol::Udp => "-p udp",
+                Protocol::Icmp => "-p icmp",
+            }
+            .to_string(),
+        );
+    }
+    match_args(&rule.from, "src", &mut args);
+    match_args(&rule.to, "dst", &mut args);
+    let spec = args.join(" ");
+    let sep = if spec.is_empty() { "" } else { " " };
+    match rule.action {
+        Action::Deny => vec![format!("{spec}{sep}-j DROP")],
+        Action::Allow => vec![
+            format!("{spec}{sep}-j MARK --set-xmark {ACCEPT_MARK}"),
+            format!("-m mark --mark {ACCEPT_MARK} -j RETURN"),
+        ],
+    }
+}
+
+pub fn render(input: &PolicyInput) -> PolicyState {
+    let mut ruleset = Ruleset::default();
+    let veths = format!("{VETH_PREFIX}+");
+    ruleset.chain(
+        FORWARD,
+        vec![
+            "-m conntrack --ctstate INVALID -j DROP".into(),
+            "-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT".into(),
+            format!("-i {veths} -j {FROM_WL}"),
+            format!("-o {veths} -j {TO_WL}"),
+            format!("-i {veths} -j ACCEPT"),
+            format!("-o {veths} -j ACCEPT"),
+        ],
+    );
+    // Traffic from a container to its own host obeys its outbound rules
+    // and anti-spoofing too; the host reaching its containers is not
+    // policed (as in Calico).
+    ruleset.chain(INPUT, vec![format!("-i {veths} -j {FROM_WL}")]);
+    ruleset.hook("FORWARD", FORWARD);
+    ruleset.hook("INPUT", INPUT);
+
+    let known: BTreeSet<&str> = input.profiles.iter().map(|p| p.name.as_str()).collect();
+    let (mut from_dispatch, mut to_dispatch) = (Vec::new(), Vec::new());
+    for ep in input.local {
+        let (fw, tw) = (endpoint_chain("F", &ep.id), endpoint_chain("T", &ep.id));
+        from_dispatch.push(format!("-i {} -g {fw}", ep.veth));
+        to_dispatch.push(format!("-o {} -g {tw}", ep.veth));
+        let clear = format!(
+            "-j MARK --set-xmark 0x0/{}",
+            ACCEPT_MARK.split('/').nth(1).unwrap()
+        );
+        let mut from_rules = vec![clear.clone(), format!("! -s {}/32 -j DROP", ep.ip)];
+        let mut to_rules = vec![clear];
+        for rule in input.exposed.get(&ep.id).into_iter().flatten() {
+            to_rules.extend(rule_lines(rule));
+        }
+        for profile in ep.profiles.iter().filter(|p| known.contains(p.as_str())) {
+            from_rules.push(format!("-j {}", profile_chain("O", profile)));
+            from_rules.push(format!("-m mark --mark {ACCEPT_MARK} -j RETURN"));
+            to_rules.push(format!("-j {}", profile_chain("I", profile)));
+            to_rules.push(format!("-m mark --mark {ACCEPT_MARK} -j RETURN"));
+        }
+        from_rules.push("-j DROP".into());
+        to_rules.push("-j DROP".into());
+        ruleset.chain(&fw, from_rules);
+        ruleset.chain(&tw, to_rules);
+    }
+    // A veth with no endpoint record (not yet, or no longer) gets nothing.
+    from_dispatch.push("-j DROP".into());
+    to_dispatch.push("-j DROP".into());
+    ruleset.chain(FROM_WL, from_dispatch);
+    ruleset.chain(TO_WL, to_dispatch);
+
+    let mut referenced: BTreeSet<String> = BTreeSet::new();
+    for profile in input.profiles {
+        let lines = |rules: &[Rule]| rules.iter().flat_map(rule_lines).collect::<Vec<_>>();
+        ruleset.chain(&profile_chain("I", &profile.name), lines(&profile.inbound));
+        ruleset.chain(&profile_chain("O", &profile.name), lines(&profile.outbound));
+        for rule in profile.inbound.iter().chain(&profile.outbound) {
+            referenced.extend(rule.from.tag.iter().chain(&rule.to.tag).cloned());
+        }
+        referenced.extend(profile.tags.iter().cloned());
+    }
+
+    let tags_of: HashMap<&str, &BTreeSet<String>> = input
+        .profiles
+        .iter()
+        .map(|p| (p.name.as_str(), &p.tags))
+        .collect();
+    let mut ipsets: BTreeMap<String, BTreeSet<Ipv4Addr>> = referenced
+        .iter()
+        .map(|t| (tag_set(t), BTreeSet::new()))
+        .collect();
+    for ep in input.all {
+        for profile in &ep.profiles {
+            for tag in tags_of
+                .get(profile.as_str())
+                .into_iter()
+                .flat_map(|t| t.iter())
+            {
+                if let Some(set) = ipsets.get_mut(&tag_set(tag)) {
+                    set.insert(ep.ip);
+                }
+            }
+        }
+    }
+    PolicyState { ruleset, ipsets }
+}
+
+#[cfg(test)]
+mod tests;

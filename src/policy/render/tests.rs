@@ -1,0 +1,122 @@
+use chrono::Utc;
+
+use super::*;
+use crate::model::EndpointState;
+use crate::policy::rules::{default_profile, parse_rule};
+
+fn ep(id: &str, ip: &str, profile: &str) -> Endpoint {
+    Endpoint {
+        id: id.repeat(64 / id.len()),
+        network_id: "n".into(),
+        host: "h1".into(),
+        ip: ip.parse().unwrap(),
+        veth: crate::dataplane::host_veth_name(&id.repeat(64 / id.len())),
+        mac: None,
+        container: None,
+        state: EndpointState::Joined,
+        created: Utc::now(),
+        profiles: vec![profile.into()],
+    }
+}
+
+fn render_with(endpoints: &[Endpoint], profiles: &[Profile]) -> PolicyState {
+    render(&PolicyInput {
+        local: endpoints,
+        all: endpoints,
+        profiles,
+        exposed: &HashMap::new(),
+    })
+}
+
+#[test]
+fn an_allow_marks_and_returns_and_a_deny_drops() {
+    let rule = parse_rule(&["allow", "tcp", "from", "tag", "B", "to", "ports", "3306"]).unwrap();
+    assert_eq!(
+        rule_lines(&rule),
+        [
+            "-p tcp -m set --match-set tabby-t-B src -m multiport --dports 3306 -j MARK --set-xmark 0x100000/0x100000",
+            "-m mark --mark 0x100000/0x100000 -j RETURN"
+        ]
+    );
+    let deny = parse_rule(&["deny", "from", "cidr", "198.18.0.0/24"]).unwrap();
+    assert_eq!(rule_lines(&deny), ["-s 198.18.0.0/24 -j DROP"]);
+}
+
+#[test]
+fn endpoints_get_anti_spoofing_and_their_profiles_chains() {
+    let eps = [ep("a", "198.18.64.1", "A"), ep("b", "198.18.64.2", "B")];
+    let state = render_with(&eps, &[default_profile("A"), default_profile("B")]);
+    let chain = |name: &str| {
+        state
+            .ruleset
+            .chains
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, r)| r.clone())
+            .unwrap()
+    };
+    let fw = chain("TABBY-FW-aaaaaaaaaaaa");
+    assert!(
+        fw.contains(&"! -s 198.18.64.1/32 -j DROP".to_string()),
+        "{fw:?}"
+    );
+    assert!(fw.contains(&"-j TABBY-PO-A".to_string()));
+    assert_eq!(fw.last().unwrap(), "-j DROP");
+    let tw = chain("TABBY-TW-bbbbbbbbbbbb");
+    assert!(tw.contains(&"-j TABBY-PI-B".to_string()));
+    assert_eq!(
+        chain("TABBY-PI-A")[0],
+        "-m set --match-set tabby-t-A src -j MARK --set-xmark 0x100000/0x100000"
+    );
+    assert_eq!(
+        state.ipsets["tabby-t-A"],
+        BTreeSet::from(["198.18.64.1".parse().unwrap()])
+    );
+}
+
+#[test]
+fn a_tag_change_touches_sets_only_and_rules_per_endpoint_stay_constant() {
+    let eps = [ep("a", "198.18.64.1", "A"), ep("b", "198.18.64.2", "B")];
+    let (a, mut b) = (default_profile("A"), default_profile("B"));
+    let before = render_with(&eps, &[a.clone(), b.clone()]);
+    b.tags.insert("A".into());
+    let after = render_with(&eps, &[a.clone(), b]);
+    assert_eq!(before.ruleset, after.ruleset, "no rule changes");
+    assert_eq!(after.ipsets["tabby-t-A"].len(), 2);
+
+    let count = |n: usize| {
+        let eps: Vec<Endpoint> = (0..n)
+            .map(|i| {
+                let mut e = ep("c", "198.18.64.1", "A");
+                e.id = format!("{i:064}");
+                e.veth = crate::dataplane::host_veth_name(&e.id);
+                e
+            })
+            .collect();
+        render_with(&eps, &[a.clone()])
+            .ruleset
+            .chains
+            .iter()
+            .map(|(_, r)| r.len())
+            .sum::<usize>()
+    };
+    let (ten, hundred) = (count(10), count(100));
+    assert_eq!(
+        (hundred - ten) % 90,
+        0,
+        "rules grow linearly with endpoints"
+    );
+    assert_eq!(
+        (hundred - ten) / 90,
+        (count(11) - ten),
+        "and by the same amount each"
+    );
+}
+
+#[test]
+fn long_names_are_hashed_within_limits() {
+    let long = "x".repeat(60);
+    assert!(tag_set(&long).len() <= 31);
+    assert!(profile_chain("I", &long).len() <= 28);
+    assert_ne!(tag_set(&long), tag_set(&"y".repeat(60)));
+}
