@@ -93,7 +93,7 @@ fn a_tag_change_touches_sets_only_and_rules_per_endpoint_stay_constant() {
                 e
             })
             .collect();
-        render_with(&eps, &[a.clone()])
+        render_with(&eps, std::slice::from_ref(&a))
             .ruleset
             .chains
             .iter()
