@@ -199,3 +199,40 @@ pub struct Profile {
     #[serde(default)]
     pub outbound: Vec<Rule>,
 }
+
+/// A port of an endpoint made reachable on its host's addresses (DNAT).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Exposure {
+    pub protocol: Protocol,
+    /// The endpoint's port.
+    pub port: u16,
+    /// The port on the host's addresses.
+    pub host_port: u16,
+    /// Container name, endpoint ID or address the exposure follows.
+    pub target: String,
+    /// Only traffic arriving on this interface (default: any).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interface: Option<String>,
+    /// Set for `docker run -p`: the endpoint whose Revoke call removes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub docker_endpoint: Option<String>,
+}
+
+impl Exposure {
+    /// The key it is stored under: one exposure per protocol and host port
+    /// and target.
+    pub fn id(&self) -> String {
+        let proto = match self.protocol {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+            Protocol::Icmp => "icmp",
+        };
+        format!("{proto}-{}-{}", self.host_port, self.target)
+    }
+
+    pub fn matches(&self, endpoint: &Endpoint) -> bool {
+        endpoint.container.as_deref() == Some(self.target.as_str())
+            || endpoint.id == self.target
+            || endpoint.ip.to_string() == self.target
+    }
+}

@@ -126,10 +126,14 @@ async fn leave(State(driver): State<Arc<Driver>>, body: Body) -> ApiResult {
     reply(json!({}))
 }
 
+/// Docker's `-p` bindings, under this option key.
+const PORT_MAP: &str = "com.docker.network.portmap";
+
 async fn program_external(State(driver): State<Arc<Driver>>, body: Body) -> ApiResult {
     let req: JoinRequest = parse(body)?;
+    let portmap = req.options.as_ref().and_then(|o| o.get(PORT_MAP));
     driver
-        .endpoint_info(&req.network_id, &req.endpoint_id)
+        .publish_ports(&req.network_id, &req.endpoint_id, portmap)
         .await?;
     reply(json!({}))
 }
@@ -137,7 +141,7 @@ async fn program_external(State(driver): State<Arc<Driver>>, body: Body) -> ApiR
 async fn revoke_external(State(driver): State<Arc<Driver>>, body: Body) -> ApiResult {
     let req: EndpointRequest = parse(body)?;
     driver
-        .endpoint_info(&req.network_id, &req.endpoint_id)
+        .unpublish_ports(&req.network_id, &req.endpoint_id)
         .await?;
     reply(json!({}))
 }

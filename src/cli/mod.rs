@@ -2,6 +2,7 @@
 //! prints tables (or JSON). Shapes follow the old calicoctl.
 
 mod agent;
+mod expose;
 mod network;
 pub use agent::LogFormat;
 mod output;
@@ -89,6 +90,9 @@ pub enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
         args: Vec<String>,
     },
+    /// Ports of containers reachable on their host's addresses.
+    #[command(subcommand)]
+    Expose(expose::ExposeCommand),
     /// Networks defined once for every host.
     #[command(subcommand)]
     Network(network::NetworkCommand),
@@ -102,6 +106,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Endpoint(cmd) => show::endpoint(cmd, &cli.etcd, cli.output).await,
         Command::Ipam(cmd) => show::ipam(cmd, &cli.etcd, cli.output).await,
         Command::Network(cmd) => network::run(cmd, &cli.etcd, cli.output).await,
+        Command::Expose(cmd) => expose::run(cmd, &cli.etcd, cli.output).await,
         Command::Profile { args } => profile::run(args, &cli.etcd, cli.output).await,
         Command::Container { args } => profile::container(args, &cli.etcd).await,
     }

@@ -222,10 +222,72 @@ impl Driver {
     /// is removed in the background, like Leave's.
     pub async fn delete_endpoint(&self, network_id: &str, endpoint_id: &str) -> Result<(), Error> {
         let endpoint = self.local_endpoint(network_id, endpoint_id).await?;
+        self.drop_published_ports(endpoint_id).await?;
         self.store.delete_endpoint(self.host(), endpoint_id).await?;
         self.detach_later(endpoint.veth.clone());
         info!(endpoint = endpoint_id, ip = %endpoint.ip, "deleted endpoint");
         Ok(())
+    }
+
+    /// `docker run -p`: the port map of Join/ProgramExternalConnectivity
+    /// becomes exposures of the endpoint, programmed before answering.
+    pub async fn publish_ports(
+        &self,
+        network_id: &str,
+        endpoint_id: &str,
+        portmap: Option<&serde_json::Value>,
+    ) -> Result<(), Error> {
+        self.local_endpoint(network_id, endpoint_id).await?;
+        let Some(portmap) = portmap.filter(|p| !p.is_null()) else {
+            return Ok(());
+        };
+        let exposures = crate::policy::exposures::from_portmap(endpoint_id, portmap)
+            .map_err(|e| Error::Invalid(e.to_string()))?;
+        if exposures.is_empty() {
+            return Ok(());
+        }
+        let existing: Vec<String> = self
+            .store
+            .exposures()
+            .await?
+            .iter()
+            .map(|x| x.id())
+            .collect();
+        // Docker may program the same endpoint twice; the second is a no-op.
+        for exposure in exposures
+            .into_iter()
+            .filter(|x| !existing.contains(&x.id()))
+        {
+            match crate::policy::exposures::add(&self.store, exposure).await {
+                Ok(x) => info!(
+                    endpoint = endpoint_id,
+                    port = x.port,
+                    host_port = x.host_port,
+                    "published port"
+                ),
+                Err(e) => return Err(Error::Invalid(e.to_string())),
+            }
+        }
+        self.converge_policy().await
+    }
+
+    /// RevokeExternalConnectivity: the endpoint's published ports go.
+    pub async fn unpublish_ports(&self, network_id: &str, endpoint_id: &str) -> Result<(), Error> {
+        self.local_endpoint(network_id, endpoint_id).await?;
+        if self.drop_published_ports(endpoint_id).await? {
+            self.converge_policy().await?;
+        }
+        Ok(())
+    }
+
+    async fn drop_published_ports(&self, endpoint_id: &str) -> Result<bool, Error> {
+        let mut dropped = false;
+        for x in self.store.exposures().await? {
+            if x.docker_endpoint.as_deref() == Some(endpoint_id) {
+                dropped |= self.store.delete_exposure(&x.id()).await?;
+            }
+        }
+        Ok(dropped)
     }
 
     fn detach_later(&self, veth: String) {

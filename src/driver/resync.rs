@@ -38,12 +38,12 @@ impl Driver {
             .filter(|e| e.host == self.host())
             .cloned()
             .collect();
-        let exposed = std::collections::HashMap::new();
+        let exposures = self.store.exposures().await?;
         let state = crate::policy::render(&crate::policy::PolicyInput {
             local: &local,
             all: &all,
             profiles: &profiles,
-            exposed: &exposed,
+            exposures: &exposures,
         });
         let _policy = self.policy.lock().await;
         self.firewall.apply(&state).await?;

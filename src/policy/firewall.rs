@@ -20,17 +20,17 @@ pub enum Error {
     Iptables(String),
 }
 
-/// A set of filter-table chains owned by tabby, and the jumps into them
-/// from built-in chains. Backends apply it atomically and idempotently.
+/// Chains owned by tabby in one table, and the jumps into them from
+/// built-in chains.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Ruleset {
+pub struct Table {
     /// Chain name and its rules, in order, as iptables rule specs.
     pub chains: Vec<(String, Vec<String>)>,
     /// (built-in chain, tabby chain) jumps, each placed first.
     pub hooks: Vec<(String, String)>,
 }
 
-impl Ruleset {
+impl Table {
     pub fn chain(&mut self, name: &str, rules: Vec<String>) {
         self.chains.push((name.to_string(), rules));
     }
@@ -43,11 +43,11 @@ impl Ruleset {
         self.chains.iter().map(|(_, r)| r.len()).sum()
     }
 
-    /// The `iptables-restore --noflush` text: declaring a chain flushes it,
-    /// so the batch replaces every chain whole in one atomic commit; chains
-    /// in `stale` are emptied and deleted in the same commit.
-    pub fn restore_text(&self, stale: &[String]) -> String {
-        let mut out = String::from("*filter\n");
+    /// This table's part of an `iptables-restore --noflush` batch:
+    /// declaring a chain flushes it, so every chain is replaced whole in one
+    /// atomic commit; chains in `stale` are emptied and deleted in it too.
+    pub fn restore_text(&self, table: &str, stale: &[String]) -> String {
+        let mut out = format!("*{table}\n");
         for name in self.chains.iter().map(|(n, _)| n).chain(stale) {
             out.push_str(&format!(":{name} - [0:0]\n"));
         }
@@ -62,6 +62,13 @@ impl Ruleset {
         out.push_str("COMMIT\n");
         out
     }
+}
+
+/// Everything tabby programs with iptables on one host.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ruleset {
+    pub filter: Table,
+    pub nat: Table,
 }
 
 #[async_trait]
@@ -85,9 +92,9 @@ impl Firewall for NoopFirewall {
 mod tests {
     #[test]
     fn restore_text_declares_chains_before_rules_and_deletes_stale_ones() {
-        let mut ruleset = super::Ruleset::default();
-        ruleset.chain("TABBY-A", vec!["-j ACCEPT".into()]);
-        let text = ruleset.restore_text(&["TABBY-OLD".into()]);
+        let mut table = super::Table::default();
+        table.chain("TABBY-A", vec!["-j ACCEPT".into()]);
+        let text = table.restore_text("filter", &["TABBY-OLD".into()]);
         assert_eq!(
             text,
             "*filter\n:TABBY-A - [0:0]\n:TABBY-OLD - [0:0]\n-A TABBY-A -j ACCEPT\n-X TABBY-OLD\nCOMMIT\n"

@@ -52,9 +52,9 @@ fn run(program: &str, args: &[&str], input: Option<&str>) -> Result<String, Erro
     }
 }
 
-/// tabby's chains that exist now in the filter table.
-fn existing_chains() -> Result<Vec<String>, Error> {
-    let out = run("iptables", &["-w", "-S"], None)?;
+/// tabby's chains that exist now in a table.
+fn existing_chains(table: &str) -> Result<Vec<String>, Error> {
+    let out = run("iptables", &["-w", "-t", table, "-S"], None)?;
     Ok(out
         .lines()
         .filter_map(|l| l.strip_prefix("-N "))
@@ -95,34 +95,36 @@ fn apply_sets(sets: &Sets, before: Option<&Sets>) -> Result<(), Error> {
     Ok(())
 }
 
+/// Both tables in one `iptables-restore` run (each table commits
+/// atomically).
 fn apply_chains(ruleset: &Ruleset) -> Result<(), Error> {
-    let wanted: BTreeSet<&str> = ruleset.chains.iter().map(|(n, _)| n.as_str()).collect();
-    let stale: Vec<String> = existing_chains()?
-        .into_iter()
-        .filter(|c| !wanted.contains(c.as_str()))
-        .collect();
-    run(
-        "iptables-restore",
-        &["--noflush", "--wait"],
-        Some(&ruleset.restore_text(&stale)),
-    )?;
-    if !stale.is_empty() {
-        info!(chains = stale.len(), "removed stale chains");
+    let mut text = String::new();
+    for (name, table) in [("filter", &ruleset.filter), ("nat", &ruleset.nat)] {
+        let wanted: BTreeSet<&str> = table.chains.iter().map(|(n, _)| n.as_str()).collect();
+        let stale: Vec<String> = existing_chains(name)?
+            .into_iter()
+            .filter(|c| !wanted.contains(c.as_str()))
+            .collect();
+        if !stale.is_empty() {
+            info!(table = name, chains = stale.len(), "removing stale chains");
+        }
+        text.push_str(&table.restore_text(name, &stale));
     }
+    run("iptables-restore", &["--noflush", "--wait"], Some(&text))?;
     Ok(())
 }
 
-fn ensure_hooks(hooks: &[(String, String)]) -> Result<(), Error> {
+fn ensure_hooks(table: &str, hooks: &[(String, String)]) -> Result<(), Error> {
     // The crate's errors are not Send: turn them into strings here, on the
     // blocking thread.
     let ipt = iptables::new(false).map_err(|e| Error::Iptables(e.to_string()))?;
     for (builtin, chain) in hooks {
         let rule = format!("-j {chain}");
         let present = ipt
-            .exists("filter", builtin, &rule)
+            .exists(table, builtin, &rule)
             .map_err(|e| Error::Iptables(e.to_string()))?;
         if !present {
-            ipt.insert("filter", builtin, &rule, 1)
+            ipt.insert(table, builtin, &rule, 1)
                 .map_err(|e| Error::Iptables(e.to_string()))?;
             info!(builtin, chain, "hooked chain");
         }
@@ -147,10 +149,11 @@ impl IptablesFirewall {
         apply_sets(&state.ipsets, before.map(|b| &b.ipsets))?;
         if before.map(|b| &b.ruleset) != Some(&state.ruleset) {
             apply_chains(&state.ruleset)?;
-            debug!(rules = state.ruleset.rule_count(), "chains replaced");
+            debug!(rules = state.ruleset.filter.rule_count(), "chains replaced");
         }
         // Hooks are cheap to check and Docker may have reordered FORWARD.
-        ensure_hooks(&state.ruleset.hooks)?;
+        ensure_hooks("filter", &state.ruleset.filter.hooks)?;
+        ensure_hooks("nat", &state.ruleset.nat.hooks)?;
         if before.map(|b| b.ipsets.keys().collect::<Vec<_>>())
             != Some(state.ipsets.keys().collect())
         {

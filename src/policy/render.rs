@@ -19,7 +19,7 @@ use std::net::Ipv4Addr;
 
 use super::Ruleset;
 use crate::dataplane::VETH_PREFIX;
-use crate::model::{Action, Endpoint, Profile, Protocol, Rule, RuleMatch};
+use crate::model::{Action, Endpoint, Exposure, Profile, Protocol, Rule, RuleMatch};
 
 pub const FORWARD: &str = "TABBY-FORWARD";
 pub const INPUT: &str = "TABBY-INPUT";
@@ -63,8 +63,8 @@ pub struct PolicyInput<'a> {
     /// Endpoints of every host (they fill the tag sets).
     pub all: &'a [Endpoint],
     pub profiles: &'a [Profile],
-    /// Extra inbound allows per local endpoint (exposed ports), as rules.
-    pub exposed: &'a HashMap<String, Vec<Rule>>,
+    /// Exposures of every host; those matching a local endpoint apply.
+    pub exposures: &'a [Exposure],
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,8 +130,55 @@ pub fn rule_lines(rule: &Rule) -> Vec<String> {
     }
 }
 
+fn proto_name(p: Protocol) -> &'static str {
+    match p {
+        Protocol::Tcp => "tcp",
+        Protocol::Udp => "udp",
+        Protocol::Icmp => "icmp",
+    }
+}
+
+pub const PREROUTING: &str = "TABBY-PREROUTING";
+pub const OUTPUT: &str = "TABBY-OUTPUT";
+
+/// DNAT of exposed ports, from outside (PREROUTING) and from the host itself
+/// (OUTPUT), to local endpoints; returns the (endpoint, exposure) pairs.
+fn render_nat<'a>(
+    input: &'a PolicyInput,
+    nat: &mut super::Table,
+) -> Vec<(&'a Endpoint, &'a Exposure)> {
+    let mut active = Vec::new();
+    for exposure in input.exposures {
+        if let Some(ep) = input.local.iter().find(|ep| exposure.matches(ep)) {
+            active.push((ep, exposure));
+        }
+    }
+    let (mut pre, mut out) = (Vec::new(), Vec::new());
+    for (ep, x) in &active {
+        let dnat = format!(
+            "-m addrtype --dst-type LOCAL -p {} --dport {} -j DNAT --to-destination {}:{}",
+            proto_name(x.protocol),
+            x.host_port,
+            ep.ip,
+            x.port
+        );
+        match &x.interface {
+            Some(iface) => pre.push(format!("-i {iface} {dnat}")),
+            None => pre.push(dnat.clone()),
+        }
+        out.push(dnat);
+    }
+    nat.chain(PREROUTING, pre);
+    nat.chain(OUTPUT, out);
+    nat.hook("PREROUTING", PREROUTING);
+    nat.hook("OUTPUT", OUTPUT);
+    active
+}
+
 pub fn render(input: &PolicyInput) -> PolicyState {
-    let mut ruleset = Ruleset::default();
+    let mut rules = Ruleset::default();
+    let exposed = render_nat(input, &mut rules.nat);
+    let ruleset = &mut rules.filter;
     let veths = format!("{VETH_PREFIX}+");
     ruleset.chain(
         FORWARD,
@@ -163,8 +210,14 @@ pub fn render(input: &PolicyInput) -> PolicyState {
         );
         let mut from_rules = vec![clear.clone(), format!("! -s {}/32 -j DROP", ep.ip)];
         let mut to_rules = vec![clear];
-        for rule in input.exposed.get(&ep.id).into_iter().flatten() {
-            to_rules.extend(rule_lines(rule));
+        // An exposed port takes only the connections its DNAT made.
+        for (_, x) in exposed.iter().filter(|(e, _)| e.id == ep.id) {
+            to_rules.push(format!(
+                "-p {} --dport {} -m conntrack --ctstate DNAT -j MARK --set-xmark {ACCEPT_MARK}",
+                proto_name(x.protocol),
+                x.port
+            ));
+            to_rules.push(format!("-m mark --mark {ACCEPT_MARK} -j RETURN"));
         }
         for profile in ep.profiles.iter().filter(|p| known.contains(p.as_str())) {
             from_rules.push(format!("-j {}", profile_chain("O", profile)));
@@ -216,7 +269,10 @@ pub fn render(input: &PolicyInput) -> PolicyState {
             }
         }
     }
-    PolicyState { ruleset, ipsets }
+    PolicyState {
+        ruleset: rules,
+        ipsets,
+    }
 }
 
 #[cfg(test)]

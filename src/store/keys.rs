@@ -10,6 +10,7 @@
 //! <prefix>/alive/<host>                 leased; present while the agent runs
 //! <prefix>/nodestatus/<host>            NodeStatus (not watched: written by the watcher)
 //! <prefix>/profiles/<name>              Profile
+//! <prefix>/exposures/<proto-port-target> Exposure
 //! <prefix>/netdefs/<name>               NetworkDef
 //! <prefix>/netstatus/<name>/<host>      NetworkStatus
 //! ```
@@ -127,9 +128,18 @@ impl Keys {
         format!("{}{name}", self.profiles())
     }
 
+    pub fn exposures(&self) -> String {
+        format!("{}/exposures/", self.prefix)
+    }
+
+    pub fn exposure(&self, id: &str) -> String {
+        format!("{}{id}", self.exposures())
+    }
+
     /// Keys whose changes can change a host's routes, links or firewall.
     pub fn affects_routes(&self, key: &str) -> bool {
         [
+            self.exposures(),
             self.profiles(),
             self.blocks(),
             self.pools(),

@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::model::{
-    Block, Endpoint, Network, NetworkDef, NetworkStatus, Node, NodeStatus, Pool, Profile,
+    Block, Endpoint, Exposure, Network, NetworkDef, NetworkStatus, Node, NodeStatus, Pool, Profile,
 };
 pub use keys::Keys;
 pub use kv::{Expect, KeyStream, Kv, LeaseGuard, Versioned};
@@ -349,6 +349,26 @@ impl Store {
 
     pub async fn delete_profile(&self, name: &str) -> Result<bool, Error> {
         self.kv.delete(&self.keys.profile(name)).await
+    }
+}
+
+impl Store {
+    pub async fn exposures(&self) -> Result<Vec<Exposure>, Error> {
+        Ok(unversioned(self.list_typed(&self.keys.exposures()).await?))
+    }
+
+    /// Records an exposure; false if the same one exists.
+    pub async fn create_exposure(&self, exposure: &Exposure) -> Result<bool, Error> {
+        self.swap_typed(
+            &self.keys.exposure(&exposure.id()),
+            Expect::Absent,
+            Some(exposure),
+        )
+        .await
+    }
+
+    pub async fn delete_exposure(&self, id: &str) -> Result<bool, Error> {
+        self.kv.delete(&self.keys.exposure(id)).await
     }
 }
 

@@ -190,6 +190,19 @@ impl Lab {
             .collect()
     }
 
+    /// What a client namespace on the lab bridge (not a tabby host) reads
+    /// from `ip:port`, or None if it cannot connect.
+    pub fn client_reads(&self, ip: &str, port: u16) -> Option<String> {
+        let out = self.script(&[
+            "client",
+            "sh",
+            "-c",
+            &format!("echo | busybox nc -w 2 {ip} {port}"),
+        ]);
+        let text = stdout(&out);
+        (out.status.success() && !text.trim().is_empty()).then(|| text.trim().to_string())
+    }
+
     pub fn agent_log(&self, host: &str) -> String {
         std::fs::read_to_string(self.dir.join(host).join("agent.log")).unwrap_or_default()
     }

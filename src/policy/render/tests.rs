@@ -24,7 +24,7 @@ fn render_with(endpoints: &[Endpoint], profiles: &[Profile]) -> PolicyState {
         local: endpoints,
         all: endpoints,
         profiles,
-        exposed: &HashMap::new(),
+        exposures: &[],
     })
 }
 
@@ -49,6 +49,7 @@ fn endpoints_get_anti_spoofing_and_their_profiles_chains() {
     let chain = |name: &str| {
         state
             .ruleset
+            .filter
             .chains
             .iter()
             .find(|(n, _)| n == name)
@@ -95,6 +96,7 @@ fn a_tag_change_touches_sets_only_and_rules_per_endpoint_stay_constant() {
             .collect();
         render_with(&eps, std::slice::from_ref(&a))
             .ruleset
+            .filter
             .chains
             .iter()
             .map(|(_, r)| r.len())

@@ -1,0 +1,140 @@
+use anyhow::Result;
+use clap::{Subcommand, ValueEnum};
+use serde_json::json;
+
+use super::output::{or_dash, print};
+use super::{EtcdArgs, Format};
+use crate::model::{Exposure, Protocol};
+use crate::policy::exposures::{self, proto_name};
+
+#[derive(Copy, Clone, Debug, ValueEnum)]
+pub enum Proto {
+    Tcp,
+    Udp,
+}
+
+impl From<Proto> for Protocol {
+    fn from(p: Proto) -> Self {
+        match p {
+            Proto::Tcp => Protocol::Tcp,
+            Proto::Udp => Protocol::Udp,
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ExposeCommand {
+    /// Make PORT of a container reachable on its host's addresses (DNAT).
+    Add {
+        port: u16,
+        /// Container name, endpoint ID or address.
+        #[arg(long)]
+        to: String,
+        #[arg(long, value_enum, default_value_t = Proto::Tcp)]
+        proto: Proto,
+        /// Port on the host (default: the same as PORT).
+        #[arg(long)]
+        host_port: Option<u16>,
+        /// Only for traffic arriving on this interface.
+        #[arg(long)]
+        interface: Option<String>,
+    },
+    /// Exposed ports, with the host and address they lead to now.
+    Show,
+    /// Stop exposing: HOST_PORT is the port on the host.
+    Remove {
+        host_port: u16,
+        #[arg(long)]
+        to: String,
+        #[arg(long, value_enum, default_value_t = Proto::Tcp)]
+        proto: Proto,
+    },
+}
+
+pub async fn run(cmd: ExposeCommand, etcd: &EtcdArgs, format: Format) -> Result<()> {
+    let store = etcd.connect().await?;
+    match cmd {
+        ExposeCommand::Add {
+            port,
+            to,
+            proto,
+            host_port,
+            interface,
+        } => {
+            let x = exposures::add(
+                &store,
+                Exposure {
+                    protocol: proto.into(),
+                    port,
+                    host_port: host_port.unwrap_or(port),
+                    target: to,
+                    interface,
+                    docker_endpoint: None,
+                },
+            )
+            .await?;
+            println!(
+                "Exposed {} port {} of {} as host port {}",
+                proto_name(x.protocol),
+                x.port,
+                x.target,
+                x.host_port
+            );
+        }
+        ExposeCommand::Remove {
+            host_port,
+            to,
+            proto,
+        } => {
+            exposures::remove(&store, proto.into(), host_port, &to).await?;
+            println!("Stopped exposing host port {host_port} to {to}");
+        }
+        ExposeCommand::Show => {
+            let endpoints = store.endpoints().await?;
+            let all = store.exposures().await?;
+            let mut rows = Vec::new();
+            let mut out = Vec::new();
+            for x in &all {
+                let ep = endpoints.iter().find(|e| x.matches(e));
+                let target = if x.docker_endpoint.is_some() {
+                    ep.and_then(|e| e.container.clone())
+                        .unwrap_or_else(|| x.target[..12.min(x.target.len())].to_string())
+                } else {
+                    x.target.clone()
+                };
+                rows.push(vec![
+                    proto_name(x.protocol).to_string(),
+                    x.host_port.to_string(),
+                    target,
+                    x.port.to_string(),
+                    or_dash(ep.map(|e| e.host.as_str())),
+                    or_dash(ep.map(|e| e.ip.to_string()).as_deref()),
+                    or_dash(x.interface.as_deref()),
+                    if x.docker_endpoint.is_some() {
+                        "docker -p"
+                    } else {
+                        "tabby"
+                    }
+                    .to_string(),
+                ]);
+                out.push(json!({ "exposure": x, "host": ep.map(|e| &e.host), "address": ep.map(|e| e.ip) }));
+            }
+            print(
+                format,
+                &[
+                    "PROTO",
+                    "HOST PORT",
+                    "TARGET",
+                    "PORT",
+                    "HOST",
+                    "ADDRESS",
+                    "INTERFACE",
+                    "BY",
+                ],
+                rows,
+                &out,
+            );
+        }
+    }
+    Ok(())
+}
