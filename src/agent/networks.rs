@@ -82,10 +82,10 @@ impl NetworkSync {
     }
 
     async fn create(&self, def: &NetworkDef) -> Result<String, String> {
-        let mut options = HashMap::new();
-        if let Some(profile) = &def.profile {
-            options.insert("tabby.profile".to_string(), profile.clone());
-        }
+        // One profile for the network on every host: the one given, else
+        // the network's name (each host's Docker network has its own ID).
+        let profile = def.profile.clone().unwrap_or_else(|| def.name.clone());
+        let options = HashMap::from([(crate::driver::PROFILE_OPTION.to_string(), profile)]);
         let subnet = def.subnet.to_string();
         let spec = NetworkSpec {
             name: &def.name,

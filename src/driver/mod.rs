@@ -18,7 +18,7 @@ use crate::policy::{self, Firewall};
 use crate::store::{self, Store};
 
 pub use ipam::PoolGrant;
-pub use network::JoinInfo;
+pub use network::{JoinInfo, PROFILE_OPTION};
 pub use resync::ResyncReport;
 
 #[derive(Debug, thiserror::Error)]
