@@ -118,6 +118,23 @@ fn profiles_isolate_rules_open_ports_and_tags_change_only_sets() {
         (!lab.pings("h3", "b3", &a2)).then_some(())
     });
 
+    // One container's profiles, calicoctl's `container … profile append`.
+    lab.sh("h1", "tabby container b3 profile append A");
+    eventually(
+        Duration::from_secs(5),
+        "b3, now also in A, to reach A",
+        || lab.pings("h3", "b3", &a2).then_some(()),
+    );
+    lab.sh("h1", "tabby container b3 profile remove A");
+    eventually(Duration::from_secs(5), "b3 to lose A", || {
+        (!lab.pings("h3", "b3", &a2)).then_some(())
+    });
+    assert!(!lab.try_sh("h1", "tabby container b3 profile append nosuchprofile"));
+
+    // Bulk edit: the JSON round-trips through `rule update`.
+    lab.sh("h1", "tabby profile A rule json > /tmp/rules-$$.json && tabby profile A rule update < /tmp/rules-$$.json; rm -f /tmp/rules-$$.json");
+    assert!(!lab.try_sh("h1", "echo '{\"inbound\": [{\"action\": \"allow\", \"protocol\": \"icmp\", \"to\": {\"ports\": [{\"first\": 1, \"last\": 1}]}}], \"outbound\": []}' | tabby profile A rule update"));
+
     // Bad rules change nothing.
     for bad in [
         "allow to ports 3306",

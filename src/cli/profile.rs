@@ -102,6 +102,19 @@ pub async fn run(args: Vec<String>, etcd: &EtcdArgs, format: Format) -> Result<(
             };
             let rule = parse_rule(rule_words)?;
             profiles::add_rule(&store, name, direction, at, rule.clone()).await?;
+            let known: std::collections::BTreeSet<String> = store
+                .profiles()
+                .await?
+                .into_iter()
+                .flat_map(|p| p.tags)
+                .collect();
+            for tag in rule.from.tag.iter().chain(&rule.to.tag) {
+                if !known.contains(tag) {
+                    eprintln!(
+                        "Warning: no profile carries tag {tag} yet; the rule matches nothing until one does"
+                    );
+                }
+            }
             println!("Added {} rule to {name}: {rule}", direction.name());
         }
         [name, "rule", "remove", dir, n] => {

@@ -39,6 +39,22 @@ impl Table {
         self.hooks.push((builtin.to_string(), chain.to_string()));
     }
 
+    /// The chains that differ from `before` (all of them without one).
+    pub fn changed_since(&self, before: Option<&Table>) -> Table {
+        let chains = self
+            .chains
+            .iter()
+            .filter(|(name, rules)| {
+                before.is_none_or(|b| !b.chains.iter().any(|(n, r)| n == name && r == rules))
+            })
+            .cloned()
+            .collect();
+        Table {
+            chains,
+            hooks: self.hooks.clone(),
+        }
+    }
+
     pub fn rule_count(&self) -> usize {
         self.chains.iter().map(|(_, r)| r.len()).sum()
     }

@@ -72,21 +72,32 @@ fn existing_sets() -> Result<Vec<String>, Error> {
         .collect())
 }
 
-/// Writes the sets that differ from `before`, each atomically.
+/// Writes the sets that differ from `before`: a known set gets only the
+/// additions and removals; a new one is filled aside and swapped in.
 fn apply_sets(sets: &Sets, before: Option<&Sets>) -> Result<(), Error> {
     let mut text = String::new();
     let tmp = "tabby-swap";
     for (name, members) in sets {
-        if before.and_then(|b| b.get(name)) == Some(members) {
-            continue;
+        match before.and_then(|b| b.get(name)) {
+            Some(old) if old == members => {}
+            Some(old) => {
+                for ip in members.difference(old) {
+                    text.push_str(&format!("add {name} {ip}\n"));
+                }
+                for ip in old.difference(members) {
+                    text.push_str(&format!("del {name} {ip}\n"));
+                }
+            }
+            None => {
+                text.push_str(&format!(
+                    "create {name} hash:ip family inet\ncreate {tmp} hash:ip family inet\nflush {tmp}\n"
+                ));
+                for ip in members {
+                    text.push_str(&format!("add {tmp} {ip}\n"));
+                }
+                text.push_str(&format!("swap {tmp} {name}\ndestroy {tmp}\n"));
+            }
         }
-        text.push_str(&format!(
-            "create {name} hash:ip family inet\ncreate {tmp} hash:ip family inet\nflush {tmp}\n"
-        ));
-        for ip in members {
-            text.push_str(&format!("add {tmp} {ip}\n"));
-        }
-        text.push_str(&format!("swap {tmp} {name}\ndestroy {tmp}\n"));
     }
     if !text.is_empty() {
         run("ipset", &["-exist", "restore"], Some(&text))?;
@@ -96,21 +107,37 @@ fn apply_sets(sets: &Sets, before: Option<&Sets>) -> Result<(), Error> {
 }
 
 /// Both tables in one `iptables-restore` run (each table commits
-/// atomically).
-fn apply_chains(ruleset: &Ruleset) -> Result<(), Error> {
+/// atomically). Only chains that differ from `before` are rewritten, so
+/// adding one endpoint among thousands rewrites a handful of chains.
+fn apply_chains(ruleset: &Ruleset, before: Option<&Ruleset>) -> Result<(), Error> {
     let mut text = String::new();
-    for (name, table) in [("filter", &ruleset.filter), ("nat", &ruleset.nat)] {
+    let tables = [
+        ("filter", &ruleset.filter, before.map(|b| &b.filter)),
+        ("nat", &ruleset.nat, before.map(|b| &b.nat)),
+    ];
+    for (name, table, before) in tables {
+        let changed = table.changed_since(before);
         let wanted: BTreeSet<&str> = table.chains.iter().map(|(n, _)| n.as_str()).collect();
-        let stale: Vec<String> = existing_chains(name)?
+        // Listing a big table is slow: after the first pass, what we made
+        // and no longer want is known without asking.
+        let present: Vec<String> = match before {
+            Some(b) => b.chains.iter().map(|(n, _)| n.clone()).collect(),
+            None => existing_chains(name)?,
+        };
+        let stale: Vec<String> = present
             .into_iter()
             .filter(|c| !wanted.contains(c.as_str()))
             .collect();
         if !stale.is_empty() {
             info!(table = name, chains = stale.len(), "removing stale chains");
         }
-        text.push_str(&table.restore_text(name, &stale));
+        if !changed.chains.is_empty() || !stale.is_empty() {
+            text.push_str(&changed.restore_text(name, &stale));
+        }
     }
-    run("iptables-restore", &["--noflush", "--wait"], Some(&text))?;
+    if !text.is_empty() {
+        run("iptables-restore", &["--noflush", "--wait"], Some(&text))?;
+    }
     Ok(())
 }
 
@@ -148,12 +175,17 @@ impl IptablesFirewall {
         let before = applied.as_ref();
         apply_sets(&state.ipsets, before.map(|b| &b.ipsets))?;
         if before.map(|b| &b.ruleset) != Some(&state.ruleset) {
-            apply_chains(&state.ruleset)?;
+            apply_chains(&state.ruleset, before.map(|b| &b.ruleset))?;
             debug!(rules = state.ruleset.filter.rule_count(), "chains replaced");
         }
-        // Hooks are cheap to check and Docker may have reordered FORWARD.
-        ensure_hooks("filter", &state.ruleset.filter.hooks)?;
-        ensure_hooks("nat", &state.ruleset.nat.hooks)?;
+        let hooks_known = before.is_some_and(|b| {
+            b.ruleset.filter.hooks == state.ruleset.filter.hooks
+                && b.ruleset.nat.hooks == state.ruleset.nat.hooks
+        });
+        if !hooks_known {
+            ensure_hooks("filter", &state.ruleset.filter.hooks)?;
+            ensure_hooks("nat", &state.ruleset.nat.hooks)?;
+        }
         if before.map(|b| b.ipsets.keys().collect::<Vec<_>>())
             != Some(state.ipsets.keys().collect())
         {

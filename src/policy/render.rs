@@ -175,6 +175,26 @@ fn render_nat<'a>(
     active
 }
 
+/// Veth dispatch as a two-level tree keyed by the first character of the
+/// endpoint ID: a new endpoint rewrites one short chain, not one line per
+/// endpoint of the host. A veth with no endpoint record (not yet, or no
+/// longer) falls through to a drop.
+fn dispatch_tree(ruleset: &mut super::Table, root: &str, flag: &str, lines: Vec<(char, String)>) {
+    let mut buckets: BTreeMap<char, Vec<String>> = BTreeMap::new();
+    for (key, line) in lines {
+        buckets.entry(key).or_default().push(line);
+    }
+    let mut top = Vec::new();
+    for (key, mut lines) in buckets {
+        let chain = format!("{root}-{key}");
+        top.push(format!("{flag} {VETH_PREFIX}{key}+ -g {chain}"));
+        lines.push("-j DROP".into());
+        ruleset.chain(&chain, lines);
+    }
+    top.push("-j DROP".into());
+    ruleset.chain(root, top);
+}
+
 pub fn render(input: &PolicyInput) -> PolicyState {
     let mut rules = Ruleset::default();
     let exposed = render_nat(input, &mut rules.nat);
@@ -202,8 +222,9 @@ pub fn render(input: &PolicyInput) -> PolicyState {
     let (mut from_dispatch, mut to_dispatch) = (Vec::new(), Vec::new());
     for ep in input.local {
         let (fw, tw) = (endpoint_chain("F", &ep.id), endpoint_chain("T", &ep.id));
-        from_dispatch.push(format!("-i {} -g {fw}", ep.veth));
-        to_dispatch.push(format!("-o {} -g {tw}", ep.veth));
+        let key = ep.veth[VETH_PREFIX.len()..].chars().next().unwrap_or('_');
+        from_dispatch.push((key, format!("-i {} -g {fw}", ep.veth)));
+        to_dispatch.push((key, format!("-o {} -g {tw}", ep.veth)));
         let clear = format!(
             "-j MARK --set-xmark 0x0/{}",
             ACCEPT_MARK.split('/').nth(1).unwrap()
@@ -230,11 +251,8 @@ pub fn render(input: &PolicyInput) -> PolicyState {
         ruleset.chain(&fw, from_rules);
         ruleset.chain(&tw, to_rules);
     }
-    // A veth with no endpoint record (not yet, or no longer) gets nothing.
-    from_dispatch.push("-j DROP".into());
-    to_dispatch.push("-j DROP".into());
-    ruleset.chain(FROM_WL, from_dispatch);
-    ruleset.chain(TO_WL, to_dispatch);
+    dispatch_tree(ruleset, FROM_WL, "-i", from_dispatch);
+    dispatch_tree(ruleset, TO_WL, "-o", to_dispatch);
 
     let mut referenced: BTreeSet<String> = BTreeSet::new();
     for profile in input.profiles {
