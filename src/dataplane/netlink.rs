@@ -96,7 +96,10 @@ impl Netlink {
         Ok(links)
     }
 
-    pub async fn link_index(&self, name: &str) -> Result<Option<u32>, Error> {
+    async fn link_message(
+        &self,
+        name: &str,
+    ) -> Result<Option<netlink_packet_route::link::LinkMessage>, Error> {
         let mut stream = self
             .handle
             .link()
@@ -104,24 +107,18 @@ impl Netlink {
             .match_name(name.to_string())
             .execute();
         match stream.try_next().await {
-            Ok(msg) => Ok(msg.map(|m| m.header.index)),
+            Ok(msg) => Ok(msg),
             Err(err) if is_missing(&err) => Ok(None),
             Err(err) => Err(nl_err(format!("look up link {name}"))(err)),
         }
     }
 
+    pub async fn link_index(&self, name: &str) -> Result<Option<u32>, Error> {
+        Ok(self.link_message(name).await?.map(|m| m.header.index))
+    }
+
     pub async fn link_mac(&self, name: &str) -> Result<Option<String>, Error> {
-        let mut stream = self
-            .handle
-            .link()
-            .get()
-            .match_name(name.to_string())
-            .execute();
-        let msg = match stream.try_next().await {
-            Ok(msg) => msg,
-            Err(err) if is_missing(&err) => None,
-            Err(err) => return Err(nl_err(format!("look up link {name}"))(err)),
-        };
+        let msg = self.link_message(name).await?;
         Ok(msg.and_then(|m| {
             m.attributes.into_iter().find_map(|a| match a {
                 LinkAttribute::Address(bytes) => Some(

@@ -74,17 +74,7 @@ pub struct PolicyState {
 }
 
 fn ports_arg(flag: &str, ports: &[crate::model::PortRange]) -> String {
-    let list: Vec<String> = ports
-        .iter()
-        .map(|p| {
-            if p.first == p.last {
-                p.first.to_string()
-            } else {
-                format!("{}:{}", p.first, p.last)
-            }
-        })
-        .collect();
-    format!("-m multiport {flag} {}", list.join(","))
+    format!("-m multiport {flag} {}", super::rules::port_list(ports))
 }
 
 fn match_args(m: &RuleMatch, side: &str, args: &mut Vec<String>) {

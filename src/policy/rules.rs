@@ -157,24 +157,29 @@ pub fn default_profile(name: &str) -> Profile {
     }
 }
 
+/// `80,443,8000:8100`: the rule language's form, which is also iptables'
+/// multiport form.
+pub fn port_list(ports: &[PortRange]) -> String {
+    let list: Vec<String> = ports
+        .iter()
+        .map(|p| {
+            if p.first == p.last {
+                p.first.to_string()
+            } else {
+                format!("{}:{}", p.first, p.last)
+            }
+        })
+        .collect();
+    list.join(",")
+}
+
 fn write_match(f: &mut fmt::Formatter<'_>, word: &str, m: &RuleMatch) -> fmt::Result {
     if *m == RuleMatch::default() {
         return Ok(());
     }
     write!(f, " {word}")?;
     if !m.ports.is_empty() {
-        let ports: Vec<String> = m
-            .ports
-            .iter()
-            .map(|p| {
-                if p.first == p.last {
-                    p.first.to_string()
-                } else {
-                    format!("{}:{}", p.first, p.last)
-                }
-            })
-            .collect();
-        write!(f, " ports {}", ports.join(","))?;
+        write!(f, " ports {}", port_list(&m.ports))?;
     }
     if let Some(tag) = &m.tag {
         write!(f, " tag {tag}")?;
