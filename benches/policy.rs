@@ -11,7 +11,7 @@
 mod support;
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use chrono::Utc;
 use support::Lab;
@@ -99,21 +99,6 @@ async fn inside() {
     );
 }
 
-fn iperf(lab: &Lab, target: &str) -> f64 {
-    let nsenter = |c: &str| format!("nsenter -t $(docker inspect -f '{{{{.State.Pid}}}}' {c}) -n");
-    lab.sh("h2", &format!("{} iperf3 -s -1 -D", nsenter("c2")));
-    std::thread::sleep(Duration::from_millis(300));
-    let json = lab.sh(
-        "h1",
-        &format!("{} iperf3 -c {target} -t 4 -J", nsenter("c1")),
-    );
-    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
-    v["end"]["sum_received"]["bits_per_second"]
-        .as_f64()
-        .unwrap()
-        / 1e9
-}
-
 fn main() {
     if std::env::var_os(INSIDE).is_some() {
         inside();
@@ -151,11 +136,11 @@ fn main() {
     let c2 = lab.container_ip("h2", "c2");
     let (mut on, mut off) = (Vec::new(), Vec::new());
     for _ in 0..3 {
-        on.push(iperf(&lab, &c2));
+        on.push(lab.iperf_gbps(("h1", Some("c1")), ("h2", Some("c2")), &c2));
         for h in ["h1", "h2"] {
             lab.sh(h, "iptables -I FORWARD 1 -j ACCEPT");
         }
-        off.push(iperf(&lab, &c2));
+        off.push(lab.iperf_gbps(("h1", Some("c1")), ("h2", Some("c2")), &c2));
         for h in ["h1", "h2"] {
             lab.sh(h, "iptables -D FORWARD -j ACCEPT");
         }

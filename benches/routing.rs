@@ -26,32 +26,6 @@ fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
     v[(((p / 100.0) * (v.len() - 1) as f64).round() as usize).min(v.len() - 1)]
 }
 
-/// Runs a command in a container's network namespace with the host's binary.
-fn in_container(container: &str, command: &str) -> String {
-    format!("nsenter -t $(docker inspect -f '{{{{.State.Pid}}}}' {container}) -n {command}")
-}
-
-fn iperf_gbps(
-    lab: &Lab,
-    client_host: &str,
-    client_prefix: &str,
-    server_host: &str,
-    server_prefix: &str,
-    target: &str,
-) -> f64 {
-    lab.sh(server_host, &format!("{server_prefix}iperf3 -s -1 -D"));
-    std::thread::sleep(Duration::from_millis(300));
-    let json = lab.sh(
-        client_host,
-        &format!("{client_prefix}iperf3 -c {target} -t 4 -J"),
-    );
-    let v: serde_json::Value = serde_json::from_str(&json).expect("iperf3 JSON");
-    v["end"]["sum_received"]["bits_per_second"]
-        .as_f64()
-        .expect("bits_per_second")
-        / 1e9
-}
-
 fn agent_rss_mb(lab: &Lab, host: &str) -> f64 {
     let pid = std::fs::read_to_string(lab.dir().join(host).join("agent.pid")).unwrap();
     let status = std::fs::read_to_string(format!("/proc/{}/status", pid.trim())).unwrap();
@@ -80,9 +54,8 @@ fn main() {
     // 1. Throughput, alternated.
     let (mut host, mut container) = (Vec::new(), Vec::new());
     for _ in 0..3 {
-        host.push(iperf_gbps(&lab, "h1", "", "h2", "", "198.18.0.12"));
-        let (client, server) = (in_container("c1", ""), in_container("c2", ""));
-        container.push(iperf_gbps(&lab, "h1", &client, "h2", &server, &c2));
+        host.push(lab.iperf_gbps(("h1", None), ("h2", None), "198.18.0.12"));
+        container.push(lab.iperf_gbps(("h1", Some("c1")), ("h2", Some("c2")), &c2));
     }
     let (hm, cm) = (median(host.clone()), median(container.clone()));
     println!("iperf3 TCP, 3 x 4 s each, alternated: host h1->h2 median {hm:.2} Gbit/s {host:.2?}");

@@ -203,6 +203,33 @@ impl Lab {
         (out.status.success() && !text.trim().is_empty()).then(|| text.trim().to_string())
     }
 
+    /// TCP throughput in Gbit/s of a 4 s iperf3 run from `client` to
+    /// `server` (each a host, and a container on it or None for the host
+    /// itself), to `target`. The host's iperf3 runs in the container's
+    /// network namespace, so no image needs it.
+    pub fn iperf_gbps(
+        &self,
+        client: (&str, Option<&str>),
+        server: (&str, Option<&str>),
+        target: &str,
+    ) -> f64 {
+        let prefix = |c: Option<&str>| match c {
+            Some(c) => format!("nsenter -t $(docker inspect -f '{{{{.State.Pid}}}}' {c}) -n "),
+            None => String::new(),
+        };
+        self.sh(server.0, &format!("{}iperf3 -s -1 -D", prefix(server.1)));
+        std::thread::sleep(Duration::from_millis(300));
+        let json = self.sh(
+            client.0,
+            &format!("{}iperf3 -c {target} -t 4 -J", prefix(client.1)),
+        );
+        let v: serde_json::Value = serde_json::from_str(&json).expect("iperf3 JSON");
+        v["end"]["sum_received"]["bits_per_second"]
+            .as_f64()
+            .expect("bits_per_second")
+            / 1e9
+    }
+
     pub fn agent_log(&self, host: &str) -> String {
         std::fs::read_to_string(self.dir.join(host).join("agent.log")).unwrap_or_default()
     }
