@@ -70,11 +70,45 @@ busybox_tar() {
   echo "$tar"
 }
 
-# Imports tabby/busybox into the dockerd that DOCKER_HOST points at.
-import_busybox() {
-  docker image inspect tabby/busybox >/dev/null 2>&1 && return 0
-  docker import -c 'CMD ["/bin/sh"]' "$(busybox_tar)" tabby/busybox >/dev/null
+# A MariaDB root filesystem (Debian bookworm minbase + mariadb-server) with
+# an entrypoint like the official image's, as a tarball for `docker import`.
+# Takes a minute or two the first time; cached after.
+mariadb_tar() {
+  local tar="$TABBY_CACHE/mariadb.tar"
+  if [ ! -s "$tar" ]; then
+    local root mirror
+    root="$(mktemp -d)"
+    mirror="${TABBY_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+    mkdir -p "$TABBY_CACHE"
+    log "building the MariaDB image rootfs (debootstrap, about 80 s)"
+    debootstrap --variant=minbase --include=mariadb-server,mariadb-client \
+      bookworm "$root" "$mirror" >"$TABBY_CACHE/mariadb-debootstrap.log" 2>&1 ||
+      { rm -rf "$root"; die "debootstrap failed: see $TABBY_CACHE/mariadb-debootstrap.log"; }
+    install -m 0755 "$TABBY_ROOT/scripts/mariadb-entrypoint" "$root/usr/local/bin/tabby-mariadb-entrypoint"
+    rm -rf "$root/var/lib/mysql"/* "$root/var/cache/apt/archives"/*.deb
+    local tmp
+    tmp="$(mktemp "$TABBY_CACHE/mariadb.XXXXXX")"
+    tar -C "$root" -cf "$tmp" . && mv "$tmp" "$tar"
+    rm -rf "$root"
+  fi
+  echo "$tar"
 }
+
+# Imports an image (busybox or mariadb) into the dockerd DOCKER_HOST points
+# at, unless it is there.
+import_image() {
+  local name=$1
+  docker image inspect "tabby/$name" >/dev/null 2>&1 && return 0
+  case $name in
+    busybox) docker import -c 'CMD ["/bin/sh"]' "$(busybox_tar)" tabby/busybox >/dev/null ;;
+    mariadb)
+      docker import -c 'ENTRYPOINT ["/usr/local/bin/tabby-mariadb-entrypoint"]' -c 'CMD ["mariadbd"]' \
+        -c 'EXPOSE 3306' "$(mariadb_tar)" tabby/mariadb >/dev/null ;;
+    *) die "unknown image $name (busybox, mariadb)" ;;
+  esac
+}
+
+import_busybox() { import_image busybox; }
 
 # Waits until a command succeeds, up to $1 seconds.
 wait_for() {
