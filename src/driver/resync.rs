@@ -53,13 +53,7 @@ impl Driver {
     pub async fn resync(&self) -> Result<ResyncReport, Error> {
         // Policy first: a new endpoint's chains must exist before traffic.
         self.converge_policy().await?;
-        let pools: Vec<_> = self
-            .store
-            .pools()
-            .await?
-            .into_iter()
-            .map(|p| p.value)
-            .collect();
+        let pools = self.ipam.pools().await?;
         let blocks: Vec<_> = self
             .store
             .blocks()

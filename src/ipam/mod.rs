@@ -127,13 +127,7 @@ impl Ipam {
         if let Some(cidr) = configured {
             return self.pool(&cidr).await;
         }
-        let mut pools: Vec<Pool> = self
-            .store
-            .pools()
-            .await?
-            .into_iter()
-            .map(|p| p.value)
-            .collect();
+        let mut pools = self.pools().await?;
         pools.sort_by_key(|p| (p.created, p.cidr));
         pools.into_iter().next().ok_or(Error::NoPools)
     }
