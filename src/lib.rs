@@ -8,6 +8,7 @@ pub mod docker;
 pub mod driver;
 pub mod ipam;
 pub mod model;
+pub mod mysql;
 pub mod netdef;
 pub mod policy;
 pub mod routing;
