@@ -90,10 +90,6 @@ impl Driver {
     pub fn host(&self) -> &str {
         &self.config.host
     }
-
-    pub fn store(&self) -> &Store {
-        &self.store
-    }
 }
 
 fn require(what: &str, value: &str) -> Result<(), Error> {

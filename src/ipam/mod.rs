@@ -75,10 +75,6 @@ impl Ipam {
         }
     }
 
-    pub fn host(&self) -> &str {
-        &self.host
-    }
-
     /// Adds a pool, refusing overlaps. The block prefix is clamped to the
     /// pool's own prefix so a small pool is one block.
     pub async fn add_pool(&self, cidr: Ipv4Net, block_prefix: u8) -> Result<Pool, Error> {

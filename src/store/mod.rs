@@ -84,12 +84,6 @@ impl Store {
         self.kv.revision().await
     }
 
-    /// Number of keys under the prefix: with `revision`, proves a refused
-    /// request changed nothing.
-    pub async fn key_count(&self) -> Result<usize, Error> {
-        Ok(self.kv.list(&self.keys.root()).await?.len())
-    }
-
     async fn get_typed<T: DeserializeOwned>(
         &self,
         key: &str,
