@@ -11,6 +11,11 @@ declare -A TABBY_PACKAGES=(
   [debootstrap]=debootstrap [protoc]=protobuf-compiler [bird]=bird2
   [jq]=jq [nsenter]=util-linux [ip]=iproute2
 )
+# Packages that bring files rather than commands, by the file that proves each.
+declare -A TABBY_PACKAGE_FILES=(
+  # protoc's well-known types, which etcd-client's build imports.
+  [/usr/include/google/protobuf/descriptor.proto]=libprotobuf-dev
+)
 
 log() { printf '\033[1m[tabby]\033[0m %s\n' "$*" >&2; }
 die() { printf '\033[31m[tabby] error:\033[0m %s\n' "$*" >&2; exit 1; }
@@ -24,6 +29,10 @@ ensure_packages() {
   local missing=() cmd
   for cmd in "${!TABBY_PACKAGES[@]}"; do
     command -v "$cmd" >/dev/null 2>&1 || missing+=("${TABBY_PACKAGES[$cmd]}")
+  done
+  local file
+  for file in "${!TABBY_PACKAGE_FILES[@]}"; do
+    [ -e "$file" ] || missing+=("${TABBY_PACKAGE_FILES[$file]}")
   done
   [ ${#missing[@]} -eq 0 ] && return 0
   log "installing ${missing[*]}"
@@ -75,7 +84,14 @@ busybox_tar() {
 # Takes a minute or two the first time; cached after.
 mariadb_tar() {
   local tar="$TABBY_CACHE/mariadb.tar"
+  mkdir -p "$TABBY_CACHE"
+  # One build at a time: parallel tests would each run debootstrap.
+  exec {lock}>"$TABBY_CACHE/mariadb.lock"
+  flock "$lock"
   if [ ! -s "$tar" ]; then
+    # debootstrap needs the Debian mirror: a lab host namespace has no route.
+    ip route show default | grep -q . ||
+      die "no default route in this network namespace: build images with 'scripts/images' outside the lab first"
     local root mirror
     root="$(mktemp -d)"
     mirror="${TABBY_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
@@ -91,6 +107,7 @@ mariadb_tar() {
     tar -C "$root" -cf "$tmp" . && mv "$tmp" "$tar"
     rm -rf "$root"
   fi
+  flock -u "$lock"
   echo "$tar"
 }
 
@@ -99,11 +116,15 @@ mariadb_tar() {
 import_image() {
   local name=$1
   docker image inspect "tabby/$name" >/dev/null 2>&1 && return 0
+  local tar
   case $name in
-    busybox) docker import -c 'CMD ["/bin/sh"]' "$(busybox_tar)" tabby/busybox >/dev/null ;;
+    busybox)
+      tar=$(busybox_tar) || die "cannot build the busybox image"
+      docker import -c 'CMD ["/bin/sh"]' "$tar" tabby/busybox >/dev/null ;;
     mariadb)
+      tar=$(mariadb_tar) || die "cannot build the MariaDB image"
       docker import -c 'ENTRYPOINT ["/usr/local/bin/tabby-mariadb-entrypoint"]' -c 'CMD ["mariadbd"]' \
-        -c 'EXPOSE 3306' "$(mariadb_tar)" tabby/mariadb >/dev/null ;;
+        -c 'EXPOSE 3306' "$tar" tabby/mariadb >/dev/null ;;
     *) die "unknown image $name (busybox, mariadb)" ;;
   esac
 }

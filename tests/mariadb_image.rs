@@ -6,13 +6,12 @@ mod support;
 
 use std::time::Duration;
 
-use support::{Lab, eventually, root};
+use support::{Lab, eventually};
 
 #[test]
 fn mariadb_image_serves_root_over_tabby_with_the_given_options() {
     let lab = Lab::up(1);
-    let images = root().join("scripts/images");
-    lab.sh("h1", &format!("{} import mariadb", images.display()));
+    lab.import_image("mariadb", &["h1"]);
     lab.sh("h1", "tabby network create db --subnet 198.18.64.0/20");
     lab.sh(
         "h1",

@@ -116,6 +116,26 @@ impl Lab {
         self.run(host, &["sh", "-c", command]).status.success()
     }
 
+    /// Imports a local image (`busybox`, `mariadb`) on every listed host.
+    /// The cached root filesystem is built first in this process's own
+    /// network namespace: lab hosts have no route to the Debian mirror.
+    pub fn import_image(&self, image: &str, hosts: &[&str]) {
+        let images = root().join("scripts/images");
+        let out = Command::new(&images)
+            .arg(image)
+            .stdin(Stdio::null())
+            .output()
+            .expect("scripts/images runs");
+        assert!(
+            out.status.success(),
+            "scripts/images {image}: {}",
+            stderr(&out)
+        );
+        for host in hosts {
+            self.sh(host, &format!("{} import {image}", images.display()));
+        }
+    }
+
     pub fn stop(&self, host: &str, component: &str) {
         let out = self.script(&["stop", host, component]);
         assert!(out.status.success(), "stop {component}: {}", stderr(&out));
