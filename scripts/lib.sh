@@ -82,8 +82,14 @@ busybox_tar() {
 # A MariaDB root filesystem (Debian bookworm minbase + mariadb-server) with
 # an entrypoint like the official image's, as a tarball for `docker import`.
 # Takes a minute or two the first time; cached after.
+# The recipe's version: a changed entrypoint makes a new image.
+mariadb_recipe() {
+  sha256sum "$TABBY_ROOT/scripts/mariadb-entrypoint" | cut -c1-12
+}
+
 mariadb_tar() {
-  local tar="$TABBY_CACHE/mariadb.tar"
+  local tar
+  tar="$TABBY_CACHE/mariadb-$(mariadb_recipe).tar"
   mkdir -p "$TABBY_CACHE"
   # One build at a time: parallel tests would each run debootstrap.
   exec {lock}>"$TABBY_CACHE/mariadb.lock"
@@ -102,6 +108,7 @@ mariadb_tar() {
       { rm -rf "$root"; die "debootstrap failed: see $TABBY_CACHE/mariadb-debootstrap.log"; }
     install -m 0755 "$TABBY_ROOT/scripts/mariadb-entrypoint" "$root/usr/local/bin/tabby-mariadb-entrypoint"
     rm -rf "$root/var/lib/mysql"/* "$root/var/cache/apt/archives"/*.deb
+    rm -f "$TABBY_CACHE"/mariadb*.tar
     local tmp
     tmp="$(mktemp "$TABBY_CACHE/mariadb.XXXXXX")"
     tar -C "$root" -cf "$tmp" . && mv "$tmp" "$tar"
@@ -115,8 +122,14 @@ mariadb_tar() {
 # at, unless it is there.
 import_image() {
   local name=$1
-  docker image inspect "tabby/$name" >/dev/null 2>&1 && return 0
-  local tar
+  local tar recipe=
+  if [ "$name" = mariadb ]; then
+    recipe=$(mariadb_recipe)
+    [ "$(docker image inspect -f '{{index .Config.Labels "tabby.recipe"}}' tabby/mariadb 2>/dev/null)" = "$recipe" ] &&
+      return 0
+  else
+    docker image inspect "tabby/$name" >/dev/null 2>&1 && return 0
+  fi
   case $name in
     busybox)
       tar=$(busybox_tar) || die "cannot build the busybox image"
@@ -124,7 +137,7 @@ import_image() {
     mariadb)
       tar=$(mariadb_tar) || die "cannot build the MariaDB image"
       docker import -c 'ENTRYPOINT ["/usr/local/bin/tabby-mariadb-entrypoint"]' -c 'CMD ["mariadbd"]' \
-        -c 'EXPOSE 3306' "$tar" tabby/mariadb >/dev/null ;;
+        -c 'EXPOSE 3306' -c "LABEL tabby.recipe=$recipe" "$tar" tabby/mariadb >/dev/null ;;
     *) die "unknown image $name (busybox, mariadb)" ;;
   esac
 }

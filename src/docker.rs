@@ -165,3 +165,38 @@ impl DockerEngine {
             .map_err(|e| self.err(e))
     }
 }
+
+impl DockerEngine {
+    /// A container's name and its IPv4 addresses on every network, or
+    /// None if this host's Docker has no such container.
+    pub async fn container_addresses(
+        &self,
+        name_or_id: &str,
+    ) -> Result<Option<(String, Vec<std::net::Ipv4Addr>)>, Error> {
+        let inspected = match self
+            .client()
+            .await?
+            .inspect_container(name_or_id, None)
+            .await
+        {
+            Ok(c) => c,
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => return Ok(None),
+            Err(e) => return Err(self.err(e)),
+        };
+        let name = inspected
+            .name
+            .unwrap_or_default()
+            .trim_start_matches('/')
+            .to_string();
+        let ips = inspected
+            .network_settings
+            .and_then(|s| s.networks)
+            .unwrap_or_default()
+            .into_values()
+            .filter_map(|n| n.ip_address?.parse().ok())
+            .collect();
+        Ok(Some((name, ips)))
+    }
+}

@@ -236,3 +236,14 @@ impl Exposure {
             || endpoint.ip.to_string() == self.target
     }
 }
+
+/// A replicated MySQL/MariaDB cluster as tabby last set it up. Members are
+/// container names (or addresses); credentials are never stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MysqlCluster {
+    pub name: String,
+    pub master: String,
+    pub replicas: Vec<String>,
+    pub repl_user: String,
+    pub updated: DateTime<Utc>,
+}

@@ -3,6 +3,7 @@
 
 mod agent;
 mod expose;
+mod mysql;
 mod network;
 pub use agent::LogFormat;
 mod output;
@@ -96,6 +97,9 @@ pub enum Command {
     /// Networks defined once for every host.
     #[command(subcommand)]
     Network(network::NetworkCommand),
+    /// MySQL/MariaDB replication between containers on tabby networks.
+    #[command(subcommand)]
+    Mysql(mysql::MysqlCommand),
 }
 
 pub async fn run(cli: Cli) -> Result<()> {
@@ -109,5 +113,6 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Expose(cmd) => expose::run(cmd, &cli.etcd, cli.output).await,
         Command::Profile { args } => profile::run(args, &cli.etcd, cli.output).await,
         Command::Container { args } => profile::container(args, &cli.etcd).await,
+        Command::Mysql(cmd) => mysql::run(cmd, &cli.etcd, cli.output).await,
     }
 }

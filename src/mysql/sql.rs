@@ -97,12 +97,18 @@ impl Flavor {
     pub fn status_columns(&self) -> StatusColumns {
         if self.replica_words() {
             StatusColumns {
+                source_host: "Source_Host",
+                source_port: "Source_Port",
+                source_user: "Source_User",
                 io_running: "Replica_IO_Running",
                 sql_running: "Replica_SQL_Running",
                 lag: "Seconds_Behind_Source",
             }
         } else {
             StatusColumns {
+                source_host: "Master_Host",
+                source_port: "Master_Port",
+                source_user: "Master_User",
                 io_running: "Slave_IO_Running",
                 sql_running: "Slave_SQL_Running",
                 lag: "Seconds_Behind_Master",
@@ -150,6 +156,48 @@ impl Flavor {
         }
     }
 
+    /// Makes a freshly seeded replica start after `gtid`, the position its
+    /// copy was taken at. MySQL can only set `gtid_purged` on a server with
+    /// no GTID history, hence the reset first (8.4 renamed `RESET MASTER`).
+    pub fn start_replica_at(&self, gtid: &str) -> Vec<String> {
+        match self {
+            Flavor::MariaDb { .. } => vec![format!("SET GLOBAL gtid_slave_pos = {}", quote(gtid))],
+            f => vec![
+                if f.mysql_at_least(8, 4, 0) {
+                    "RESET BINARY LOGS AND GTIDS".to_string()
+                } else {
+                    "RESET MASTER".to_string()
+                },
+                format!("SET GLOBAL gtid_purged = {}", quote(gtid)),
+            ],
+        }
+    }
+
+    /// A former master about to replicate from a new one: MariaDB's
+    /// replica position must first take in what it wrote itself. MySQL's
+    /// auto-positioning uses gtid_executed and needs nothing.
+    pub fn adopt_own_history(&self) -> Option<&'static str> {
+        match self {
+            Flavor::MariaDb { .. } => Some("SET GLOBAL gtid_slave_pos = @@gtid_binlog_pos"),
+            Flavor::MySql { .. } => None,
+        }
+    }
+
+    /// The position a snapshot taken under a global read lock is at.
+    pub fn snapshot_position(&self) -> &'static str {
+        match self {
+            Flavor::MariaDb { .. } => "SELECT @@gtid_binlog_pos",
+            Flavor::MySql { .. } => "SELECT @@gtid_executed",
+        }
+    }
+
+    pub fn family(&self) -> &'static str {
+        match self {
+            Flavor::MariaDb { .. } => "MariaDB",
+            Flavor::MySql { .. } => "MySQL",
+        }
+    }
+
     /// The executed GTID position of a server.
     pub fn gtid_position(&self) -> &'static str {
         match self {
@@ -161,6 +209,9 @@ impl Flavor {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StatusColumns {
+    pub source_host: &'static str,
+    pub source_port: &'static str,
+    pub source_user: &'static str,
     pub io_running: &'static str,
     pub sql_running: &'static str,
     pub lag: &'static str,

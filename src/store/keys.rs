@@ -13,6 +13,7 @@
 //! <prefix>/exposures/<proto-port-target> Exposure
 //! <prefix>/netdefs/<name>               NetworkDef
 //! <prefix>/netstatus/<name>/<host>      NetworkStatus
+//! <prefix>/mysql/<cluster>             MysqlCluster (members, never credentials)
 //! ```
 
 use ipnet::Ipv4Net;
@@ -134,6 +135,14 @@ impl Keys {
 
     pub fn exposure(&self, id: &str) -> String {
         format!("{}{id}", self.exposures())
+    }
+
+    pub fn mysql_clusters(&self) -> String {
+        format!("{}/mysql/", self.prefix)
+    }
+
+    pub fn mysql_cluster(&self, name: &str) -> String {
+        format!("{}{name}", self.mysql_clusters())
     }
 
     /// Keys whose changes can change a host's routes, links or firewall.

@@ -5,6 +5,7 @@ pub mod etcd;
 pub mod keys;
 pub mod kv;
 pub mod memory;
+mod mysql;
 
 use std::sync::Arc;
 

@@ -1,0 +1,287 @@
+use std::path::PathBuf;
+
+use anyhow::{Context as _, Result};
+use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+
+use super::output::{or_dash, print};
+use super::{EtcdArgs, Format};
+use crate::docker::DockerEngine;
+use crate::mysql::bootstrap::Outcome;
+use crate::mysql::cluster::{Context, DEFAULT_CLUSTER};
+use crate::mysql::resolve::Directory;
+use crate::mysql::seed::Progress;
+use crate::mysql::{Credentials, Password, sql};
+
+#[derive(Args, Debug)]
+pub struct CredentialArgs {
+    /// File holding the root password (first line).
+    #[arg(long, env = "TABBY_MYSQL_ROOT_PASSWORD_FILE")]
+    root_password_file: PathBuf,
+    /// The replication account.
+    #[arg(long, default_value = "repl")]
+    repl_user: String,
+    /// File holding the replication password (default: derived from the
+    /// root password, so every run agrees on it).
+    #[arg(long, env = "TABBY_MYSQL_REPL_PASSWORD_FILE")]
+    repl_password_file: Option<PathBuf>,
+}
+
+impl CredentialArgs {
+    fn load(&self) -> Result<Credentials> {
+        let repl = match &self.repl_password_file {
+            Some(path) => Some(Password::from_file(path)?),
+            None => None,
+        };
+        Ok(Credentials::new(
+            Password::from_file(&self.root_password_file)?,
+            &self.repl_user,
+            repl,
+        ))
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum MysqlCommand {
+    /// Set up replication from a master to replicas (idempotent; seeds
+    /// replicas that join after the master has data).
+    Bootstrap {
+        /// Container name or ID, or address.
+        #[arg(long)]
+        master: String,
+        #[arg(long = "replica", required = true)]
+        replicas: Vec<String>,
+        /// Name the cluster is recorded under.
+        #[arg(long, default_value = DEFAULT_CLUSTER)]
+        cluster: String,
+        /// Seconds to wait for members that do not accept connections yet.
+        #[arg(long, default_value_t = 0)]
+        wait: u64,
+        #[command(flatten)]
+        credentials: CredentialArgs,
+        #[arg(
+            long,
+            env = "DOCKER_HOST",
+            default_value = "unix:///var/run/docker.sock"
+        )]
+        docker_host: String,
+    },
+    /// Replication state of a cluster's members (default: every cluster),
+    /// or of the members named.
+    Status {
+        #[arg(long, conflicts_with = "members")]
+        cluster: Option<String>,
+        members: Vec<String>,
+        #[command(flatten)]
+        credentials: CredentialArgs,
+        #[arg(
+            long,
+            env = "DOCKER_HOST",
+            default_value = "unix:///var/run/docker.sock"
+        )]
+        docker_host: String,
+    },
+    /// Make a replica the master (graceful switchover).
+    Promote {
+        member: String,
+        #[arg(long)]
+        cluster: Option<String>,
+        /// Promote even if the master cannot be reached.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        credentials: CredentialArgs,
+        #[arg(
+            long,
+            env = "DOCKER_HOST",
+            default_value = "unix:///var/run/docker.sock"
+        )]
+        docker_host: String,
+    },
+    /// A server_id for a container, derived from its address.
+    ServerId { member: String },
+}
+
+/// A progress bar on a terminal; nothing otherwise.
+struct Bar(ProgressBar);
+
+impl Progress for Bar {
+    fn start(&self, total_rows: u64) {
+        self.0.set_length(total_rows);
+        self.0.set_position(0);
+    }
+    fn advance(&self, rows: u64) {
+        self.0.inc(rows);
+    }
+    fn finish(&self) {
+        self.0.finish_and_clear();
+    }
+}
+
+fn bar() -> Bar {
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("seeding {bar:40} {pos}/{len} rows ({per_sec}, {eta})")
+            .expect("valid template"),
+    );
+    Bar(bar)
+}
+
+pub async fn run(cmd: MysqlCommand, etcd: &EtcdArgs, format: Format) -> Result<()> {
+    let store = etcd.connect().await?;
+    match cmd {
+        MysqlCommand::Bootstrap {
+            master,
+            replicas,
+            cluster,
+            wait,
+            credentials,
+            docker_host,
+        } => {
+            let credentials = credentials.load()?;
+            let docker = DockerEngine::new(&docker_host);
+            let context = Context {
+                store: &store,
+                docker: Some(&docker),
+            };
+            let wait = std::time::Duration::from_secs(wait);
+            let report = context
+                .bootstrap(&cluster, &master, &replicas, &credentials, wait, &bar())
+                .await?;
+            if format == Format::Json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+                return Ok(());
+            }
+            println!(
+                "Master {} ({}); replication user '{}'@{}",
+                report.master,
+                report.flavor,
+                credentials.repl_user,
+                report.user_hosts.join(", ")
+            );
+            for r in &report.replicas {
+                let what = match &r.outcome {
+                    Outcome::Unchanged => "already replicating, unchanged".to_string(),
+                    Outcome::Seeded { rows, tables } => {
+                        format!("seeded ({rows} rows in {tables} tables) and replicating")
+                    }
+                    Outcome::Repointed => "pointed at the master and replicating".to_string(),
+                };
+                println!("Replica {}: {what}", r.replica);
+            }
+            println!("Verified: a canary row written on the master reached every replica");
+        }
+        MysqlCommand::Status {
+            cluster,
+            members,
+            credentials,
+            docker_host,
+        } => {
+            let credentials = credentials.load()?;
+            let docker = DockerEngine::new(&docker_host);
+            let context = Context {
+                store: &store,
+                docker: Some(&docker),
+            };
+            let statuses = context
+                .status(cluster.as_deref(), &members, &credentials)
+                .await?;
+            let rows = statuses
+                .iter()
+                .map(|(cluster, s)| {
+                    let replica = s.replica.as_ref();
+                    vec![
+                        or_dash(cluster.as_deref()),
+                        s.name.clone(),
+                        or_dash(s.host.as_deref()),
+                        s.address.to_string(),
+                        s.role.map(|r| r.to_string()).unwrap_or("?".into()),
+                        or_dash(replica.map(|r| r.io_running.as_str())),
+                        or_dash(replica.map(|r| r.sql_running.as_str())),
+                        or_dash(
+                            replica
+                                .and_then(|r| r.lag)
+                                .map(|l| l.to_string())
+                                .as_deref(),
+                        ),
+                        or_dash(s.gtid.as_deref().filter(|g| !g.is_empty())),
+                        or_dash(
+                            s.error
+                                .clone()
+                                .or_else(|| replica.and_then(|r| r.last_error()))
+                                .as_deref(),
+                        ),
+                    ]
+                })
+                .collect();
+            let json: Vec<_> = statuses
+                .iter()
+                .map(|(c, s)| json!({"cluster": c, "member": s}))
+                .collect();
+            print(
+                format,
+                &[
+                    "cluster",
+                    "container",
+                    "host",
+                    "address",
+                    "role",
+                    "io",
+                    "sql",
+                    "lag",
+                    "gtid",
+                    "last error",
+                ],
+                rows,
+                &json,
+            );
+            if statuses.iter().any(|(_, s)| s.error.is_some()) {
+                anyhow::bail!("some members could not be read");
+            }
+        }
+        MysqlCommand::Promote {
+            member,
+            cluster,
+            force,
+            credentials,
+            docker_host,
+        } => {
+            let credentials = credentials.load()?;
+            let docker = DockerEngine::new(&docker_host);
+            let context = Context {
+                store: &store,
+                docker: Some(&docker),
+            };
+            let report = context
+                .promote(cluster.as_deref(), &member, &credentials, force)
+                .await?;
+            if format == Format::Json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+                return Ok(());
+            }
+            println!(
+                "{} is the master (was {})",
+                report.new_master, report.old_master
+            );
+            for r in &report.replicas {
+                println!("Replica {r}: replicating from the new master");
+            }
+            for s in &report.skipped {
+                println!("Skipped (unreachable): {s}");
+            }
+        }
+        MysqlCommand::ServerId { member } => {
+            let directory = Directory::load(&store).await?;
+            let target = directory
+                .find(&member)?
+                .with_context(|| format!("no tabby endpoint or address {member}"))?;
+            let id = sql::server_id(target.ip);
+            match format {
+                Format::Json => println!("{}", json!({"member": target, "server_id": id})),
+                Format::Table => println!("{id}"),
+            }
+        }
+    }
+    Ok(())
+}
