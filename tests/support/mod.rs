@@ -68,15 +68,57 @@ impl Lab {
         lab
     }
 
-    /// `scripts/lab ARGS…` for this lab, not yet started.
-    pub fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(root().join("scripts/lab"));
+    /// A lab that is not up yet: a script brings it up (`scripts/quickstart
+    /// seed` with `command_env`); it is torn down on drop all the same.
+    pub fn unstarted() -> Lab {
+        let id = unique_id();
+        Lab {
+            dir: PathBuf::from(format!("/tmp/tabby-lab{id}")),
+            id,
+        }
+    }
+
+    /// A command that acts on this lab (its ID and tabby binary).
+    pub fn command_env(&self, program: &Path) -> Command {
+        let mut command = Command::new(program);
         command
-            .args(args)
             .env("TABBY_LAB_ID", &self.id)
             .env("TABBY_BIN", tabby_bin())
             .env("TABBY_LAB_NODE_TTL", "3")
             .stdin(Stdio::null());
+        command
+    }
+
+    /// Runs SQL as root inside a MariaDB container; tab-separated rows.
+    pub fn sql(&self, host: &str, container: &str, password: &str, sql: &str) -> String {
+        let out = self.run(
+            host,
+            &[
+                "docker",
+                "exec",
+                "-e",
+                &format!("MYSQL_PWD={password}"),
+                container,
+                "mariadb",
+                "-uroot",
+                "-N",
+                "-B",
+                "-e",
+                sql,
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "SQL on {container}: {sql}: {}",
+            stderr(&out)
+        );
+        stdout(&out).trim().to_string()
+    }
+
+    /// `scripts/lab ARGS…` for this lab, not yet started.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = self.command_env(&root().join("scripts/lab"));
+        command.args(args);
         command
     }
 
