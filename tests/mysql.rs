@@ -240,7 +240,7 @@ fn bootstrap_refuses_bad_members_with_clear_errors_and_changes_nothing() {
     let bootstrap = |replicas: &str, password: &std::path::Path| {
         let wait = if first.replace(false) { 120 } else { 0 };
         let out = lab.run("h1", &["sh", "-c", &format!(
-            "tabby mysql bootstrap --master primary {replicas} --root-password-file {} --wait 120",
+            "tabby mysql bootstrap --master primary {replicas} --root-password-file {} --wait {wait}",
             password.display()
         )]);
         (
