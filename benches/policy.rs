@@ -39,6 +39,7 @@ fn endpoints(n: usize) -> Vec<Endpoint> {
                 state: EndpointState::Joined,
                 created: Utc::now(),
                 profiles: vec![if i % 2 == 0 { "web" } else { "db" }.into()],
+                labels: Default::default(),
             }
         })
         .collect()

@@ -200,3 +200,34 @@ impl DockerEngine {
         Ok(Some((name, ips)))
     }
 }
+
+/// Labels tabby reads from containers start with this.
+pub const LABEL_PREFIX: &str = "tabby.";
+
+impl DockerEngine {
+    /// A container's `tabby.*` labels (empty if it is gone).
+    pub async fn container_labels(
+        &self,
+        name_or_id: &str,
+    ) -> Result<std::collections::BTreeMap<String, String>, Error> {
+        let inspected = match self
+            .client()
+            .await?
+            .inspect_container(name_or_id, None)
+            .await
+        {
+            Ok(c) => c,
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => return Ok(Default::default()),
+            Err(e) => return Err(self.err(e)),
+        };
+        Ok(inspected
+            .config
+            .and_then(|c| c.labels)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(LABEL_PREFIX))
+            .collect())
+    }
+}

@@ -101,6 +101,9 @@ pub struct Endpoint {
     /// Profiles whose rules apply to this endpoint, in order.
     #[serde(default)]
     pub profiles: Vec<String>,
+    /// The container's `tabby.*` labels (e.g. `tabby.mysql.role`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
 
 /// A host running `tabby agent`. Liveness is a separate leased key, so a

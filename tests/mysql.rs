@@ -306,3 +306,70 @@ fn bootstrap_refuses_bad_members_with_clear_errors_and_changes_nothing() {
         u32::from(ip.parse::<std::net::Ipv4Addr>().unwrap())
     );
 }
+
+#[test]
+fn labelled_containers_are_bootstrapped_by_the_agent_of_the_masters_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("root-password");
+    std::fs::write(&pw, format!("{PASSWORD}\n")).unwrap();
+    let env = dir.path().join("mariadb.env");
+    std::fs::write(&env, format!("MYSQL_ROOT_PASSWORD={PASSWORD}\n")).unwrap();
+    let lab = Lab::up_with(
+        2,
+        &[("TABBY_MYSQL_ROOT_PASSWORD_FILE", pw.to_str().unwrap())],
+    );
+    lab.import_image("mariadb", &["h1", "h2"]);
+    lab.sh("h1", "tabby network create db --subnet 198.18.64.0/20");
+    // The master's agent on h1 talks to the replica on h2.
+    lab.sh(
+        "h1",
+        "tabby profile db rule add inbound allow tcp from cidr 198.18.0.0/24 to ports 3306",
+    );
+    let labels =
+        |role: &str| format!("--label tabby.mysql.cluster=shop --label tabby.mysql.role={role}");
+    lab.sh("h1", &format!(
+        "docker run -d --name shop-db1 --net db {} --env-file {} tabby/mariadb --log-bin --server-id=11",
+        labels("master"), env.display()
+    ));
+    lab.sh("h2", &format!(
+        "docker run -d --name shop-db2 --net db {} --env-file {} tabby/mariadb --log-bin --server-id=12",
+        labels("replica"), env.display()
+    ));
+    // Nobody runs `tabby mysql bootstrap`: the agent does, once both answer.
+    let status = eventually(
+        Duration::from_secs(180),
+        "the agent to bootstrap shop",
+        || {
+            let out = lab.run(
+                "h1",
+                &[
+                    "tabby",
+                    "mysql",
+                    "status",
+                    "--cluster",
+                    "shop",
+                    "-o",
+                    "json",
+                ],
+            );
+            let text = stdout(&out);
+            (out.status.success() && text.contains("\"sql_running\": \"Yes\"")).then_some(text)
+        },
+    );
+    assert!(
+        status.contains("shop-db1") && status.contains("shop-db2"),
+        "{status}"
+    );
+    lab.sql("h1", "shop-db1", PASSWORD,
+        "CREATE DATABASE shop; CREATE TABLE shop.orders (id INT PRIMARY KEY); INSERT INTO shop.orders VALUES (1), (2), (3)");
+    wait_count(&lab, "h2", "shop-db2", "shop.orders", 3);
+    let log = lab.agent_log("h1");
+    assert!(
+        log.contains("bootstrapped MySQL replication from labels"),
+        "{log}"
+    );
+    assert!(!log.contains(PASSWORD) && !lab.agent_log("h2").contains(PASSWORD));
+    // The repl account and the password file never show in process lists.
+    let ps = lab.sh("h1", "cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' ' '");
+    assert!(!ps.contains(PASSWORD));
+}

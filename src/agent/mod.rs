@@ -3,6 +3,7 @@
 //! registered, makes the Docker networks of network definitions, and serves
 //! Docker's plugin protocol on a Unix socket until SIGTERM/SIGINT.
 
+mod mysql;
 mod networks;
 mod reconcile;
 
@@ -43,6 +44,8 @@ pub struct AgentConfig {
     pub docker_host: String,
     /// The driver name dockerd knows this plugin by.
     pub driver_name: String,
+    /// For label-driven MySQL bootstrap; None turns it off.
+    pub mysql_credentials: Option<crate::mysql::Credentials>,
 }
 
 pub async fn run(config: AgentConfig) -> Result<()> {
@@ -80,6 +83,12 @@ pub async fn run(config: AgentConfig) -> Result<()> {
     let lease = store.register_node(&node, config.node_ttl).await?;
 
     let networks_changed = Arc::new(Notify::new());
+    let mysql_changed = Arc::new(Notify::new());
+    let labels = mysql::LabelBootstrap {
+        store: store.clone(),
+        host: config.hostname.clone(),
+        credentials: config.mysql_credentials.clone(),
+    };
     let sync = NetworkSync {
         store: store.clone(),
         docker,
@@ -88,10 +97,14 @@ pub async fn run(config: AgentConfig) -> Result<()> {
     };
     let background = [
         tokio::spawn(sync.run(networks_changed.clone())),
+        tokio::spawn(labels.run(mysql_changed.clone())),
         tokio::spawn(reconcile::run(
             driver.clone(),
             store.clone(),
-            networks_changed,
+            reconcile::Listeners {
+                networks: networks_changed,
+                mysql: mysql_changed,
+            },
         )),
     ];
 

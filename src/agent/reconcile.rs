@@ -18,9 +18,15 @@ use crate::store::Store;
 const DEBOUNCE: Duration = Duration::from_millis(20);
 const RETRY: Duration = Duration::from_millis(500);
 
-pub async fn run(driver: Arc<Driver>, store: Store, networks_changed: Arc<Notify>) {
+/// Whom a batch of changes concerns besides the convergence pass.
+pub struct Listeners {
+    pub networks: Arc<Notify>,
+    pub mysql: Arc<Notify>,
+}
+
+pub async fn run(driver: Arc<Driver>, store: Store, listeners: Listeners) {
     loop {
-        if let Err(err) = watch_and_converge(&driver, &store, &networks_changed).await {
+        if let Err(err) = watch_and_converge(&driver, &store, &listeners).await {
             warn!(error = %err, "resyncing after datastore error");
         }
         tokio::time::sleep(RETRY).await;
@@ -30,11 +36,12 @@ pub async fn run(driver: Arc<Driver>, store: Store, networks_changed: Arc<Notify
 async fn watch_and_converge(
     driver: &Driver,
     store: &Store,
-    networks_changed: &Notify,
+    listeners: &Listeners,
 ) -> anyhow::Result<()> {
     let revision = store.revision().await?;
     driver.resync().await?;
-    networks_changed.notify_one();
+    listeners.networks.notify_one();
+    listeners.mysql.notify_one();
     let mut changes = store.watch(revision + 1).await?;
     let mut due: Option<Instant> = None;
     loop {
@@ -57,7 +64,10 @@ async fn watch_and_converge(
             due.get_or_insert_with(|| Instant::now() + DEBOUNCE);
         }
         if keys.iter().any(|k| store.keys().affects_networks(k)) {
-            networks_changed.notify_one();
+            listeners.networks.notify_one();
+        }
+        if keys.iter().any(|k| store.keys().affects_mysql(k)) {
+            listeners.mysql.notify_one();
         }
     }
 }

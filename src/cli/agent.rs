@@ -7,6 +7,7 @@ use ipnet::Ipv4Net;
 
 use super::EtcdArgs;
 use crate::agent::AgentConfig;
+use crate::mysql::{Credentials, Password};
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -53,6 +54,15 @@ pub struct AgentArgs {
     /// for the managed plugin).
     #[arg(long, env = "TABBY_DRIVER_NAME", default_value = "tabby")]
     driver_name: String,
+    /// Root password file for label-driven MySQL bootstrap (off without it).
+    #[arg(long, env = "TABBY_MYSQL_ROOT_PASSWORD_FILE")]
+    mysql_root_password_file: Option<PathBuf>,
+    /// Replication account for label-driven bootstrap.
+    #[arg(long, env = "TABBY_MYSQL_REPL_USER", default_value = "repl")]
+    mysql_repl_user: String,
+    /// Replication password file (default: derived from the root password).
+    #[arg(long, env = "TABBY_MYSQL_REPL_PASSWORD_FILE")]
+    mysql_repl_password_file: Option<PathBuf>,
     /// Log format (filter with RUST_LOG).
     #[arg(long, env = "TABBY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -67,6 +77,20 @@ pub async fn run(args: AgentArgs, etcd: EtcdArgs) -> Result<()> {
         !hostname.is_empty() && !hostname.contains('/'),
         "invalid hostname {hostname:?}"
     );
+    let mysql_credentials = match &args.mysql_root_password_file {
+        Some(root) => {
+            let repl = match &args.mysql_repl_password_file {
+                Some(path) => Some(Password::from_file(path)?),
+                None => None,
+            };
+            Some(Credentials::new(
+                Password::from_file(root)?,
+                &args.mysql_repl_user,
+                repl,
+            ))
+        }
+        None => None,
+    };
     crate::agent::run(AgentConfig {
         etcd_endpoints: etcd.etcd_endpoints,
         etcd_prefix: etcd.etcd_prefix,
@@ -79,6 +103,7 @@ pub async fn run(args: AgentArgs, etcd: EtcdArgs) -> Result<()> {
         node_ttl: args.node_ttl,
         docker_host: args.docker_host,
         driver_name: args.driver_name,
+        mysql_credentials,
     })
     .await
 }

@@ -93,8 +93,13 @@ impl Driver {
                         return;
                     }
                 };
+                let labels = docker.container_labels(&name).await.unwrap_or_else(|err| {
+                    debug!(error = %err, "cannot read container labels");
+                    Default::default()
+                });
                 update_endpoint(&store, &endpoint.host, &endpoint.id, |e| {
-                    e.container = Some(name.clone())
+                    e.container = Some(name.clone());
+                    e.labels = labels.clone();
                 })
                 .await;
                 update_handle(&ipam, &endpoint, |h| h.container = Some(name.clone())).await;

@@ -138,6 +138,7 @@ impl Driver {
             state: EndpointState::Created,
             created: Utc::now(),
             profiles: vec![network_profile(&network)],
+            labels: Default::default(),
         };
         self.store.put_endpoint(&endpoint).await?;
         self.complete_records(&endpoint);

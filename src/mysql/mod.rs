@@ -10,6 +10,7 @@
 
 pub mod bootstrap;
 pub mod cluster;
+pub mod labels;
 pub mod member;
 pub mod promote;
 pub mod resolve;

@@ -184,6 +184,7 @@ mod tests {
             state: EndpointState::Joined,
             created: chrono::Utc::now(),
             profiles: vec![],
+            labels: Default::default(),
         }
     }
 

@@ -160,6 +160,11 @@ impl Keys {
         .any(|p| key.starts_with(p.as_str()))
     }
 
+    /// Keys whose changes can start a label-driven MySQL bootstrap.
+    pub fn affects_mysql(&self, key: &str) -> bool {
+        key.starts_with(&self.endpoints()) || key.starts_with(&self.mysql_clusters())
+    }
+
     pub fn affects_networks(&self, key: &str) -> bool {
         key.starts_with(&self.netdefs())
     }

@@ -54,15 +54,22 @@ pub fn eventually<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> O
 pub struct Lab {
     id: String,
     dir: PathBuf,
+    /// Passed to every lab command, and so to agents it starts.
+    env: Vec<(String, String)>,
 }
 
 impl Lab {
     pub fn up(hosts: usize) -> Lab {
-        let id = unique_id();
-        let lab = Lab {
-            dir: PathBuf::from(format!("/tmp/tabby-lab{id}")),
-            id,
-        };
+        Lab::up_with(hosts, &[])
+    }
+
+    /// A lab whose commands and agents get `env`.
+    pub fn up_with(hosts: usize, env: &[(&str, &str)]) -> Lab {
+        let mut lab = Lab::unstarted();
+        lab.env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let out = lab.script(&["up", &hosts.to_string()]);
         assert!(out.status.success(), "lab up failed: {}", stderr(&out));
         lab
@@ -75,6 +82,7 @@ impl Lab {
         Lab {
             dir: PathBuf::from(format!("/tmp/tabby-lab{id}")),
             id,
+            env: Vec::new(),
         }
     }
 
@@ -85,6 +93,7 @@ impl Lab {
             .env("TABBY_LAB_ID", &self.id)
             .env("TABBY_BIN", tabby_bin())
             .env("TABBY_LAB_NODE_TTL", "3")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null());
         command
     }

@@ -16,6 +16,7 @@ fn ep(id: &str, ip: &str, profile: &str) -> Endpoint {
         state: EndpointState::Joined,
         created: Utc::now(),
         profiles: vec![profile.into()],
+        labels: Default::default(),
     }
 }
 

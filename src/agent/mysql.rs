@@ -1,0 +1,124 @@
+//! Label-driven MySQL bootstrap: the agent on a labelled master's host
+//! bootstraps its cluster whenever the members change, retrying while
+//! servers are still starting. A cluster whose recorded members already
+//! match (bootstrapped before, or promoted since) is left alone.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tracing::{info, warn};
+
+use crate::mysql::Credentials;
+use crate::mysql::cluster::Context;
+use crate::mysql::labels::{LabelledCluster, clusters};
+use crate::mysql::seed::Silent;
+use crate::store::Store;
+
+const RETRY: Duration = Duration::from_secs(3);
+
+pub struct LabelBootstrap {
+    pub store: Store,
+    pub host: String,
+    /// None: labelled clusters are reported, not bootstrapped.
+    pub credentials: Option<Credentials>,
+}
+
+impl LabelBootstrap {
+    pub async fn run(self, changed: Arc<Notify>) {
+        let mut done: HashMap<String, Vec<String>> = HashMap::new();
+        let mut reported = HashSet::new();
+        loop {
+            let pending = match self.pass(&mut done, &mut reported).await {
+                Ok(pending) => pending,
+                Err(err) => {
+                    warn!(error = %err, "label-driven MySQL bootstrap");
+                    true
+                }
+            };
+            if pending {
+                tokio::select! {
+                    _ = changed.notified() => {}
+                    _ = tokio::time::sleep(RETRY) => {}
+                }
+            } else {
+                changed.notified().await;
+            }
+        }
+    }
+
+    /// One look at the labelled clusters; true if one still waits.
+    async fn pass(
+        &self,
+        done: &mut HashMap<String, Vec<String>>,
+        reported: &mut HashSet<String>,
+    ) -> crate::mysql::Result<bool> {
+        let (found, problems) = clusters(&self.store.endpoints().await?);
+        for problem in problems {
+            if reported.insert(problem.clone()) {
+                warn!("{problem}");
+            }
+        }
+        let mut pending = false;
+        for cluster in found.iter().filter(|c| c.master.host == self.host) {
+            let members = cluster.member_names();
+            if done.get(&cluster.name) == Some(&members) || self.recorded(cluster).await? {
+                done.insert(cluster.name.clone(), members);
+                continue;
+            }
+            let Some(credentials) = &self.credentials else {
+                if reported.insert(format!("credentials {}", cluster.name)) {
+                    warn!(cluster = %cluster.name, "labelled MySQL cluster found, but the agent has no --mysql-root-password-file: not bootstrapping it");
+                }
+                continue;
+            };
+            match self.bootstrap(cluster, credentials).await {
+                Ok(()) => {
+                    info!(cluster = %cluster.name, members = ?members, "bootstrapped MySQL replication from labels");
+                    done.insert(cluster.name.clone(), members);
+                }
+                Err(err) => {
+                    info!(cluster = %cluster.name, error = %err, "MySQL bootstrap from labels not done yet; retrying");
+                    pending = true;
+                }
+            }
+        }
+        Ok(pending)
+    }
+
+    /// Whether the datastore records exactly these members already.
+    async fn recorded(&self, cluster: &LabelledCluster) -> crate::mysql::Result<bool> {
+        let Some(record) = self.store.mysql_cluster(&cluster.name).await? else {
+            return Ok(false);
+        };
+        let recorded: BTreeSet<&String> = std::iter::once(&record.master)
+            .chain(&record.replicas)
+            .collect();
+        let members = cluster.member_names();
+        Ok(recorded == members.iter().collect())
+    }
+
+    async fn bootstrap(
+        &self,
+        cluster: &LabelledCluster,
+        credentials: &Credentials,
+    ) -> crate::mysql::Result<()> {
+        let context = Context {
+            store: &self.store,
+            docker: None,
+        };
+        let replicas: Vec<String> = cluster.replicas.iter().map(|e| e.ip.to_string()).collect();
+        context
+            .bootstrap(
+                &cluster.name,
+                &cluster.master.ip.to_string(),
+                &replicas,
+                credentials,
+                Duration::ZERO,
+                &Silent,
+            )
+            .await
+            .map(|_| ())
+    }
+}
