@@ -143,3 +143,80 @@ fn server_ids_come_from_addresses_and_are_never_zero() {
     );
     assert_eq!(server_id(Ipv4Addr::UNSPECIFIED), 1);
 }
+
+#[test]
+fn a_seeded_replica_starts_at_the_copy_position_per_flavor() {
+    let mariadb = flavor("10.11.18-MariaDB", "");
+    assert_eq!(
+        mariadb.start_replica_at("0-1-42"),
+        ["SET GLOBAL gtid_slave_pos = '0-1-42'"]
+    );
+    assert_eq!(mariadb.snapshot_position(), "SELECT @@gtid_binlog_pos");
+    assert_eq!(
+        mariadb.adopt_own_history(),
+        Some("SET GLOBAL gtid_slave_pos = @@gtid_binlog_pos")
+    );
+    let gtid = "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5";
+    for version in ["5.7.44", "8.0.22", "8.0.36"] {
+        let f = flavor(version, "MySQL Community Server");
+        assert_eq!(
+            f.start_replica_at(gtid),
+            [
+                "RESET MASTER".to_string(),
+                format!("SET GLOBAL gtid_purged = '{gtid}'")
+            ],
+            "{version}"
+        );
+        assert_eq!(f.snapshot_position(), "SELECT @@gtid_executed");
+        assert_eq!(f.adopt_own_history(), None);
+    }
+    // 8.4 removed RESET MASTER.
+    assert_eq!(
+        flavor("8.4.3", "MySQL Community Server").start_replica_at(gtid)[0],
+        "RESET BINARY LOGS AND GTIDS"
+    );
+}
+
+#[test]
+fn status_columns_are_read_by_their_names_per_version() {
+    let old = flavor("8.0.21", "MySQL Community Server").status_columns();
+    assert_eq!(
+        (
+            old.source_host,
+            old.source_port,
+            old.source_user,
+            old.sql_running
+        ),
+        (
+            "Master_Host",
+            "Master_Port",
+            "Master_User",
+            "Slave_SQL_Running"
+        )
+    );
+    let new = flavor("8.0.22", "MySQL Community Server").status_columns();
+    assert_eq!(
+        (
+            new.source_host,
+            new.source_port,
+            new.source_user,
+            new.sql_running
+        ),
+        (
+            "Source_Host",
+            "Source_Port",
+            "Source_User",
+            "Replica_SQL_Running"
+        )
+    );
+    let mariadb = flavor("10.11.18-MariaDB", "").status_columns();
+    assert_eq!(mariadb.source_host, "Master_Host");
+    assert_eq!(
+        flavor("8.0.22", "MySQL").reset_replication(),
+        "RESET REPLICA ALL"
+    );
+    assert_eq!(
+        flavor("5.7.44", "MySQL").reset_replication(),
+        "RESET SLAVE ALL"
+    );
+}
