@@ -248,5 +248,8 @@ pub struct MysqlCluster {
     pub master: String,
     pub replicas: Vec<String>,
     pub repl_user: String,
+    /// Host patterns the replication account was made for.
+    #[serde(default)]
+    pub repl_hosts: Vec<String>,
     pub updated: DateTime<Utc>,
 }

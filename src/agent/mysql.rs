@@ -11,6 +11,7 @@ use tokio::sync::Notify;
 use tracing::{info, warn};
 
 use crate::mysql::Credentials;
+use crate::mysql::bootstrap::Options;
 use crate::mysql::cluster::Context;
 use crate::mysql::labels::{LabelledCluster, clusters};
 use crate::mysql::seed::Silent;
@@ -115,7 +116,7 @@ impl LabelBootstrap {
                 &cluster.master.ip.to_string(),
                 &replicas,
                 credentials,
-                Duration::ZERO,
+                &Options::default(),
                 &Silent,
             )
             .await

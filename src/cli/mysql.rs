@@ -8,7 +8,7 @@ use serde_json::json;
 use super::output::{or_dash, print};
 use super::{EtcdArgs, Format};
 use crate::docker::DockerEngine;
-use crate::mysql::bootstrap::Outcome;
+use crate::mysql::bootstrap::{Options, Outcome};
 use crate::mysql::cluster::{Context, DEFAULT_CLUSTER};
 use crate::mysql::resolve::Directory;
 use crate::mysql::seed::Progress;
@@ -58,6 +58,10 @@ pub enum MysqlCommand {
         /// Seconds to wait for members that do not accept connections yet.
         #[arg(long, default_value_t = 0)]
         wait: u64,
+        /// Host pattern replicas connect from, e.g. '10.100.%' (default: the
+        /// pools of the members' tabby networks). Repeatable.
+        #[arg(long = "repl-host")]
+        repl_hosts: Vec<String>,
         #[command(flatten)]
         credentials: CredentialArgs,
         #[arg(
@@ -136,6 +140,7 @@ pub async fn run(cmd: MysqlCommand, etcd: &EtcdArgs, format: Format) -> Result<(
             replicas,
             cluster,
             wait,
+            repl_hosts,
             credentials,
             docker_host,
         } => {
@@ -145,9 +150,12 @@ pub async fn run(cmd: MysqlCommand, etcd: &EtcdArgs, format: Format) -> Result<(
                 store: &store,
                 docker: Some(&docker),
             };
-            let wait = std::time::Duration::from_secs(wait);
+            let options = Options {
+                wait: std::time::Duration::from_secs(wait),
+                repl_hosts: (!repl_hosts.is_empty()).then_some(repl_hosts),
+            };
             let report = context
-                .bootstrap(&cluster, &master, &replicas, &credentials, wait, &bar())
+                .bootstrap(&cluster, &master, &replicas, &credentials, &options, &bar())
                 .await?;
             if format == Format::Json {
                 println!("{}", serde_json::to_string_pretty(&report)?);

@@ -148,6 +148,16 @@ pub fn check(members: &[&Member]) -> Result<()> {
     Ok(())
 }
 
+/// How bootstrap goes about it.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// How long to wait for members that do not accept connections yet.
+    pub wait: Duration,
+    /// Host patterns for the replication account, instead of the members'
+    /// pools (members outside tabby's pools).
+    pub repl_hosts: Option<Vec<String>>,
+}
+
 /// The host patterns replicas connect from: the pool of each member's
 /// network (a replica may later be promoted, so all of them).
 pub fn user_hosts(targets: &[Target]) -> Result<Vec<String>> {
@@ -155,7 +165,7 @@ pub fn user_hosts(targets: &[Target]) -> Result<Vec<String>> {
     if pools.is_empty() {
         return Err(Error::Invalid(format!(
             "none of the members has an address in a tabby pool ({}): cannot restrict the \
-             replication user to the network",
+             replication user to the network; name the hosts replicas connect from with --repl-host",
             targets
                 .iter()
                 .map(|t| t.to_string())
@@ -166,16 +176,16 @@ pub fn user_hosts(targets: &[Target]) -> Result<Vec<String>> {
     Ok(pools.iter().map(sql::user_host).collect())
 }
 
-/// Creates the replication user (once per pool), idempotently.
+/// Creates the replication user (once per host pattern), idempotently.
 pub async fn ensure_replication_user(
     master: &mut Member,
-    pools: &[Ipv4Net],
+    hosts: &[String],
     credentials: &Credentials,
 ) -> Result<()> {
-    for pool in pools {
+    for host in hosts {
         for statement in sql::create_replication_user(
             &credentials.repl_user,
-            pool,
+            host,
             credentials.repl_password.expose(),
         ) {
             master
@@ -285,7 +295,7 @@ pub async fn bootstrap(
     master: &Target,
     replicas: &[Target],
     credentials: &Credentials,
-    wait: Duration,
+    options: &Options,
     progress: &dyn Progress,
 ) -> Result<Report> {
     let mut targets = vec![master.clone()];
@@ -298,14 +308,11 @@ pub async fn bootstrap(
             )));
         }
     }
-    let pools: Vec<Ipv4Net> = targets
-        .iter()
-        .filter_map(|t| t.pool)
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    let user_hosts = user_hosts(&targets)?;
-    let mut members = connect_all(&targets, credentials, wait).await?;
+    let user_hosts = match &options.repl_hosts {
+        Some(hosts) => hosts.clone(),
+        None => user_hosts(&targets)?,
+    };
+    let mut members = connect_all(&targets, credentials, options.wait).await?;
     check(&members.iter().collect::<Vec<_>>())?;
     let mut states = Vec::new();
     for member in members.iter_mut().skip(1) {
@@ -327,7 +334,7 @@ pub async fn bootstrap(
             seed::check_empty(replica).await?;
         }
     }
-    ensure_replication_user(master_member, &pools, credentials).await?;
+    ensure_replication_user(master_member, &user_hosts, credentials).await?;
 
     let mut reports = Vec::new();
     for (replica, state) in replica_members.iter_mut().zip(states) {

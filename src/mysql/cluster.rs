@@ -39,7 +39,7 @@ impl Context<'_> {
         master: &str,
         replicas: &[String],
         credentials: &Credentials,
-        wait: std::time::Duration,
+        options: &bootstrap::Options,
         progress: &dyn Progress,
     ) -> Result<Report> {
         if replicas.is_empty() {
@@ -49,9 +49,16 @@ impl Context<'_> {
         specs.extend(replicas.iter().cloned());
         let targets = self.resolve_all(&specs).await?;
         let report =
-            bootstrap::bootstrap(&targets[0], &targets[1..], credentials, wait, progress).await?;
-        self.record(cluster, &targets[0], &targets[1..], credentials)
-            .await?;
+            bootstrap::bootstrap(&targets[0], &targets[1..], credentials, options, progress)
+                .await?;
+        self.record(
+            cluster,
+            &targets[0],
+            &targets[1..],
+            credentials,
+            &report.user_hosts,
+        )
+        .await?;
         Ok(report)
     }
 
@@ -67,8 +74,20 @@ impl Context<'_> {
         specs.extend(record.replicas.iter().cloned());
         let targets = self.resolve_all(&specs).await?;
         let candidate = self.resolve_all(&[candidate.to_string()]).await?.remove(0);
-        let report =
-            promote::promote(&targets[0], &targets[1..], &candidate, credentials, force).await?;
+        let repl_hosts = if record.repl_hosts.is_empty() {
+            bootstrap::user_hosts(&targets)?
+        } else {
+            record.repl_hosts.clone()
+        };
+        let report = promote::promote(
+            &targets[0],
+            &targets[1..],
+            &candidate,
+            credentials,
+            &repl_hosts,
+            force,
+        )
+        .await?;
         let mut followers: Vec<Target> = report.replicas.clone();
         // Members skipped with --force stay in the cluster.
         for target in &targets {
@@ -76,8 +95,14 @@ impl Context<'_> {
                 followers.push(target.clone());
             }
         }
-        self.record(&record.name, &candidate, &followers, credentials)
-            .await?;
+        self.record(
+            &record.name,
+            &candidate,
+            &followers,
+            credentials,
+            &repl_hosts,
+        )
+        .await?;
         Ok(report)
     }
 
@@ -87,12 +112,14 @@ impl Context<'_> {
         master: &Target,
         replicas: &[Target],
         credentials: &Credentials,
+        repl_hosts: &[String],
     ) -> Result<()> {
         let cluster = MysqlCluster {
             name: name.to_string(),
             master: master.name.clone(),
             replicas: replicas.iter().map(|t| t.name.clone()).collect(),
             repl_user: credentials.repl_user.clone(),
+            repl_hosts: repl_hosts.to_vec(),
             updated: Utc::now(),
         };
         Ok(self.store.put_mysql_cluster(&cluster).await?)

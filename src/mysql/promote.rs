@@ -4,10 +4,8 @@
 //! unreachable tabby cannot prove the replica has everything it wrote, so
 //! it refuses unless forced.
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
-use ipnet::Ipv4Net;
 use serde::Serialize;
 
 use super::bootstrap::{VERIFY_TIMEOUT, check, ensure_replication_user, replicate_from, verify};
@@ -30,6 +28,7 @@ pub async fn promote(
     replicas: &[Target],
     candidate: &Target,
     credentials: &Credentials,
+    repl_hosts: &[String],
     force: bool,
 ) -> Result<PromoteReport> {
     if !replicas.iter().any(|r| r.ip == candidate.ip) {
@@ -73,13 +72,6 @@ pub async fn promote(
     all.extend(others.iter());
     check(&all)?;
 
-    let pools: Vec<Ipv4Net> = std::iter::once(master)
-        .chain(replicas)
-        .filter_map(|t| t.pool)
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-
     let mut old_master = old_master;
     if let Some(old) = old_master.as_mut() {
         // read_only stops ordinary users; the lock stops root too while
@@ -122,7 +114,7 @@ pub async fn promote(
     new_master
         .exec("making it writable", "SET GLOBAL read_only = OFF")
         .await?;
-    ensure_replication_user(&mut new_master, &pools, credentials).await?;
+    ensure_replication_user(&mut new_master, repl_hosts, credentials).await?;
 
     let mut repointed = Vec::new();
     for other in others.iter_mut() {

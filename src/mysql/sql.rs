@@ -277,9 +277,10 @@ pub fn user_host(pool: &Ipv4Net) -> String {
     }
 }
 
-/// The replication user, created on the source only, idempotently.
-pub fn create_replication_user(user: &str, pool: &Ipv4Net, password: &str) -> [Secret; 2] {
-    let account = format!("{}@{}", quote(user), quote(&user_host(pool)));
+/// The replication user, created on the source only, idempotently, for
+/// one host pattern (`user_host` of the network's pool).
+pub fn create_replication_user(user: &str, host: &str, password: &str) -> [Secret; 2] {
+    let account = format!("{}@{}", quote(user), quote(host));
     let literal = quote(password);
     [
         Secret::new(
