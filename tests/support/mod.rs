@@ -139,6 +139,11 @@ impl Lab {
         &self.dir
     }
 
+    /// The network namespace of a lab host, as `scripts/lab` names it.
+    pub fn netns_path(&self, host: &str) -> PathBuf {
+        PathBuf::from(format!("/run/netns/l{}-{host}", self.id))
+    }
+
     pub fn socket(&self, host: &str) -> PathBuf {
         self.dir.join(host).join("plugins/tabby.sock")
     }
