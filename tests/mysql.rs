@@ -235,20 +235,37 @@ fn bootstrap_refuses_bad_members_with_clear_errors_and_changes_nothing() {
             ),
         );
     }
-    // Only the first call waits for the servers to finish initialising.
-    let first = std::cell::Cell::new(true);
+    eventually(
+        Duration::from_secs(180),
+        "four servers to accept connections",
+        || {
+            lab.try_sh(
+                "h1",
+                &format!(
+                    "tabby mysql status primary dup nobin good --root-password-file {}",
+                    pw.display()
+                ),
+            )
+            .then_some(())
+        },
+    );
     let bootstrap = |replicas: &str, password: &std::path::Path| {
-        let wait = if first.replace(false) { 120 } else { 0 };
-        let out = lab.run("h1", &["sh", "-c", &format!(
-            "tabby mysql bootstrap --master primary {replicas} --root-password-file {} --wait {wait}",
-            password.display()
-        )]);
+        let out = lab.run(
+            "h1",
+            &[
+                "sh",
+                "-c",
+                &format!(
+                    "tabby mysql bootstrap --master primary {replicas} --root-password-file {}",
+                    password.display()
+                ),
+            ],
+        );
         (
             out.status.success(),
             format!("{}{}", stdout(&out), stderr(&out)),
         )
     };
-    // Waits for all four servers by a bootstrap that fails on its check.
     let (ok, message) = bootstrap("--replica good --replica dup", &pw);
     assert!(!ok);
     assert!(
@@ -299,6 +316,42 @@ fn bootstrap_refuses_bad_members_with_clear_errors_and_changes_nothing() {
     let (ok, message) = bootstrap("--replica good", &pw);
     assert!(ok, "{message}");
     assert!(message.contains("Verified"), "{message}");
+    // The master gone: promote refuses to guess, --force promotes.
+    lab.sh("h1", "docker rm -f primary");
+    let promote = |force: &str| {
+        let out = lab.run(
+            "h1",
+            &[
+                "sh",
+                "-c",
+                &format!(
+                    "tabby mysql promote good {force} --root-password-file {}",
+                    pw.display()
+                ),
+            ],
+        );
+        (
+            out.status.success(),
+            format!("{}{}", stdout(&out), stderr(&out)),
+        )
+    };
+    let (ok, message) = promote("");
+    assert!(!ok);
+    assert!(
+        message.contains("the master is unreachable") && message.contains("--force"),
+        "{message}"
+    );
+    assert_eq!(lab.sql("h1", "good", PASSWORD, "SELECT @@read_only, COUNT(*) > 0 FROM information_schema.PROCESSLIST WHERE COMMAND = 'Slave_IO'"), "0\t1");
+    let (ok, message) = promote("--force");
+    assert!(ok, "{message}");
+    assert!(
+        message.contains("is the master (was primary)")
+            && message.contains("Skipped (unreachable): primary"),
+        "{message}"
+    );
+    assert_eq!(lab.sql("h1", "good", PASSWORD, "SHOW SLAVE STATUS"), "");
+    lab.sql("h1", "good", PASSWORD, "CREATE DATABASE after_failover");
+
     let id = lab.sh("h1", "tabby mysql server-id good");
     let ip = lab.container_ip("h1", "good");
     assert_eq!(

@@ -6,7 +6,7 @@ use chrono::Utc;
 use futures::future::join_all;
 
 use super::bootstrap::{self, Report};
-use super::promote::{self, PromoteReport};
+use super::promote::{self, Found, PromoteReport};
 use super::resolve::Directory;
 use super::seed::Progress;
 use super::status::{MemberStatus, member_status};
@@ -51,10 +51,11 @@ impl Context<'_> {
         let report =
             bootstrap::bootstrap(&targets[0], &targets[1..], credentials, options, progress)
                 .await?;
+        let replica_names = targets[1..].iter().map(|t| t.name.clone()).collect();
         self.record(
             cluster,
-            &targets[0],
-            &targets[1..],
+            &targets[0].name,
+            replica_names,
             credentials,
             &report.user_hosts,
         )
@@ -70,35 +71,47 @@ impl Context<'_> {
         force: bool,
     ) -> Result<PromoteReport> {
         let record = self.cluster_of(cluster, candidate).await?;
-        let mut specs = vec![record.master.clone()];
-        specs.extend(record.replicas.iter().cloned());
-        let targets = self.resolve_all(&specs).await?;
-        let candidate = self.resolve_all(&[candidate.to_string()]).await?.remove(0);
+        let directory = Directory::load(self.store).await?;
+        let mut found: Vec<Found> = Vec::new();
+        for spec in std::iter::once(&record.master).chain(&record.replicas) {
+            found.push(
+                directory
+                    .resolve(spec, self.docker)
+                    .await
+                    .map_err(|e| (spec.clone(), e)),
+            );
+        }
+        let candidate = directory.resolve(candidate, self.docker).await?;
         let repl_hosts = if record.repl_hosts.is_empty() {
+            let targets: Vec<Target> = found
+                .iter()
+                .filter_map(|f| f.as_ref().ok())
+                .cloned()
+                .collect();
             bootstrap::user_hosts(&targets)?
         } else {
             record.repl_hosts.clone()
         };
         let report = promote::promote(
-            &targets[0],
-            &targets[1..],
+            &found[0],
+            &found[1..],
             &candidate,
             credentials,
             &repl_hosts,
             force,
         )
         .await?;
-        let mut followers: Vec<Target> = report.replicas.clone();
-        // Members skipped with --force stay in the cluster.
-        for target in &targets {
-            if target.ip != candidate.ip && !followers.iter().any(|f| f.ip == target.ip) {
-                followers.push(target.clone());
-            }
-        }
+        // Members skipped with --force stay in the cluster as replicas.
+        let followers: Vec<String> = std::iter::once(&record.master)
+            .chain(&record.replicas)
+            .zip(&found)
+            .filter(|(_, f)| !f.as_ref().is_ok_and(|t| t.ip == candidate.ip))
+            .map(|(spec, f)| f.as_ref().map(|t| t.name.clone()).unwrap_or(spec.clone()))
+            .collect();
         self.record(
             &record.name,
-            &candidate,
-            &followers,
+            &candidate.name,
+            followers,
             credentials,
             &repl_hosts,
         )
@@ -109,15 +122,15 @@ impl Context<'_> {
     async fn record(
         &self,
         name: &str,
-        master: &Target,
-        replicas: &[Target],
+        master: &str,
+        replicas: Vec<String>,
         credentials: &Credentials,
         repl_hosts: &[String],
     ) -> Result<()> {
         let cluster = MysqlCluster {
             name: name.to_string(),
-            master: master.name.clone(),
-            replicas: replicas.iter().map(|t| t.name.clone()).collect(),
+            master: master.to_string(),
+            replicas,
             repl_user: credentials.repl_user.clone(),
             repl_hosts: repl_hosts.to_vec(),
             updated: Utc::now(),

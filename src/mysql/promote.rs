@@ -15,7 +15,7 @@ pub const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, Serialize)]
 pub struct PromoteReport {
-    pub old_master: Target,
+    pub old_master: String,
     pub new_master: Target,
     /// Members now replicating from the new master.
     pub replicas: Vec<Target>,
@@ -23,27 +23,48 @@ pub struct PromoteReport {
     pub skipped: Vec<String>,
 }
 
+/// A recorded member: its address, or why it has none any more (its
+/// container is gone, so tabby has no endpoint for it).
+pub type Found = std::result::Result<Target, (String, Error)>;
+
+fn name(found: &Found) -> String {
+    match found {
+        Ok(target) => target.to_string(),
+        Err((name, _)) => name.clone(),
+    }
+}
+
+async fn reach(found: &Found, credentials: &Credentials) -> Result<Member> {
+    match found {
+        Ok(target) => Member::connect(target, credentials).await,
+        Err((name, e)) => Err(Error::Connect {
+            member: name.clone(),
+            message: e.to_string(),
+        }),
+    }
+}
+
 pub async fn promote(
-    master: &Target,
-    replicas: &[Target],
+    master: &Found,
+    replicas: &[Found],
     candidate: &Target,
     credentials: &Credentials,
     repl_hosts: &[String],
     force: bool,
 ) -> Result<PromoteReport> {
-    if !replicas.iter().any(|r| r.ip == candidate.ip) {
+    if !replicas
+        .iter()
+        .any(|r| r.as_ref().is_ok_and(|r| r.ip == candidate.ip))
+    {
         return Err(Error::Invalid(format!(
-            "{candidate} is not a replica of {master}: promote one of {}",
-            replicas
-                .iter()
-                .map(|r| r.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
+            "{candidate} is not a replica of {}: promote one of {}",
+            name(master),
+            replicas.iter().map(name).collect::<Vec<_>>().join(", ")
         )));
     }
     let mut new_master = Member::connect(candidate, credentials).await?;
     let mut skipped = Vec::new();
-    let old_master = match Member::connect(master, credentials).await {
+    let old_master = match reach(master, credentials).await {
         Ok(member) => Some(member),
         Err(e) if force => {
             skipped.push(e.to_string());
@@ -60,8 +81,11 @@ pub async fn promote(
         }
     };
     let mut others = Vec::new();
-    for target in replicas.iter().filter(|r| r.ip != candidate.ip) {
-        match Member::connect(target, credentials).await {
+    for found in replicas
+        .iter()
+        .filter(|r| !r.as_ref().is_ok_and(|r| r.ip == candidate.ip))
+    {
+        match reach(found, credentials).await {
             Ok(member) => others.push(member),
             Err(e) if force => skipped.push(e.to_string()),
             Err(e) => return Err(e),
@@ -136,7 +160,7 @@ pub async fn promote(
         member.disconnect().await;
     }
     Ok(PromoteReport {
-        old_master: master.clone(),
+        old_master: name(master),
         new_master: candidate.clone(),
         replicas: repointed,
         skipped,
