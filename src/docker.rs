@@ -231,3 +231,31 @@ impl DockerEngine {
             .collect())
     }
 }
+
+impl DockerEngine {
+    /// The endpoints Docker has on a network (endpoint ID -> IPv4
+    /// address), or None if this host's Docker has no such network.
+    pub async fn network_endpoints(
+        &self,
+        network_id: &str,
+    ) -> Result<Option<HashMap<String, std::net::Ipv4Addr>>, Error> {
+        let network = match self.client().await?.inspect_network(network_id, None).await {
+            Ok(n) => n,
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => return Ok(None),
+            Err(e) => return Err(self.err(e)),
+        };
+        Ok(Some(
+            network
+                .containers
+                .unwrap_or_default()
+                .into_values()
+                .filter_map(|c| {
+                    let ip = c.ipv4_address?.split('/').next()?.parse().ok()?;
+                    Some((c.endpoint_id?, ip))
+                })
+                .collect(),
+        ))
+    }
+}

@@ -46,6 +46,10 @@ pub struct AgentConfig {
     pub driver_name: String,
     /// For label-driven MySQL bootstrap; None turns it off.
     pub mysql_credentials: Option<crate::mysql::Credentials>,
+    /// Seconds between leak checks with repair (0: never).
+    pub ipam_check_interval: u64,
+    /// Records younger than this (seconds) are left to calls in flight.
+    pub ipam_check_grace: i64,
 }
 
 pub async fn run(config: AgentConfig) -> Result<()> {
@@ -98,6 +102,11 @@ pub async fn run(config: AgentConfig) -> Result<()> {
     let background = [
         tokio::spawn(sync.run(networks_changed.clone())),
         tokio::spawn(labels.run(mysql_changed.clone())),
+        tokio::spawn(check_periodically(
+            driver.clone(),
+            config.ipam_check_interval,
+            config.ipam_check_grace,
+        )),
         tokio::spawn(reconcile::run(
             driver.clone(),
             store.clone(),
@@ -120,6 +129,30 @@ pub async fn run(config: AgentConfig) -> Result<()> {
     lease.release().await;
     info!("agent stopped");
     served.context("plugin server failed")
+}
+
+/// Repairs leaks on a timer: Docker does not replay or clean up a legacy
+/// plugin's calls after crashes and restarts, so the agent does.
+async fn check_periodically(driver: Arc<Driver>, interval: u64, grace: i64) {
+    if interval == 0 {
+        return;
+    }
+    let grace = chrono::Duration::seconds(grace);
+    let mut ticks = tokio::time::interval(std::time::Duration::from_secs(interval));
+    loop {
+        ticks.tick().await;
+        match driver.check(grace, true).await {
+            Ok(report) => {
+                for line in &report.repaired {
+                    info!("ipam check repaired: {line}");
+                }
+                for line in &report.unrepaired {
+                    tracing::warn!("ipam check could not repair: {line}");
+                }
+            }
+            Err(err) => tracing::warn!(error = %err, "ipam check failed"),
+        }
+    }
 }
 
 /// Binds the plugin socket: parent made if missing, a stale socket of a

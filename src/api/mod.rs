@@ -2,6 +2,7 @@
 //! NetworkDriver and IpamDriver protocols. Handlers translate wire types to
 //! `Driver` calls and back; no business logic lives here.
 
+pub mod failpoint;
 mod ipam;
 mod network;
 pub mod wire;
@@ -75,11 +76,16 @@ async fn log_calls(request: Request, next: Next) -> Response {
 }
 
 pub fn router(driver: Arc<Driver>) -> Router {
-    Router::new()
+    let router = Router::new()
         .route("/Plugin.Activate", post(activate))
         .merge(network::routes())
         .merge(ipam::routes())
-        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(DefaultBodyLimit::max(MAX_BODY));
+    let router = match failpoint::from_env() {
+        Some(_) => router.layer(middleware::from_fn(failpoint::inject)),
+        None => router,
+    };
+    router
         .layer(middleware::from_fn(log_calls))
         .with_state(driver)
 }

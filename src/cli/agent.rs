@@ -63,6 +63,13 @@ pub struct AgentArgs {
     /// Replication password file (default: derived from the root password).
     #[arg(long, env = "TABBY_MYSQL_REPL_PASSWORD_FILE")]
     mysql_repl_password_file: Option<PathBuf>,
+    /// Seconds between checks that repair leaked addresses and stale
+    /// endpoints, links and routes (`tabby ipam check --repair`); 0: never.
+    #[arg(long, env = "TABBY_IPAM_CHECK_INTERVAL", default_value_t = 60)]
+    ipam_check_interval: u64,
+    /// Records younger than this many seconds are left to calls in flight.
+    #[arg(long, env = "TABBY_IPAM_CHECK_GRACE", default_value_t = 60, value_parser = clap::value_parser!(i64).range(0..))]
+    ipam_check_grace: i64,
     /// Log format (filter with RUST_LOG).
     #[arg(long, env = "TABBY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -104,6 +111,8 @@ pub async fn run(args: AgentArgs, etcd: EtcdArgs) -> Result<()> {
         docker_host: args.docker_host,
         driver_name: args.driver_name,
         mysql_credentials,
+        ipam_check_interval: args.ipam_check_interval,
+        ipam_check_grace: args.ipam_check_grace,
     })
     .await
 }

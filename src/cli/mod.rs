@@ -3,6 +3,7 @@
 
 mod agent;
 mod expose;
+mod ipam_check;
 mod mysql;
 mod network;
 pub use agent::LogFormat;

@@ -42,6 +42,9 @@ pub enum IpamCommand {
         #[arg(long)]
         node: String,
     },
+    /// Compare this host's allocations, endpoints, links and routes with
+    /// what Docker says is live; --repair fixes what it finds.
+    Check(super::ipam_check::CheckArgs),
 }
 
 async fn refuse_if_up(store: &crate::store::Store, host: &str) -> Result<()> {
@@ -168,6 +171,7 @@ pub async fn ipam(cmd: IpamCommand, etcd: &EtcdArgs, format: Format) -> Result<(
     let store = etcd.connect().await?;
     let ip = match cmd {
         IpamCommand::Show { ip } => ip,
+        IpamCommand::Check(args) => return super::ipam_check::run(args, store, format).await,
         IpamCommand::Release { node } => {
             refuse_if_up(&store, &node).await?;
             let (released, blocks) = Ipam::new(store.clone(), "cli").release_host(&node).await?;

@@ -26,7 +26,8 @@ const ESRCH: i32 = 3;
 const ENODEV: i32 = 19;
 
 /// Where a route sends traffic.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum RouteTarget {
     /// Directly out of a link (`dev X scope link`).
     Dev(String),
@@ -35,7 +36,7 @@ pub enum RouteTarget {
     Blackhole,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 pub struct Route {
     pub dst: Ipv4Net,
     pub target: RouteTarget,

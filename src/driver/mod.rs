@@ -2,6 +2,7 @@
 //! means for the datastore, IPAM and this host's kernel. The `api` module
 //! only translates wire types to these calls.
 
+mod check;
 mod ipam;
 mod names;
 mod network;
@@ -17,6 +18,7 @@ use crate::ipam::Ipam;
 use crate::policy::{self, Firewall};
 use crate::store::{self, Store};
 
+pub use check::CheckReport;
 pub use ipam::PoolGrant;
 pub use network::{JoinInfo, PROFILE_OPTION};
 pub use resync::ResyncReport;

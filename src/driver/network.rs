@@ -281,7 +281,7 @@ impl Driver {
         Ok(())
     }
 
-    async fn drop_published_ports(&self, endpoint_id: &str) -> Result<bool, Error> {
+    pub(super) async fn drop_published_ports(&self, endpoint_id: &str) -> Result<bool, Error> {
         let mut dropped = false;
         for x in self.store.exposures().await? {
             if x.docker_endpoint.as_deref() == Some(endpoint_id) {

@@ -173,6 +173,32 @@ impl Ipam {
         self.modify_allocation(ip, |_| None).await
     }
 
+    /// Releases `ip` only while `expected` still holds it, so a repair
+    /// never frees an address that a new container has just been given.
+    pub async fn release_if_held_by(&self, ip: Ipv4Addr, expected: &Handle) -> Result<bool, Error> {
+        for attempt in 0..MAX_ATTEMPTS {
+            let Some(current) = self.find_block(ip).await? else {
+                return Ok(false);
+            };
+            let mut block = current.value;
+            let ordinal = block.ordinal(ip).expect("found by address");
+            if block.allocations.get(&ordinal) != Some(expected) {
+                return Ok(false);
+            }
+            block.allocations.remove(&ordinal);
+            let expect = Expect::Revision(current.revision);
+            if self
+                .store
+                .swap_block(&block.cidr, expect, Some(&block))
+                .await?
+            {
+                return Ok(true);
+            }
+            backoff(attempt).await;
+        }
+        Err(Error::Contention(MAX_ATTEMPTS))
+    }
+
     /// Rewrites the handle of an allocated address (to add the endpoint or
     /// container once they are known). Returns the old handle, or None if
     /// the address is not allocated.

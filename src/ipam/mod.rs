@@ -4,6 +4,7 @@
 
 mod allocate;
 pub mod block;
+pub mod check;
 
 use std::net::Ipv4Addr;
 
