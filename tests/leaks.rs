@@ -9,61 +9,19 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::{Lab, eventually, http, stderr, stdout};
-
-/// Addresses IPAM holds for h1 (from `tabby ipam show -o json`: blocks
-/// with their allocations, each described with its host).
-fn allocated(lab: &Lab) -> BTreeSet<String> {
-    let json = lab.sh("h1", "tabby ipam show -o json");
-    let value: serde_json::Value = serde_json::from_str(&json).unwrap();
-    value
-        .as_object()
-        .into_iter()
-        .flatten()
-        .flat_map(|(_, block)| {
-            block["allocations"]
-                .as_object()
-                .cloned()
-                .unwrap_or_default()
-        })
-        .filter(|(_, holder)| holder.as_str().is_some_and(|h| h.ends_with("on host h1")))
-        .map(|(ip, _)| ip)
-        .collect()
-}
-
-/// Addresses of the endpoints Docker has on the network, and endpoint
-/// records tabby keeps for h1.
-fn live(lab: &Lab, network: &str) -> BTreeSet<String> {
-    lab.sh(
-        "h1",
-        &format!("docker network inspect {network} -f '{{{{range .Containers}}}}{{{{.IPv4Address}}}} {{{{end}}}}'"),
-    )
-    .split_whitespace()
-    .map(|a| a.trim_end_matches("/32").to_string())
-    .collect()
-}
-
-fn recorded(lab: &Lab) -> BTreeSet<String> {
-    let json = lab.sh("h1", "tabby endpoint show -o json");
-    let value: serde_json::Value = serde_json::from_str(&json).unwrap();
-    value
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|e| e["host"] == "h1")
-        .map(|e| e["ip"].as_str().unwrap().to_string())
-        .collect()
-}
+use support::{Lab, http, stderr, stdout};
 
 fn check(lab: &Lab, args: &str) -> (bool, String) {
-    let out = lab.run(
-        "h1",
-        &[
-            "sh",
-            "-c",
-            &format!("tabby ipam check --host h1 --grace 0 {args}"),
-        ],
-    );
+    check_with(lab, "h1", args)
+}
+
+fn check_on(lab: &Lab, host: &str) -> (bool, String) {
+    check_with(lab, host, "")
+}
+
+fn check_with(lab: &Lab, host: &str, args: &str) -> (bool, String) {
+    let command = format!("tabby ipam check --host {host} --grace 0 {args}");
+    let out = lab.run(host, &["sh", "-c", &command]);
     (
         out.status.success(),
         format!("{}{}", stdout(&out), stderr(&out)),
@@ -141,7 +99,7 @@ fn ipam_check_finds_and_repairs_deliberately_corrupted_state() {
             "stale endpoint  feedfacefeed ({})",
             stale.trim_end_matches("/32")
         ),
-        format!("unallocated     "),
+        "unallocated     ".to_string(),
         "stray link      tabbyzz0".to_string(),
         "stray link      tabbyzz1".to_string(),
         "stray route     198.18.79.99/32".to_string(),
@@ -158,7 +116,10 @@ fn ipam_check_finds_and_repairs_deliberately_corrupted_state() {
     lab.start("h1", "agent");
     let (ok, after) = check(&lab, "");
     assert!(ok && after.contains("agree with Docker"), "{after}");
-    assert_eq!(allocated(&lab), BTreeSet::from([a.clone(), b.clone()]));
+    assert_eq!(
+        lab.allocated_ips("h1"),
+        BTreeSet::from([a.clone(), b.clone()])
+    );
     assert!(!lab.sh("h1", "ip -o link").contains("tabbyzz"));
     assert!(lab.pings("h1", "ca", &b));
     // The re-allocated address is really held: asking for it is refused.
@@ -184,64 +145,83 @@ const DETACH: [&str; 4] = [
     "NetworkDriver.DeleteEndpoint",
     "IpamDriver.ReleaseAddress",
 ];
-const ROUNDS: usize = 7;
+/// Per host; three hosts run side by side: 3 x 5 x 8 = 120 kills.
+const ROUNDS: usize = 5;
+const HOSTS: [&str; 3] = ["h1", "h2", "h3"];
 
-fn agent_pid(lab: &Lab) -> Option<i32> {
-    std::fs::read_to_string(lab.dir().join("h1/agent.pid"))
-        .ok()?
+fn agent_pid(lab: &Lab, host: &str) -> i32 {
+    std::fs::read_to_string(lab.dir().join(host).join("agent.pid"))
+        .expect("agent pid file")
         .trim()
         .parse()
-        .ok()
+        .expect("agent pid")
 }
 
 fn alive(pid: i32) -> bool {
     std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
-/// Restarts h1's agent with `env`; returns its pid.
-fn restart_agent(lab: &Lab, env: &[(&str, &str)]) -> i32 {
-    lab.stop("h1", "agent");
+fn failpoint_file(lab: &Lab, host: &str) -> std::path::PathBuf {
+    lab.dir().join(host).join("failpoint")
+}
+
+/// Starts `host`'s agent (stopping it first if it runs) with the
+/// failpoint file armed from outside and no periodic repair.
+fn start_agent(lab: &Lab, host: &str, env: &[(&str, &str)]) {
+    lab.stop(host, "agent");
+    let file = failpoint_file(lab, host);
     let out = lab
-        .command(&["start", "h1", "agent"])
+        .command(&["start", host, "agent"])
+        .env("TABBY_FAILPOINT_FILE", &file)
         .envs(env.iter().copied())
         .output()
         .unwrap();
     assert!(out.status.success(), "agent start: {}", stderr(&out));
-    agent_pid(lab).expect("agent pid")
 }
 
-#[test]
-fn agent_killed_at_every_plugin_call_leaks_nothing() {
-    let lab = Lab::up(1);
-    lab.sh("h1", "tabby network create n1 --subnet 198.18.64.0/20");
+/// Kills `host`'s agent at each attach and detach call, ROUNDS times,
+/// before and after the handler in turn. Returns the number of kills.
+fn kill_loop(lab: &Lab, host: &str) -> usize {
     let quiet = [("TABBY_IPAM_CHECK_INTERVAL", "0")];
-    let mut kills = 0;
-    let mut next = 0;
-    let mut to_remove: Vec<String> = Vec::new();
-    let started = Instant::now();
+    let file = failpoint_file(lab, host);
+    start_agent(lab, host, &quiet);
+    let (mut kills, mut next) = (0, 0);
+    let mut running: Vec<String> = Vec::new();
     for round in 0..ROUNDS {
         for (i, call) in ATTACH.iter().chain(DETACH.iter()).enumerate() {
+            let attach = i < ATTACH.len();
+            // Detach only what runs: a stopped container makes no calls.
+            let names = lab.sh(host, "docker ps --format '{{.Names}}'");
+            running.retain(|name| names.lines().any(|l| l == name));
+            if !attach && running.is_empty() {
+                next += 1;
+                let name = format!("{host}k{next}");
+                lab.sh(
+                    host,
+                    &format!("docker run -d --name {name} --net n1 tabby/busybox sleep 1d"),
+                );
+                running.push(name);
+            }
             let when = if (round + i) % 2 == 0 {
                 "before"
             } else {
                 "after"
             };
-            let attach = i < ATTACH.len();
-            if !attach && to_remove.is_empty() {
-                continue;
-            }
             let failpoint = format!("{call}:{when}");
-            let pid = restart_agent(&lab, &[quiet[0], ("TABBY_FAILPOINT", &failpoint)]);
+            std::fs::write(&file, &failpoint).unwrap();
+            let pid = agent_pid(lab, host);
             let command = if attach {
                 next += 1;
-                let name = format!("k{next}");
-                to_remove.push(name.clone());
+                let name = format!("{host}k{next}");
+                running.push(name.clone());
                 format!("docker run -d --name {name} --net n1 tabby/busybox sleep 1d")
             } else {
-                format!("docker rm -f {}", to_remove.remove(0))
+                format!("docker rm -f {}", running.remove(0))
             };
             let docker = lab
-                .command(&["exec", "h1", "sh", "-c", &command])
+                .command(&["exec", host, "sh", "-c", &command])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
                 .spawn()
                 .unwrap();
             let deadline = Instant::now() + Duration::from_secs(20);
@@ -250,49 +230,83 @@ fn agent_killed_at_every_plugin_call_leaks_nothing() {
             }
             assert!(
                 !alive(pid),
-                "{failpoint}: the agent was never killed (call not made?)"
+                "{host} {failpoint}: the agent was never killed"
             );
             kills += 1;
-            restart_agent(&lab, &quiet);
-            // Docker retries the call on the restarted agent, or gives up
-            // and cleans up; either way the command ends.
-            let out = docker.wait_with_output().unwrap();
-            let _ = out;
+            std::fs::write(&file, "").unwrap();
+            // Docker retried the call (and gave up, or not) against a dead
+            // socket; the agent comes back for the cleanup calls.
+            start_agent(lab, host, &quiet);
+            let _ = docker.wait_with_output();
         }
     }
+    kills
+}
+
+#[test]
+fn agent_killed_at_every_plugin_call_leaks_nothing() {
+    let lab = Lab::up(3);
+    lab.sh("h1", "tabby network create n1 --subnet 198.18.64.0/20");
+    // One container per host lives through all the kills.
+    for host in HOSTS {
+        lab.sh(
+            host,
+            &format!("docker run -d --name {host}keep --net n1 tabby/busybox sleep 1d"),
+        );
+    }
+    let started = Instant::now();
+    let kills: usize = std::thread::scope(|scope| {
+        let loops: Vec<_> = HOSTS
+            .iter()
+            .map(|host| scope.spawn(|| kill_loop(&lab, host)))
+            .collect();
+        loops.into_iter().map(|l| l.join().unwrap()).sum()
+    });
     eprintln!("{kills} kills in {:?}", started.elapsed());
     assert!(kills >= 100, "{kills} kills");
-    // Containers whose `docker run` failed half-way are removed like any
-    // other; what remains is what Docker runs.
-    lab.sh(
-        "h1",
-        "docker ps -aq --filter status=created --filter status=exited | xargs -r docker rm -f",
-    );
 
-    // The agent's own periodic check repairs what the kills left.
-    restart_agent(
-        &lab,
-        &[
-            ("TABBY_IPAM_CHECK_INTERVAL", "1"),
-            ("TABBY_IPAM_CHECK_GRACE", "0"),
-        ],
-    );
-    let live = live(&lab, "n1");
-    assert!(!live.is_empty());
-    eventually(
-        Duration::from_secs(30),
-        "allocations == live endpoints",
-        || (allocated(&lab) == live && recorded(&lab) == live).then_some(()),
-    );
-    let (ok, report) = check(&lab, "");
-    assert!(ok, "{report}");
-    // Nothing allocated twice: every running container has its own address
-    // and reaches the others.
-    let running = lab.sh("h1", "docker ps -q | wc -l");
-    assert_eq!(running.trim().parse::<usize>().unwrap(), live.len());
-    let first = lab.sh("h1", "docker ps --format '{{.Names}}' | head -1");
-    let unreachable = lab.unreachable("h1", first.trim(), &live);
+    // The agents' own periodic checks repair what the kills left: then
+    // every host holds exactly the addresses of its live endpoints.
+    let mut all = Vec::new();
+    for host in HOSTS {
+        // Containers whose `docker run` failed half-way go like any other.
+        lab.sh(
+            host,
+            "docker ps -aq --filter status=created --filter status=exited | xargs -r docker rm -f",
+        );
+        start_agent(
+            &lab,
+            host,
+            &[
+                ("TABBY_IPAM_CHECK_INTERVAL", "1"),
+                ("TABBY_IPAM_CHECK_GRACE", "0"),
+            ],
+        );
+    }
+    // And the hosts attach new containers as usual.
+    for host in HOSTS {
+        lab.sh(
+            host,
+            &format!("docker run -d --name {host}new --net n1 tabby/busybox sleep 1d"),
+        );
+    }
+    for host in HOSTS {
+        let live = lab.wait_consistent(host, "n1");
+        assert!(live.len() >= 2, "{host}: {live:?}");
+        let (ok, report) = check_on(&lab, host);
+        assert!(ok, "{report}");
+        let running = lab.sh(host, "docker ps -q | wc -l");
+        assert_eq!(
+            running.trim().parse::<usize>().unwrap(),
+            live.len(),
+            "{host}"
+        );
+        assert!(lab.agent_log(host).contains("failpoint: killing the agent"));
+        all.extend(live);
+    }
+    // Nothing allocated twice, and every survivor reaches every other.
+    let distinct: BTreeSet<&String> = all.iter().collect();
+    assert_eq!(distinct.len(), all.len(), "{all:?}");
+    let unreachable = lab.unreachable("h1", "h1keep", &all);
     assert!(unreachable.is_empty(), "{unreachable:?}");
-    let log = lab.agent_log("h1");
-    assert!(log.contains("failpoint: killing the agent"));
 }

@@ -1,7 +1,9 @@
 //! Fault injection for crash tests: with `TABBY_FAILPOINT=<call>:<when>`
 //! (e.g. `NetworkDriver.Join:after`) the agent SIGKILLs itself at the
 //! first such call, `before` its handler runs or `after` it ran but before
-//! Docker gets the answer. Unset, nothing is layered in.
+//! Docker gets the answer. `TABBY_FAILPOINT_FILE=F` reads the same from F
+//! at every call instead, so a test arms it without a restart. With
+//! neither set, nothing is layered in.
 
 use std::sync::OnceLock;
 
@@ -11,6 +13,7 @@ use axum::response::Response;
 use tracing::warn;
 
 pub const ENV: &str = "TABBY_FAILPOINT";
+pub const FILE_ENV: &str = "TABBY_FAILPOINT_FILE";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failpoint {
@@ -18,7 +21,12 @@ pub struct Failpoint {
     pub after: bool,
 }
 
-static FAILPOINT: OnceLock<Failpoint> = OnceLock::new();
+enum Source {
+    Fixed(Failpoint),
+    File(std::path::PathBuf),
+}
+
+static SOURCE: OnceLock<Source> = OnceLock::new();
 
 pub fn parse(value: &str) -> Option<Failpoint> {
     let (call, when) = value.rsplit_once(':')?;
@@ -33,15 +41,31 @@ pub fn parse(value: &str) -> Option<Failpoint> {
     })
 }
 
-/// The failpoint configured in the environment, if any (and remembered).
-pub fn from_env() -> Option<&'static Failpoint> {
-    let value = std::env::var(ENV).ok()?;
+/// Whether a failpoint is configured in the environment (remembered).
+pub fn from_env() -> bool {
+    if let Ok(path) = std::env::var(FILE_ENV) {
+        SOURCE.get_or_init(|| Source::File(path.into()));
+        return true;
+    }
+    let Ok(value) = std::env::var(ENV) else {
+        return false;
+    };
     match parse(&value) {
-        Some(fp) => Some(FAILPOINT.get_or_init(|| fp)),
+        Some(fp) => {
+            SOURCE.get_or_init(|| Source::Fixed(fp));
+            true
+        }
         None => {
             warn!("ignoring {ENV}={value:?}: expected <call>:before|after");
-            None
+            false
         }
+    }
+}
+
+fn current() -> Option<Failpoint> {
+    match SOURCE.get()? {
+        Source::Fixed(fp) => Some(fp.clone()),
+        Source::File(path) => parse(std::fs::read_to_string(path).ok()?.trim()),
     }
 }
 
@@ -52,16 +76,16 @@ fn die(fp: &Failpoint) -> ! {
 }
 
 pub async fn inject(request: Request, next: Next) -> Response {
-    let Some(fp) = FAILPOINT.get() else {
+    let Some(fp) = current() else {
         return next.run(request).await;
     };
     let hit = request.uri().path() == fp.call;
     if hit && !fp.after {
-        die(fp);
+        die(&fp);
     }
     let response = next.run(request).await;
     if hit {
-        die(fp);
+        die(&fp);
     }
     response
 }

@@ -81,9 +81,10 @@ pub fn router(driver: Arc<Driver>) -> Router {
         .merge(network::routes())
         .merge(ipam::routes())
         .layer(DefaultBodyLimit::max(MAX_BODY));
-    let router = match failpoint::from_env() {
-        Some(_) => router.layer(middleware::from_fn(failpoint::inject)),
-        None => router,
+    let router = if failpoint::from_env() {
+        router.layer(middleware::from_fn(failpoint::inject))
+    } else {
+        router
     };
     router
         .layer(middleware::from_fn(log_calls))

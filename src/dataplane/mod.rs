@@ -95,8 +95,9 @@ impl Dataplane {
         &self.netlink
     }
 
-    /// Host-wide prerequisite: forwarding on.
+    /// Host-wide prerequisites: writable sysctls, forwarding on.
     pub fn prepare_host(&self) -> Result<(), Error> {
+        sysctl::ensure_writable()?;
         sysctl::enable_ip_forwarding()
     }
 

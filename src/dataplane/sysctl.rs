@@ -1,7 +1,11 @@
 //! Kernel settings under /proc/sys/net, read before written so a resync
 //! that finds them right writes nothing.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use nix::mount::{MsFlags, mount};
+use nix::sys::statvfs::{FsFlags, statvfs};
+use tracing::info;
 
 use super::Error;
 
@@ -39,4 +43,30 @@ pub fn configure_endpoint_interface(ifname: &str) -> Result<(), Error> {
 
 pub fn enable_ip_forwarding() -> Result<(), Error> {
     set(PathBuf::from("/proc/sys/net/ipv4/ip_forward"), "1")
+}
+
+/// Makes /proc/sys writable where it is not: in a Docker managed plugin
+/// runc mounts it read-only (Docker's default spec, whatever the
+/// capabilities) and refuses bind mounts inside /proc, so no plugin config
+/// can help. The plugin has CAP_SYS_ADMIN and a mount namespace of its own:
+/// remounting its /proc/sys changes nothing outside it, and the settings
+/// under it still belong to the host's network namespace (network type
+/// host). On a host, /proc/sys is writable and nothing happens.
+pub fn ensure_writable() -> Result<(), Error> {
+    let path = Path::new("/proc/sys");
+    let read_only = statvfs(path).is_ok_and(|s| s.flags().contains(FsFlags::ST_RDONLY));
+    if !read_only {
+        return Ok(());
+    }
+    let flags = MsFlags::MS_REMOUNT
+        | MsFlags::MS_BIND
+        | MsFlags::MS_NOSUID
+        | MsFlags::MS_NODEV
+        | MsFlags::MS_NOEXEC;
+    mount(None::<&str>, path, None::<&str>, flags, None::<&str>).map_err(|e| Error::Sysctl {
+        path: path.to_path_buf(),
+        source: e.into(),
+    })?;
+    info!("remounted /proc/sys read-write");
+    Ok(())
 }

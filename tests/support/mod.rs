@@ -306,6 +306,65 @@ impl Lab {
             / 1e9
     }
 
+    /// Addresses IPAM holds for `host` (from `tabby ipam show -o json`:
+    /// blocks with their allocations, each described with its host).
+    pub fn allocated_ips(&self, host: &str) -> std::collections::BTreeSet<String> {
+        let json = self.sh(host, "tabby ipam show -o json");
+        let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let suffix = format!("on host {host}");
+        value
+            .as_object()
+            .into_iter()
+            .flatten()
+            .flat_map(|(_, block)| {
+                block["allocations"]
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .filter(|(_, holder)| holder.as_str().is_some_and(|h| h.ends_with(&suffix)))
+            .map(|(ip, _)| ip)
+            .collect()
+    }
+
+    /// Addresses of the endpoints Docker has on a network of `host`.
+    pub fn live_ips(&self, host: &str, network: &str) -> std::collections::BTreeSet<String> {
+        self.sh(
+            host,
+            &format!("docker network inspect {network} -f '{{{{range .Containers}}}}{{{{.IPv4Address}}}} {{{{end}}}}'"),
+        )
+        .split_whitespace()
+        .map(|a| a.trim_end_matches("/32").to_string())
+        .collect()
+    }
+
+    /// Addresses of the endpoint records tabby keeps for `host`.
+    pub fn recorded_ips(&self, host: &str) -> std::collections::BTreeSet<String> {
+        let json = self.sh(host, "tabby endpoint show -o json");
+        let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+        value
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["host"] == host)
+            .map(|e| e["ip"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    /// Waits until IPAM holds exactly the live endpoints' addresses for
+    /// `host` and tabby records exactly those endpoints.
+    pub fn wait_consistent(&self, host: &str, network: &str) -> std::collections::BTreeSet<String> {
+        eventually(
+            Duration::from_secs(30),
+            "allocations == live endpoints",
+            || {
+                let live = self.live_ips(host, network);
+                (self.allocated_ips(host) == live && self.recorded_ips(host) == live)
+                    .then_some(live)
+            },
+        )
+    }
+
     pub fn agent_log(&self, host: &str) -> String {
         std::fs::read_to_string(self.dir.join(host).join("agent.log")).unwrap_or_default()
     }
