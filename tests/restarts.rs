@@ -105,7 +105,10 @@ fn dockerd_restarts_with_and_without_live_restore_keep_addresses_exact() {
     let (r1_pid, r2) = (pid_of(&lab, "r1"), lab.container_ip("h1", "r2"));
     stop_dockerd(&lab);
     assert!(
-        lab.try_sh("h1", &format!("nsenter -t {r1_pid} -n ping -c1 -W2 {r2}")),
+        lab.try_sh(
+            "h1",
+            &format!("nsenter -t {r1_pid} -n busybox ping -c1 -W2 {r2}")
+        ),
         "r1 reaches r2 while dockerd is down"
     );
     start_dockerd(&lab, "--live-restore");
@@ -144,6 +147,38 @@ fn a_rebooted_host_releases_what_no_longer_exists() {
         "docker run -d --name fresh --net n1 tabby/busybox sleep 1d",
     );
     assert!(lab.pings("h1", "fresh", &keep));
+    // With the agent up before dockerd, dockerd's own boot cleanup
+    // releases the old endpoints' addresses through the plugin.
     let log = lab.agent_log("h1");
-    assert!(log.contains("ipam check repaired"), "{log}");
+    assert!(
+        log.contains(&format!("released address ip={gone}")),
+        "{log}"
+    );
+
+    // Booted in the wrong order, Docker cannot reach the plugin for its
+    // cleanup: the agent's periodic check releases what no longer exists.
+    let before: Vec<String> = ["keep", "fresh"]
+        .iter()
+        .map(|c| lab.container_ip("h1", c))
+        .collect();
+    let started = Instant::now();
+    let out = lab
+        .command(&["reboot", "h1"])
+        .env("TABBY_LAB_AGENT_LAST", "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "reboot: {}", stderr(&out));
+    eprintln!("reboot with the agent last: {:?}", started.elapsed());
+    let live = lab.wait_consistent("h1", "n1");
+    for ip in &before {
+        assert!(
+            live.contains(ip) || !lab.allocated_ips("h1").contains(ip),
+            "{ip} neither live nor released"
+        );
+    }
+    assert!(
+        lab.agent_log("h1").contains("ipam check repaired"),
+        "{}",
+        lab.agent_log("h1")
+    );
 }
