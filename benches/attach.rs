@@ -5,7 +5,9 @@
 //! Prints medians of `docker run --rm … true` for both drivers (alternated,
 //! so drift hits both), the ratio, the plugin's own handling time per call
 //! (from the agent's tracing), the full attach+detach cycle, and the
-//! agent's idle RSS.
+//! agent's idle RSS. The legacy agent runs on lab host h1; the managed
+//! plugin (`scripts/build-plugin`) on h2, each measured against its own
+//! host's bridge: two agents cannot share one host's kernel.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -37,13 +39,52 @@ fn sorted(mut v: Vec<f64>) -> Vec<f64> {
     v
 }
 
-fn time_run(lab: &Lab, net: &str) -> f64 {
+const PLUGIN: &str = "tabby/tabby:latest";
+
+fn time_run(lab: &Lab, host: &str, net: &str) -> f64 {
     let started = Instant::now();
     lab.sh(
-        "h1",
+        host,
         &format!("docker run --rm --net {net} tabby/busybox true"),
     );
     started.elapsed().as_secs_f64() * 1000.0
+}
+
+/// Replaces h2's legacy agent with the managed plugin, and makes its
+/// network `n2`.
+fn install_managed_plugin(lab: &Lab) {
+    lab.stop("h2", "agent");
+    let script = support::root().join("scripts/build-plugin");
+    let build = format!(
+        "{} --build-dir {}/plugin-build",
+        script.display(),
+        lab.dir().display()
+    );
+    lab.sh("h2", &build);
+    lab.sh("h2", &format!(
+        "docker plugin set {PLUGIN} TABBY_ETCD_ENDPOINTS=$TABBY_ETCD_ENDPOINTS TABBY_ETCD_PREFIX=$TABBY_ETCD_PREFIX \
+         TABBY_IP=198.18.0.12 TABBY_HOSTNAME=h2 TABBY_DOCKER_HOST=unix:///var/run/docker.sock \
+         docker-socket.source={}/h2/docker.sock && docker plugin enable {PLUGIN}",
+        lab.dir().display()
+    ));
+    lab.sh(
+        "h2",
+        &format!(
+            "docker network create -d {PLUGIN} --ipam-driver {PLUGIN} --subnet 198.18.64.0/20 n2"
+        ),
+    );
+}
+
+/// RSS of the managed plugin's agent: the process its containerd shim runs.
+fn plugin_rss_kib(lab: &Lab) -> u64 {
+    let pid = lab.sh(
+        "h2",
+        &format!(
+            "for s in $(pgrep -f 'containerd-shim.*-namespace plugins.moby.*{}/h2/'); do pgrep -P $s; done | head -1",
+            lab.dir().display()
+        ),
+    );
+    rss_of(pid.trim())
 }
 
 /// (call, micros) of every plugin call the agent logged, in order.
@@ -71,7 +112,11 @@ fn plugin_calls(log: &str) -> Vec<(String, f64)> {
 
 fn rss_kib(lab: &Lab, host: &str) -> u64 {
     let pid = std::fs::read_to_string(lab.dir().join(host).join("agent.pid")).unwrap();
-    let status = std::fs::read_to_string(format!("/proc/{}/status", pid.trim())).unwrap();
+    rss_of(pid.trim())
+}
+
+fn rss_of(pid: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()
         .find(|l| l.starts_with("VmRSS:"))
@@ -90,29 +135,43 @@ fn main() {
         std::env::set_var("TABBY_LAB_DOCKER_BRIDGE", "1");
         std::env::set_var("RUST_LOG", "info,tabby::api=debug");
     }
-    let lab = Lab::up(1);
+    let lab = Lab::up(2);
     lab.sh(
         "h1",
         "docker network create -d tabby --ipam-driver tabby --subnet 198.18.64.0/20 n1",
     );
+    install_managed_plugin(&lab);
     // A user-defined bridge network gets what every user-defined network
     // gets (embedded DNS), so it isolates the driver's own cost.
     lab.sh(
         "h1",
         "docker network create -d bridge --subnet 198.19.200.0/24 ubr",
     );
-    for net in ["n1", "bridge", "ubr", "n1", "bridge", "ubr"] {
-        time_run(&lab, net); // warm caches on both paths
+    let runs = [
+        ("h1", "n1"),
+        ("h1", "bridge"),
+        ("h1", "ubr"),
+        ("h2", "n2"),
+        ("h2", "bridge"),
+    ];
+    for (host, net) in runs.iter().chain(runs.iter()) {
+        time_run(&lab, host, net); // warm caches on every path
     }
     let log_offset = lab.agent_log("h1").len();
 
-    let (mut tabby, mut bridge, mut user_bridge) = (Vec::new(), Vec::new(), Vec::new());
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); runs.len()];
     for _ in 0..n {
-        tabby.push(time_run(&lab, "n1"));
-        bridge.push(time_run(&lab, "bridge"));
-        user_bridge.push(time_run(&lab, "ubr"));
+        for (i, (host, net)) in runs.iter().enumerate() {
+            times[i].push(time_run(&lab, host, net));
+        }
     }
-    let (tabby, bridge, user_bridge) = (sorted(tabby), sorted(bridge), sorted(user_bridge));
+    let mut times = times.into_iter().map(sorted);
+    let (tabby, bridge, user_bridge) = (
+        times.next().unwrap(),
+        times.next().unwrap(),
+        times.next().unwrap(),
+    );
+    let (managed, bridge2) = (times.next().unwrap(), times.next().unwrap());
     let (tm, bm) = (percentile(&tabby, 50.0), percentile(&bridge, 50.0));
     let um = percentile(&user_bridge, 50.0);
 
@@ -143,8 +202,11 @@ fn main() {
     }
     std::thread::sleep(Duration::from_secs(2));
     let rss = rss_kib(&lab, "h1");
+    let plugin_rss = plugin_rss_kib(&lab);
 
-    println!("attach benchmark: {n} runs per network, alternated, one dockerd");
+    println!(
+        "attach benchmark: {n} runs per network, alternated; legacy agent on h1, managed plugin on h2"
+    );
     println!(
         "docker run --rm … true   tabby p50 {tm:.0} ms   bridge p50 {bm:.0} ms   ratio tabby/bridge {:.3}",
         tm / bm
@@ -158,7 +220,12 @@ fn main() {
         "user-defined bridge net  p50 {um:.0} ms   ratio tabby/user-defined bridge {:.3}",
         tm / um
     );
-    println!("plugin handling time per call (server side, ms):");
+    let (mm, b2m) = (percentile(&managed, 50.0), percentile(&bridge2, 50.0));
+    println!(
+        "managed plugin (h2)      tabby p50 {mm:.0} ms   bridge p50 {b2m:.0} ms   ratio managed/bridge {:.3}",
+        mm / b2m
+    );
+    println!("plugin handling time per call (legacy agent, server side, ms):");
     for name in CALLS {
         let v = sorted(per_call.remove(name).unwrap_or_default());
         println!(
@@ -179,7 +246,8 @@ fn main() {
         percentile(&cycles, 99.0)
     );
     println!(
-        "agent RSS idle after the run: {:.1} MB",
-        rss as f64 / 1024.0
+        "agent RSS idle after the run: legacy {:.1} MB, managed plugin {:.1} MB",
+        rss as f64 / 1024.0,
+        plugin_rss as f64 / 1024.0
     );
 }
