@@ -167,23 +167,33 @@ impl DockerEngine {
 }
 
 impl DockerEngine {
+    /// A container as Docker describes it, or None if there is no such one.
+    async fn inspect_container(
+        &self,
+        name_or_id: &str,
+    ) -> Result<Option<bollard::models::ContainerInspectResponse>, Error> {
+        match self
+            .client()
+            .await?
+            .inspect_container(name_or_id, None)
+            .await
+        {
+            Ok(c) => Ok(Some(c)),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(None),
+            Err(e) => Err(self.err(e)),
+        }
+    }
+
     /// A container's name and its IPv4 addresses on every network, or
     /// None if this host's Docker has no such container.
     pub async fn container_addresses(
         &self,
         name_or_id: &str,
     ) -> Result<Option<(String, Vec<std::net::Ipv4Addr>)>, Error> {
-        let inspected = match self
-            .client()
-            .await?
-            .inspect_container(name_or_id, None)
-            .await
-        {
-            Ok(c) => c,
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 404, ..
-            }) => return Ok(None),
-            Err(e) => return Err(self.err(e)),
+        let Some(inspected) = self.inspect_container(name_or_id).await? else {
+            return Ok(None);
         };
         let name = inspected
             .name
@@ -210,17 +220,8 @@ impl DockerEngine {
         &self,
         name_or_id: &str,
     ) -> Result<std::collections::BTreeMap<String, String>, Error> {
-        let inspected = match self
-            .client()
-            .await?
-            .inspect_container(name_or_id, None)
-            .await
-        {
-            Ok(c) => c,
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 404, ..
-            }) => return Ok(Default::default()),
-            Err(e) => return Err(self.err(e)),
+        let Some(inspected) = self.inspect_container(name_or_id).await? else {
+            return Ok(Default::default());
         };
         Ok(inspected
             .config

@@ -106,6 +106,26 @@ pub struct Endpoint {
     pub labels: BTreeMap<String, String>,
 }
 
+#[cfg(test)]
+impl Endpoint {
+    /// A joined endpoint for unit tests; override fields with `..`.
+    pub fn for_test(id: &str, host: &str, ip: &str) -> Endpoint {
+        Endpoint {
+            id: id.into(),
+            network_id: "n".into(),
+            host: host.into(),
+            ip: ip.parse().expect("test address"),
+            veth: format!("tabby{id}"),
+            mac: None,
+            container: None,
+            state: EndpointState::Joined,
+            created: Utc::now(),
+            profiles: vec![],
+            labels: BTreeMap::new(),
+        }
+    }
+}
+
 /// A host running `tabby agent`. Liveness is a separate leased key, so a
 /// stopped agent still shows, as down.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

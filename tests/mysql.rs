@@ -13,21 +13,11 @@ use support::{Lab, eventually, root, stderr, stdout};
 const PASSWORD: &str = "demo-pw-4711";
 
 fn count(lab: &Lab, host: &str, container: &str, table: &str) -> Option<u64> {
-    let out = lab.run(
+    let out = lab.sql_output(
         host,
-        &[
-            "docker",
-            "exec",
-            "-e",
-            &format!("MYSQL_PWD={PASSWORD}"),
-            container,
-            "mariadb",
-            "-uroot",
-            "-N",
-            "-B",
-            "-e",
-            &format!("SELECT COUNT(*) FROM {table}"),
-        ],
+        container,
+        PASSWORD,
+        &format!("SELECT COUNT(*) FROM {table}"),
     );
     stdout(&out).trim().parse().ok()
 }

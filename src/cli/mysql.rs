@@ -14,8 +14,9 @@ use crate::mysql::resolve::Directory;
 use crate::mysql::seed::Progress;
 use crate::mysql::{Credentials, Password, sql};
 
+/// Who tabby logs in as, and where container names are looked up.
 #[derive(Args, Debug)]
-pub struct CredentialArgs {
+pub struct AccessArgs {
     /// File holding the root password (first line).
     #[arg(long, env = "TABBY_MYSQL_ROOT_PASSWORD_FILE")]
     root_password_file: PathBuf,
@@ -26,9 +27,19 @@ pub struct CredentialArgs {
     /// root password, so every run agrees on it).
     #[arg(long, env = "TABBY_MYSQL_REPL_PASSWORD_FILE")]
     repl_password_file: Option<PathBuf>,
+    #[arg(
+        long,
+        env = "DOCKER_HOST",
+        default_value = "unix:///var/run/docker.sock"
+    )]
+    docker_host: String,
 }
 
-impl CredentialArgs {
+impl AccessArgs {
+    fn open(&self) -> Result<(Credentials, DockerEngine)> {
+        Ok((self.load()?, DockerEngine::new(&self.docker_host)))
+    }
+
     fn load(&self) -> Result<Credentials> {
         let repl = match &self.repl_password_file {
             Some(path) => Some(Password::from_file(path)?),
@@ -63,13 +74,7 @@ pub enum MysqlCommand {
         #[arg(long = "repl-host")]
         repl_hosts: Vec<String>,
         #[command(flatten)]
-        credentials: CredentialArgs,
-        #[arg(
-            long,
-            env = "DOCKER_HOST",
-            default_value = "unix:///var/run/docker.sock"
-        )]
-        docker_host: String,
+        access: AccessArgs,
     },
     /// Replication state of a cluster's members (default: every cluster),
     /// or of the members named.
@@ -78,13 +83,7 @@ pub enum MysqlCommand {
         cluster: Option<String>,
         members: Vec<String>,
         #[command(flatten)]
-        credentials: CredentialArgs,
-        #[arg(
-            long,
-            env = "DOCKER_HOST",
-            default_value = "unix:///var/run/docker.sock"
-        )]
-        docker_host: String,
+        access: AccessArgs,
     },
     /// Make a replica the master (graceful switchover).
     Promote {
@@ -95,13 +94,7 @@ pub enum MysqlCommand {
         #[arg(long)]
         force: bool,
         #[command(flatten)]
-        credentials: CredentialArgs,
-        #[arg(
-            long,
-            env = "DOCKER_HOST",
-            default_value = "unix:///var/run/docker.sock"
-        )]
-        docker_host: String,
+        access: AccessArgs,
     },
     /// A server_id for a container, derived from its address.
     ServerId { member: String },
@@ -141,15 +134,10 @@ pub async fn run(cmd: MysqlCommand, etcd: &EtcdArgs, format: Format) -> Result<(
             cluster,
             wait,
             repl_hosts,
-            credentials,
-            docker_host,
+            access,
         } => {
-            let credentials = credentials.load()?;
-            let docker = DockerEngine::new(&docker_host);
-            let context = Context {
-                store: &store,
-                docker: Some(&docker),
-            };
+            let (credentials, docker) = access.open()?;
+            let context = Context::new(&store, &docker);
             let options = Options {
                 wait: std::time::Duration::from_secs(wait),
                 repl_hosts: (!repl_hosts.is_empty()).then_some(repl_hosts),
@@ -183,15 +171,10 @@ pub async fn run(cmd: MysqlCommand, etcd: &EtcdArgs, format: Format) -> Result<(
         MysqlCommand::Status {
             cluster,
             members,
-            credentials,
-            docker_host,
+            access,
         } => {
-            let credentials = credentials.load()?;
-            let docker = DockerEngine::new(&docker_host);
-            let context = Context {
-                store: &store,
-                docker: Some(&docker),
-            };
+            let (credentials, docker) = access.open()?;
+            let context = Context::new(&store, &docker);
             let statuses = context
                 .status(cluster.as_deref(), &members, &credentials)
                 .await?;
@@ -252,15 +235,10 @@ pub async fn run(cmd: MysqlCommand, etcd: &EtcdArgs, format: Format) -> Result<(
             member,
             cluster,
             force,
-            credentials,
-            docker_host,
+            access,
         } => {
-            let credentials = credentials.load()?;
-            let docker = DockerEngine::new(&docker_host);
-            let context = Context {
-                store: &store,
-                docker: Some(&docker),
-            };
+            let (credentials, docker) = access.open()?;
+            let context = Context::new(&store, &docker);
             let report = context
                 .promote(cluster.as_deref(), &member, &credentials, force)
                 .await?;

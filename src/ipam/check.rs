@@ -133,7 +133,6 @@ pub fn compare(inv: &Inventory) -> Findings {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::EndpointState;
 
     fn handle(host: &str, endpoint: Option<&str>, age_secs: i64) -> Handle {
         Handle {
@@ -147,17 +146,8 @@ mod tests {
 
     fn endpoint(id: &str, ip: &str, age_secs: i64) -> Endpoint {
         Endpoint {
-            id: id.into(),
-            network_id: "n".into(),
-            host: "h1".into(),
-            ip: ip.parse().unwrap(),
-            veth: format!("tabby{id}"),
-            mac: None,
-            container: None,
-            state: EndpointState::Joined,
             created: Utc::now() - Duration::seconds(age_secs),
-            profiles: vec![],
-            labels: Default::default(),
+            ..Endpoint::for_test(id, "h1", ip)
         }
     }
 

@@ -23,7 +23,14 @@ pub struct Context<'a> {
     pub docker: Option<&'a DockerEngine>,
 }
 
-impl Context<'_> {
+impl<'a> Context<'a> {
+    pub fn new(store: &'a Store, docker: &'a DockerEngine) -> Self {
+        Context {
+            store,
+            docker: Some(docker),
+        }
+    }
+
     async fn resolve_all(&self, specs: &[String]) -> Result<Vec<Target>> {
         let directory = Directory::load(self.store).await?;
         let mut targets = Vec::new();

@@ -84,24 +84,15 @@ pub fn clusters(endpoints: &[Endpoint]) -> (Vec<LabelledCluster>, Vec<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::EndpointState;
 
     fn ep(name: &str, ip: &str, labels: &[(&str, &str)]) -> Endpoint {
         Endpoint {
-            id: format!("{name}-id"),
-            network_id: "n".into(),
-            host: "h1".into(),
-            ip: ip.parse().unwrap(),
-            veth: "tabbyx".into(),
-            mac: None,
             container: Some(name.into()),
-            state: EndpointState::Joined,
-            created: chrono::Utc::now(),
-            profiles: vec![],
             labels: labels
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            ..Endpoint::for_test(&format!("{name}-id"), "h1", ip)
         }
     }
 

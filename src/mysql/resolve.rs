@@ -170,21 +170,11 @@ impl Directory {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::EndpointState;
 
     fn endpoint(host: &str, name: &str, ip: &str) -> Endpoint {
         Endpoint {
-            id: format!("{name}0123456789abcdef"),
-            network_id: "n".into(),
-            host: host.into(),
-            ip: ip.parse().unwrap(),
-            veth: "tabbyx".into(),
-            mac: None,
             container: Some(name.into()),
-            state: EndpointState::Joined,
-            created: chrono::Utc::now(),
-            profiles: vec![],
-            labels: Default::default(),
+            ..Endpoint::for_test(&format!("{name}0123456789abcdef"), host, ip)
         }
     }
 

@@ -98,24 +98,20 @@ impl Lab {
         command
     }
 
-    /// Runs SQL as root inside a MariaDB container; tab-separated rows.
-    pub fn sql(&self, host: &str, container: &str, password: &str, sql: &str) -> String {
-        let out = self.run(
+    /// Runs SQL as root inside a MariaDB container, whatever the outcome.
+    pub fn sql_output(&self, host: &str, container: &str, password: &str, sql: &str) -> Output {
+        let pw = format!("MYSQL_PWD={password}");
+        self.run(
             host,
             &[
-                "docker",
-                "exec",
-                "-e",
-                &format!("MYSQL_PWD={password}"),
-                container,
-                "mariadb",
-                "-uroot",
-                "-N",
-                "-B",
-                "-e",
-                sql,
+                "docker", "exec", "-e", &pw, container, "mariadb", "-uroot", "-N", "-B", "-e", sql,
             ],
-        );
+        )
+    }
+
+    /// Runs SQL as root inside a MariaDB container; tab-separated rows.
+    pub fn sql(&self, host: &str, container: &str, password: &str, sql: &str) -> String {
+        let out = self.sql_output(host, container, password, sql);
         assert!(
             out.status.success(),
             "SQL on {container}: {sql}: {}",
