@@ -45,16 +45,7 @@ fn ipam_check_finds_and_repairs_deliberately_corrupted_state() {
     assert!(ok, "{clean}");
     let socket = lab.socket("h1");
     let pool = "198.18.64.0/20";
-    let call = |path: &str, body: serde_json::Value| {
-        let resp = http::post(&socket, path, body.to_string().as_bytes());
-        assert_eq!(
-            resp.status,
-            200,
-            "{path}: {}",
-            String::from_utf8_lossy(&resp.body)
-        );
-        resp.json()
-    };
+    let call = |path: &str, body: serde_json::Value| http::post_ok(&socket, path, &body);
     // A leaked address: requested, then nothing.
     let leaked = call(
         "/IpamDriver.RequestAddress",

@@ -70,3 +70,15 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
     }
     out
 }
+
+/// Posts JSON and expects a 200; returns the answer's JSON.
+pub fn post_ok(socket: &Path, path: &str, body: &serde_json::Value) -> serde_json::Value {
+    let resp = post(socket, path, body.to_string().as_bytes());
+    assert_eq!(
+        resp.status,
+        200,
+        "{path}: {}",
+        String::from_utf8_lossy(&resp.body)
+    );
+    resp.json()
+}
