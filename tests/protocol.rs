@@ -4,7 +4,9 @@
 mod support;
 
 use serde_json::{Value, json};
-use support::{Lab, http};
+use std::time::Duration;
+
+use support::{Lab, eventually, http};
 
 const POOL: &str = "198.18.64.0/20";
 
@@ -230,7 +232,13 @@ fn bad_requests_are_refused_and_change_nothing() {
             "NetworkID": net, "IPv4Data": [{"Pool": POOL, "Gateway": "169.254.1.1/32"}]
         }),
     );
-    let before = lab.etcd_snapshot("h1");
+    // The agent reacts to the setup's writes (a resync records its node
+    // status): wait until nothing moves before taking the reference.
+    let before = eventually(Duration::from_secs(10), "etcd to settle", || {
+        let first = lab.etcd_snapshot("h1");
+        std::thread::sleep(Duration::from_millis(500));
+        (lab.etcd_snapshot("h1") == first).then_some(first)
+    });
 
     let sock = lab.socket("h1");
     let raw_cases: Vec<(&str, &str, Vec<u8>)> = vec![
