@@ -86,7 +86,7 @@ fn profiles_isolate_rules_open_ports_and_tags_change_only_sets() {
         "h3",
         "tabby profile A rule add inbound allow tcp from tag B to ports 3306",
     );
-    eventually(Duration::from_secs(5), "B to reach A's 3306", || {
+    eventually(Duration::from_secs(15), "B to reach A's 3306", || {
         connects(&lab, "h3", "b3", &a2, 3306).then_some(())
     });
     assert!(!connects(&lab, "h3", "b3", &a2, 3307));
@@ -99,14 +99,14 @@ fn profiles_isolate_rules_open_ports_and_tags_change_only_sets() {
 
     // Removing it blocks again.
     lab.sh("h1", "tabby profile A rule remove inbound 2");
-    eventually(Duration::from_secs(5), "B to lose A's 3306", || {
+    eventually(Duration::from_secs(15), "B to lose A's 3306", || {
         (!connects(&lab, "h3", "b3", &a2, 3306)).then_some(())
     });
 
     // A tag on B's profile changes reachability through the sets alone.
     let before: Vec<String> = HOSTS.iter().map(|h| rules(&lab, h)).collect();
     lab.sh("h1", "tabby profile B tag add A");
-    eventually(Duration::from_secs(5), "B, tagged A, to reach A", || {
+    eventually(Duration::from_secs(15), "B, tagged A, to reach A", || {
         lab.pings("h3", "b3", &a2).then_some(())
     });
     assert!(connects(&lab, "h3", "b3", &a2, 3307));
@@ -114,19 +114,19 @@ fn profiles_isolate_rules_open_ports_and_tags_change_only_sets() {
     assert_eq!(before, after, "no iptables rule changed");
     assert!(lab.sh("h2", "ipset list tabby-t-A").contains(&b3));
     lab.sh("h1", "tabby profile B tag remove A");
-    eventually(Duration::from_secs(5), "B to lose A again", || {
+    eventually(Duration::from_secs(15), "B to lose A again", || {
         (!lab.pings("h3", "b3", &a2)).then_some(())
     });
 
     // One container's profiles, calicoctl's `container … profile append`.
     lab.sh("h1", "tabby container b3 profile append A");
     eventually(
-        Duration::from_secs(5),
+        Duration::from_secs(15),
         "b3, now also in A, to reach A",
         || lab.pings("h3", "b3", &a2).then_some(()),
     );
     lab.sh("h1", "tabby container b3 profile remove A");
-    eventually(Duration::from_secs(5), "b3 to lose A", || {
+    eventually(Duration::from_secs(15), "b3 to lose A", || {
         (!lab.pings("h3", "b3", &a2)).then_some(())
     });
     assert!(!lab.try_sh("h1", "tabby container b3 profile append nosuchprofile"));
@@ -161,7 +161,7 @@ fn profiles_isolate_rules_open_ports_and_tags_change_only_sets() {
     assert!(!lab.try_sh("h1", "tabby profile A remove"));
     lab.sh("h3", "docker rm -f b3");
     eventually(
-        Duration::from_secs(5),
+        Duration::from_secs(15),
         "b3's chains and set entry to go",
         || {
             let gone = !rules(&lab, "h3").contains("TABBY-TW-")
