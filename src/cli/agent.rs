@@ -76,10 +76,7 @@ pub struct AgentArgs {
 }
 
 pub async fn run(args: AgentArgs, etcd: EtcdArgs) -> Result<()> {
-    let hostname = match args.hostname {
-        Some(h) => h,
-        None => nix::unistd::gethostname()?.to_string_lossy().into_owned(),
-    };
+    let hostname = super::default_hostname(args.hostname)?;
     anyhow::ensure!(
         !hostname.is_empty() && !hostname.contains('/'),
         "invalid hostname {hostname:?}"

@@ -34,10 +34,7 @@ pub struct CheckArgs {
 }
 
 pub async fn run(args: CheckArgs, store: Store, format: Format) -> Result<()> {
-    let host = match args.host {
-        Some(host) => host,
-        None => nix::unistd::gethostname()?.to_string_lossy().into_owned(),
-    };
+    let host = super::default_hostname(args.host)?;
     anyhow::ensure!(
         store.nodes().await?.iter().any(|n| n.hostname == host),
         "no node {host}: pass --host with this host's name in tabby"

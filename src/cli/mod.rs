@@ -54,6 +54,14 @@ pub struct EtcdArgs {
     pub etcd_prefix: String,
 }
 
+/// This host's name in tabby when none is given: the system host name.
+pub fn default_hostname(given: Option<String>) -> Result<String> {
+    Ok(match given {
+        Some(name) => name,
+        None => nix::unistd::gethostname()?.to_string_lossy().into_owned(),
+    })
+}
+
 impl EtcdArgs {
     pub async fn connect(&self) -> Result<Store> {
         Ok(Store::connect(&self.etcd_endpoints, &self.etcd_prefix).await?)

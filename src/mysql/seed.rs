@@ -43,15 +43,19 @@ pub fn ident(name: &str) -> String {
     format!("`{}`", name.replace('`', "``"))
 }
 
-/// User databases, `tabby` excluded.
-async fn user_schemas(member: &mut Member) -> Result<Vec<String>> {
+/// User databases, with or without `tabby`'s own.
+async fn schemas(member: &mut Member, with_tabby: bool) -> Result<Vec<String>> {
+    let excluded = if with_tabby {
+        SYSTEM_SCHEMAS.to_string()
+    } else {
+        format!("{SYSTEM_SCHEMAS}, {}", quote(TABBY_SCHEMA))
+    };
     member
         .rows(
             "listing databases",
             &format!(
                 "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA \
-                 WHERE SCHEMA_NAME NOT IN ({SYSTEM_SCHEMAS}, {}) ORDER BY SCHEMA_NAME",
-                quote(TABBY_SCHEMA)
+                 WHERE SCHEMA_NAME NOT IN ({excluded}) ORDER BY SCHEMA_NAME"
             ),
         )
         .await
@@ -61,7 +65,7 @@ async fn user_schemas(member: &mut Member) -> Result<Vec<String>> {
 /// Refuses a replica that holds data of its own: seeding copies into empty
 /// replicas only, and never drops a user's database.
 pub async fn check_empty(replica: &mut Member) -> Result<()> {
-    let schemas = user_schemas(replica).await?;
+    let schemas = schemas(replica, false).await?;
     if schemas.is_empty() {
         return Ok(());
     }
@@ -163,21 +167,19 @@ async fn copy_all(
     replica: &mut Member,
     progress: &dyn Progress,
 ) -> Result<(usize, usize, u64)> {
-    let mut schemas = user_schemas(master).await?;
-    schemas.push(TABBY_SCHEMA.to_string());
+    // Only schemas that exist: a definition that cannot be read is an error.
+    let schemas = schemas(master, true).await?;
     let mut tables = Vec::new();
     let mut views = Vec::new();
     let mut databases = 0;
     for schema in &schemas {
-        let created: Option<(String, String)> = master
+        let (_, create): (String, String) = master
             .first(
                 "reading a database definition",
                 &format!("SHOW CREATE DATABASE IF NOT EXISTS {}", ident(schema)),
             )
-            .await
-            .ok()
-            .flatten();
-        let Some((_, create)) = created else { continue };
+            .await?
+            .unwrap_or_default();
         databases += 1;
         replica.exec("creating a database", &create).await?;
         let listed = master
