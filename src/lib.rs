@@ -12,6 +12,7 @@ pub mod mysql;
 pub mod netdef;
 pub mod policy;
 pub mod routing;
+pub mod secret_file;
 pub mod store;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
