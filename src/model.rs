@@ -239,6 +239,10 @@ pub struct Exposure {
     /// Set for `docker run -p`: the endpoint whose Revoke call removes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub docker_endpoint: Option<String>,
+    /// Only on this address of the host (`-p A:…`, `--host-ip A`); none
+    /// means every address. Records written before it decode as none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_ip: Option<std::net::Ipv4Addr>,
 }
 
 impl Exposure {
@@ -250,7 +254,11 @@ impl Exposure {
             Protocol::Udp => "udp",
             Protocol::Icmp => "icmp",
         };
-        format!("{proto}-{}-{}", self.host_port, self.target)
+        match self.host_ip {
+            // Unchanged for every address, so older records keep their key.
+            None => format!("{proto}-{}-{}", self.host_port, self.target),
+            Some(ip) => format!("{proto}-{ip}:{}-{}", self.host_port, self.target),
+        }
     }
 
     pub fn matches(&self, endpoint: &Endpoint) -> bool {

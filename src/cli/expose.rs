@@ -1,3 +1,5 @@
+use std::net::Ipv4Addr;
+
 use anyhow::Result;
 use clap::{Subcommand, ValueEnum};
 use serde_json::json;
@@ -38,6 +40,10 @@ pub enum ExposeCommand {
         /// Only for traffic arriving on this interface.
         #[arg(long)]
         interface: Option<String>,
+        /// Only on this address of the host, as `docker run -p A:…`
+        /// (127.0.0.1: the host itself only). Default: every address.
+        #[arg(long)]
+        host_ip: Option<Ipv4Addr>,
     },
     /// Exposed ports, with the host and address they lead to now.
     Show,
@@ -48,6 +54,9 @@ pub enum ExposeCommand {
         to: String,
         #[arg(long, value_enum, default_value_t = Proto::Tcp)]
         proto: Proto,
+        /// The host address it was added with, if any.
+        #[arg(long)]
+        host_ip: Option<Ipv4Addr>,
     },
 }
 
@@ -60,6 +69,7 @@ pub async fn run(cmd: ExposeCommand, etcd: &EtcdArgs, format: Format) -> Result<
             proto,
             host_port,
             interface,
+            host_ip,
         } => {
             let x = exposures::add(
                 &store,
@@ -70,6 +80,7 @@ pub async fn run(cmd: ExposeCommand, etcd: &EtcdArgs, format: Format) -> Result<
                     target: to,
                     interface,
                     docker_endpoint: None,
+                    host_ip: host_ip.filter(|ip| !ip.is_unspecified()),
                 },
             )
             .await?;
@@ -85,8 +96,10 @@ pub async fn run(cmd: ExposeCommand, etcd: &EtcdArgs, format: Format) -> Result<
             host_port,
             to,
             proto,
+            host_ip,
         } => {
-            exposures::remove(&store, proto.into(), host_port, &to).await?;
+            let host_ip = host_ip.filter(|ip| !ip.is_unspecified());
+            exposures::remove(&store, proto.into(), host_port, host_ip, &to).await?;
             println!("Stopped exposing host port {host_port} to {to}");
         }
         ExposeCommand::Show => {
@@ -110,6 +123,7 @@ pub async fn run(cmd: ExposeCommand, etcd: &EtcdArgs, format: Format) -> Result<
                     or_dash(ep.map(|e| e.host.as_str())),
                     or_dash(ep.map(|e| e.ip.to_string()).as_deref()),
                     or_dash(x.interface.as_deref()),
+                    or_dash(x.host_ip.map(|ip| ip.to_string()).as_deref()),
                     if x.docker_endpoint.is_some() {
                         "docker -p"
                     } else {
@@ -129,6 +143,7 @@ pub async fn run(cmd: ExposeCommand, etcd: &EtcdArgs, format: Format) -> Result<
                     "HOST",
                     "ADDRESS",
                     "INTERFACE",
+                    "HOST IP",
                     "BY",
                 ],
                 rows,

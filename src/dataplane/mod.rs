@@ -3,6 +3,7 @@
 //! work. `reconcile` converges the routing table to a desired set.
 
 pub mod netlink;
+mod ownership;
 mod reconcile;
 pub mod sysctl;
 
@@ -12,14 +13,16 @@ use std::path::PathBuf;
 use ipnet::Ipv4Net;
 use tracing::{debug, info};
 
-pub use netlink::{Netlink, Route, RouteTarget};
+pub use netlink::{LinkSummary, Netlink, Route, RouteTarget};
+pub use ownership::{is_tabby_link, owner_alias, proven_owner, recorded_links};
 pub use reconcile::RouteDiff;
 
 /// The gateway every container is given. It exists nowhere: the host end
 /// of each veth answers ARP for it (proxy ARP).
 pub const GATEWAY: Ipv4Addr = Ipv4Addr::new(169, 254, 1, 1);
-/// Host-side veths all start with this, which is how the agent recognises
-/// its own links (and the firewall matches them: `tabby+`).
+/// Host-side veths all start with this (the firewall matches them:
+/// `tabby+`). It is not how the agent recognises its links: see
+/// `ownership`.
 pub const VETH_PREFIX: &str = "tabby";
 const PEER_PREFIX: &str = "tbtmp";
 const IFNAMSIZ: usize = 15;
@@ -42,6 +45,10 @@ pub enum Error {
     },
     #[error("link {0} does not exist")]
     LinkMissing(String),
+    #[error("link {0} exists and was not made by tabby: it is left alone")]
+    Foreign(String),
+    #[error("a route to {0} that tabby did not make is in the way: it is left alone")]
+    RouteTaken(Ipv4Net),
 }
 
 /// Host-side veth name for an endpoint: fits IFNAMSIZ.
@@ -101,43 +108,50 @@ impl Dataplane {
         sysctl::enable_ip_forwarding()
     }
 
-    /// Creates the endpoint's veth pair, configures the host end and routes
-    /// the endpoint's address down it. A leftover pair of an earlier
-    /// attempt is replaced.
+    /// Creates the endpoint's veth pair, marks both ends as tabby's,
+    /// configures the host end and routes the endpoint's address down it.
+    /// A leftover pair of an earlier attempt is replaced; a link of that
+    /// name that tabby did not make is refused.
     pub async fn attach(&self, endpoint_id: &str, ip: Ipv4Addr) -> Result<Attached, Error> {
         let host = host_veth_name(endpoint_id);
         let peer = peer_veth_name(endpoint_id);
-        if self.netlink.delete_link(&host).await? {
+        if self.delete_own_link(&host).await? {
             debug!(veth = %host, "replaced a leftover veth");
         }
-        self.netlink.delete_link(&peer).await?;
+        self.delete_own_link(&peer).await?;
         self.netlink.create_veth(&host, &peer, self.mtu).await?;
+        if let Err(err) = self.mark_pair(endpoint_id, &host, &peer).await {
+            // Unmarked, the pair would be nobody's to remove later.
+            self.netlink.delete_link(&host).await?;
+            return Err(err);
+        }
         sysctl::configure_endpoint_interface(&host)?;
         let links = self.netlink.links().await?;
-        self.netlink
-            .replace_route(&endpoint_route(ip, &host), &links)
-            .await?;
+        let route = endpoint_route(ip, &host);
+        let ours = self
+            .netlink
+            .tabby_routes()
+            .await?
+            .iter()
+            .any(|r| r.dst == route.dst);
+        self.netlink.install_route(&route, &links, ours).await?;
         let mac = self.netlink.link_mac(&peer).await?;
         info!(veth = %host, %ip, "attached endpoint");
         Ok(Attached { peer, mac })
     }
 
+    async fn mark_pair(&self, endpoint_id: &str, host: &str, peer: &str) -> Result<(), Error> {
+        let alias = owner_alias(endpoint_id);
+        self.netlink.set_alias(host, &alias).await?;
+        self.netlink.set_alias(peer, &alias).await
+    }
+
     /// Removes an endpoint's veth pair; the kernel drops its route with it.
+    /// `veth` comes from an endpoint record or a proven link.
     pub async fn detach(&self, veth: &str) -> Result<(), Error> {
-        if self.netlink.delete_link(veth).await? {
+        if self.delete_own_link(veth).await? {
             info!(veth, "detached endpoint");
         }
         Ok(())
-    }
-
-    /// Host-side veths that exist now.
-    pub async fn tabby_links(&self) -> Result<Vec<String>, Error> {
-        Ok(self
-            .netlink
-            .links()
-            .await?
-            .into_keys()
-            .filter(|n| n.starts_with(VETH_PREFIX) || n.starts_with(PEER_PREFIX))
-            .collect())
     }
 }

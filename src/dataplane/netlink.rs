@@ -9,7 +9,7 @@ use futures::TryStreamExt;
 use ipnet::Ipv4Net;
 use netlink_packet_route::AddressFamily;
 use netlink_packet_route::address::AddressAttribute;
-use netlink_packet_route::link::{InfoData, InfoVeth, LinkAttribute};
+use netlink_packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkInfo};
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
@@ -22,6 +22,7 @@ use super::Error;
 pub const RTPROT_TABBY: u8 = 77;
 
 const ENOENT: i32 = 2;
+const EEXIST: i32 = 17;
 const ESRCH: i32 = 3;
 const ENODEV: i32 = 19;
 
@@ -50,6 +51,15 @@ impl fmt::Display for Route {
             RouteTarget::Blackhole => write!(f, "blackhole {}", self.dst),
         }
     }
+}
+
+/// One link as listed: enough to decide whether tabby made it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkSummary {
+    pub name: String,
+    pub index: u32,
+    pub veth: bool,
+    pub alias: Option<String>,
 }
 
 #[derive(Clone)]
@@ -83,15 +93,38 @@ impl Netlink {
 
     /// Every link's index by name.
     pub async fn links(&self) -> Result<HashMap<String, u32>, Error> {
+        Ok(self
+            .link_summaries()
+            .await?
+            .into_iter()
+            .map(|l| (l.name, l.index))
+            .collect())
+    }
+
+    /// Every link with what tells tabby's own apart: its kind and alias.
+    pub async fn link_summaries(&self) -> Result<Vec<LinkSummary>, Error> {
         let mut stream = self.handle.link().get().execute();
-        let mut links = HashMap::new();
+        let mut links = Vec::new();
         while let Some(msg) = stream.try_next().await.map_err(nl_err("list links"))? {
-            let name = msg.attributes.iter().find_map(|a| match a {
-                LinkAttribute::IfName(n) => Some(n.clone()),
-                _ => None,
-            });
+            let (mut name, mut alias, mut veth) = (None, None, false);
+            for attr in msg.attributes {
+                match attr {
+                    LinkAttribute::IfName(n) => name = Some(n),
+                    LinkAttribute::IfAlias(a) => alias = Some(a),
+                    LinkAttribute::LinkInfo(infos) => {
+                        veth |= infos.contains(&LinkInfo::Kind(InfoKind::Veth))
+                    }
+                    _ => {}
+                }
+            }
             if let Some(name) = name {
-                links.insert(name, msg.header.index);
+                let index = msg.header.index;
+                links.push(LinkSummary {
+                    name,
+                    index,
+                    veth,
+                    alias,
+                });
             }
         }
         Ok(links)
@@ -153,6 +186,18 @@ impl Netlink {
             .map_err(nl_err(format!("create veth {host}")))
     }
 
+    /// Sets a link's alias (`ip link set NAME alias A`). The kernel ignores
+    /// an alias given at creation, so it is a second message.
+    pub async fn set_alias(&self, name: &str, alias: &str) -> Result<(), Error> {
+        let msg = LinkUnspec::new_with_name(name).alias(alias).build();
+        self.handle
+            .link()
+            .set(msg)
+            .execute()
+            .await
+            .map_err(nl_err(format!("set alias of {name}")))
+    }
+
     pub async fn set_up(&self, name: &str) -> Result<(), Error> {
         let msg = LinkUnspec::new_with_name(name).up().build();
         self.handle
@@ -175,20 +220,24 @@ impl Netlink {
         }
     }
 
-    /// Installs (or replaces) a route in the main table, marked as tabby's.
-    pub async fn replace_route(
+    /// Installs a route in the main table, marked as tabby's. `replace`
+    /// only when the route already there is tabby's: otherwise the add is
+    /// exclusive, and a route someone else put at that destination stays
+    /// (`Error::RouteTaken`).
+    pub async fn install_route(
         &self,
         route: &Route,
         links: &HashMap<String, u32>,
+        replace: bool,
     ) -> Result<(), Error> {
         let msg = self.route_message(route, links)?;
-        self.handle
-            .route()
-            .add(msg)
-            .replace()
-            .execute()
-            .await
-            .map_err(nl_err(format!("add route {route}")))
+        let request = self.handle.route().add(msg);
+        let request = if replace { request.replace() } else { request };
+        match request.execute().await {
+            Ok(()) => Ok(()),
+            Err(err) if errno(&err) == Some(EEXIST) => Err(Error::RouteTaken(route.dst)),
+            Err(err) => Err(nl_err(format!("add route {route}"))(err)),
+        }
     }
 
     pub async fn delete_route(

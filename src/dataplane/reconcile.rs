@@ -48,13 +48,18 @@ impl Dataplane {
             info!(%route, "removed route");
         }
         let mut added = Vec::new();
+        let ours: HashSet<Ipv4Net> = current.iter().map(|r| r.dst).collect();
         for route in plan.added.drain(..) {
-            match self.netlink.replace_route(&route, &links).await {
+            let replace = ours.contains(&route.dst);
+            match self.netlink.install_route(&route, &links, replace).await {
                 Ok(()) => {
                     info!(%route, "installed route");
                     added.push(route);
                 }
                 Err(Error::LinkMissing(link)) => warn!(%route, link, "link missing, route skipped"),
+                Err(Error::RouteTaken(_)) => {
+                    warn!(%route, "a route tabby did not make is in the way, route skipped")
+                }
                 Err(err) => return Err(err),
             }
         }

@@ -25,6 +25,13 @@ pub fn configure_endpoint_interface(ifname: &str) -> Result<(), Error> {
     let conf = PathBuf::from("/proc/sys/net/ipv4/conf").join(ifname);
     set(conf.join("proxy_arp"), "1")?;
     set(conf.join("forwarding"), "1")?;
+    // A port exposed on 127.0.0.1 is DNATed in OUTPUT to the container:
+    // the packet then leaves this veth with a loopback source, and its
+    // replies come back to a loopback address, both dropped as martians
+    // unless the veth allows them. Only tabby's veths get it (never `all`
+    // or the host's uplinks); the firewall drops any new connection to
+    // 127.0.0.0/8 from a veth.
+    set(conf.join("route_localnet"), "1")?;
     set(
         PathBuf::from("/proc/sys/net/ipv4/neigh")
             .join(ifname)

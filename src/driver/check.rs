@@ -63,7 +63,8 @@ impl Driver {
             .map(|(ip, h)| (*ip, h.clone()))
             .collect();
         let endpoints = self.store.host_endpoints(self.host()).await?;
-        let links = self.dataplane.tabby_links().await?;
+        let recorded = crate::dataplane::recorded_links(endpoints.iter().map(|e| e.id.as_str()));
+        let links = self.dataplane.tabby_links(&recorded, false).await?;
         let routes = self.dataplane.netlink().tabby_routes().await?;
         let findings = compare(&Inventory {
             host: self.host(),

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use chrono::Utc;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::names::update_endpoint;
 use super::{Driver, Error, parse_address, parse_cidr, require};
@@ -242,30 +242,20 @@ impl Driver {
         let Some(portmap) = portmap.filter(|p| !p.is_null()) else {
             return Ok(());
         };
-        let exposures = crate::policy::exposures::from_portmap(endpoint_id, portmap)
+        let requests = crate::policy::exposures::from_portmap(endpoint_id, portmap)
             .map_err(|e| Error::Invalid(e.to_string()))?;
-        if exposures.is_empty() {
-            return Ok(());
-        }
-        let existing: Vec<String> = self
-            .store
-            .exposures()
-            .await?
-            .iter()
-            .map(|x| x.id())
-            .collect();
+        debug!(endpoint = endpoint_id, %portmap, "port map");
         // Docker may program the same endpoint twice; the second is a no-op.
-        for exposure in exposures
-            .into_iter()
-            .filter(|x| !existing.contains(&x.id()))
-        {
-            match crate::policy::exposures::add(&self.store, exposure).await {
-                Ok(x) => info!(
+        for request in requests {
+            match crate::policy::exposures::publish(&self.store, request).await {
+                Ok(Some(x)) => info!(
                     endpoint = endpoint_id,
                     port = x.port,
                     host_port = x.host_port,
+                    host_ip = ?x.host_ip,
                     "published port"
                 ),
+                Ok(None) => {}
                 Err(e) => return Err(Error::Invalid(e.to_string())),
             }
         }

@@ -79,7 +79,13 @@ impl Driver {
         // the read could otherwise have its fresh veth taken for a stray.
         let _kernel = self.kernel.lock().await;
         let endpoints = self.store.host_endpoints(self.host()).await?;
-        let links: HashSet<String> = self.dataplane.tabby_links().await?.into_iter().collect();
+        let recorded = dataplane::recorded_links(endpoints.iter().map(|e| e.id.as_str()));
+        let links: HashSet<String> = self
+            .dataplane
+            .tabby_links(&recorded, true)
+            .await?
+            .into_iter()
+            .collect();
         let mut report = ResyncReport::default();
         let mut keep = HashSet::new();
         // Every recorded endpoint keeps its veth: Join may have made it

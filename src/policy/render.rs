@@ -130,9 +130,36 @@ fn proto_name(p: Protocol) -> &'static str {
 
 pub const PREROUTING: &str = "TABBY-PREROUTING";
 pub const OUTPUT: &str = "TABBY-OUTPUT";
+pub const POSTROUTING: &str = "TABBY-POSTROUTING";
+
+/// The DNAT lines of one exposure: (PREROUTING, OUTPUT). A loopback host
+/// address is the host's own: nothing from outside may use it, so it gets
+/// no PREROUTING line (the veths' `route_localnet` would otherwise let a
+/// neighbour send to 127.0.0.1, CVE-2020-8558).
+fn dnat_lines(ep: &Endpoint, x: &Exposure) -> (Option<String>, String) {
+    let dst = match x.host_ip {
+        Some(ip) => format!("-d {ip}/32 "),
+        None => String::new(),
+    };
+    let dnat = format!(
+        "{dst}-m addrtype --dst-type LOCAL -p {} --dport {} -j DNAT --to-destination {}:{}",
+        proto_name(x.protocol),
+        x.host_port,
+        ep.ip,
+        x.port
+    );
+    let pre = match (&x.interface, x.host_ip) {
+        (_, Some(ip)) if ip.is_loopback() => None,
+        (Some(iface), _) => Some(format!("-i {iface} {dnat}")),
+        (None, _) => Some(dnat.clone()),
+    };
+    (pre, dnat)
+}
 
 /// DNAT of exposed ports, from outside (PREROUTING) and from the host itself
 /// (OUTPUT), to local endpoints; returns the (endpoint, exposure) pairs.
+/// A connection to a loopback address leaves with a loopback source the
+/// container cannot answer: it is masqueraded as it enters the veth.
 fn render_nat<'a>(
     input: &'a PolicyInput,
     nat: &mut super::Table,
@@ -145,23 +172,21 @@ fn render_nat<'a>(
     }
     let (mut pre, mut out) = (Vec::new(), Vec::new());
     for (ep, x) in &active {
-        let dnat = format!(
-            "-m addrtype --dst-type LOCAL -p {} --dport {} -j DNAT --to-destination {}:{}",
-            proto_name(x.protocol),
-            x.host_port,
-            ep.ip,
-            x.port
-        );
-        match &x.interface {
-            Some(iface) => pre.push(format!("-i {iface} {dnat}")),
-            None => pre.push(dnat.clone()),
-        }
-        out.push(dnat);
+        let (p, o) = dnat_lines(ep, x);
+        pre.extend(p);
+        out.push(o);
     }
     nat.chain(PREROUTING, pre);
     nat.chain(OUTPUT, out);
+    nat.chain(
+        POSTROUTING,
+        vec![format!(
+            "-s 127.0.0.0/8 -o {VETH_PREFIX}+ -m conntrack --ctstate DNAT -j MASQUERADE"
+        )],
+    );
     nat.hook("PREROUTING", PREROUTING);
     nat.hook("OUTPUT", OUTPUT);
+    nat.hook("POSTROUTING", POSTROUTING);
     active
 }
 
@@ -204,7 +229,17 @@ pub fn render(input: &PolicyInput) -> PolicyState {
     // Traffic from a container to its own host obeys its outbound rules
     // and anti-spoofing too; the host reaching its containers is not
     // policed (as in Calico).
-    ruleset.chain(INPUT, vec![format!("-i {veths} -j {FROM_WL}")]);
+    // Veths accept loopback addresses (`route_localnet`, for exposures on
+    // 127.0.0.1): only the replies of those connections may use them.
+    ruleset.chain(
+        INPUT,
+        vec![
+            format!(
+                "-i {veths} -d 127.0.0.0/8 -m conntrack ! --ctstate RELATED,ESTABLISHED -j DROP"
+            ),
+            format!("-i {veths} -j {FROM_WL}"),
+        ],
+    );
     ruleset.hook("FORWARD", FORWARD);
     ruleset.hook("INPUT", INPUT);
 
