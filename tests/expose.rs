@@ -110,3 +110,129 @@ fn exposed_ports_follow_their_containers_and_docker_publish_works() {
             .contains("DNAT")
     );
 }
+
+/// A busybox container on `db` answering `reply-<name>-<port>` on each port.
+fn serving(lab: &Lab, name: &str, publish: &str, ports: &[u16]) {
+    lab.sh(
+        "h1",
+        &format!("docker run -d --name {name} {publish} --net db tabby/busybox sleep 1000000"),
+    );
+    for port in ports {
+        lab.sh(
+            "h1",
+            &format!("docker exec -d {name} nc -ll -p {port} -e echo reply-{name}-{port}"),
+        );
+    }
+}
+
+/// What h1 itself reads from `ip:port` (OUTPUT DNAT), if it connects.
+fn host_reads(lab: &Lab, ip: &str, port: u16) -> Option<String> {
+    let out = lab.run(
+        "h1",
+        &["sh", "-c", &format!("echo | busybox nc -w 2 {ip} {port}")],
+    );
+    let text = support::stdout(&out);
+    (out.status.success() && !text.trim().is_empty()).then(|| text.trim().to_string())
+}
+
+fn reads(got: Option<String>, want: &str) -> Option<()> {
+    (got.as_deref() == Some(want)).then_some(())
+}
+
+#[test]
+fn published_host_addresses_and_port_ranges_are_honoured() {
+    let lab = Lab::up(1);
+    lab.sh("h1", "tabby network create db --subnet 198.18.64.0/20");
+    let wait = Duration::from_secs(15);
+
+    // -p 127.0.0.1:…: the host itself only; its 0.0.0.0 neighbour from
+    // the client too.
+    serving(&lab, "lo1", "-p 127.0.0.1:13306:3306", &[3306]);
+    serving(&lab, "any1", "-p 13307:3306", &[3306]);
+    eventually(wait, "lo1 on the host's loopback", || {
+        reads(host_reads(&lab, "127.0.0.1", 13306), "reply-lo1-3306")
+    });
+    eventually(wait, "any1 from the client", || {
+        reads(lab.client_reads("198.18.0.11", 13307), "reply-any1-3306")
+    });
+    assert_eq!(
+        lab.client_reads("198.18.0.11", 13306),
+        None,
+        "loopback only"
+    );
+    assert_eq!(
+        host_reads(&lab, "198.18.0.11", 13306),
+        None,
+        "loopback only"
+    );
+    // 0.0.0.0 is every address, the loopback included.
+    assert_eq!(
+        host_reads(&lab, "127.0.0.1", 13307).as_deref(),
+        Some("reply-any1-3306")
+    );
+
+    // -p A:…: that address only.
+    serving(&lab, "addr1", "-p 198.18.0.11:13308:3306", &[3306]);
+    eventually(wait, "addr1 on the lab address", || {
+        reads(lab.client_reads("198.18.0.11", 13308), "reply-addr1-3306")
+    });
+    assert_eq!(
+        host_reads(&lab, "127.0.0.1", 13308),
+        None,
+        "that address only"
+    );
+
+    // A range to a range: each port to its twin.
+    serving(&lab, "rng", "-p 8000-8002:8000-8002", &[8000, 8001, 8002]);
+    for port in [8000, 8001, 8002] {
+        eventually(wait, "each port of the range", || {
+            reads(
+                lab.client_reads("198.18.0.11", port),
+                &format!("reply-rng-{port}"),
+            )
+        });
+    }
+    // A range for one port: Docker sends HostPort..HostPortEnd and the
+    // driver takes a free one, so two containers share the range.
+    serving(&lab, "r1", "-p 8100-8101:80", &[80]);
+    serving(&lab, "r2", "-p 8100-8101:80", &[80]);
+    let got: std::collections::BTreeSet<String> = [8100, 8101]
+        .into_iter()
+        .map(|port| {
+            eventually(wait, "both ports of the shared range", || {
+                lab.client_reads("198.18.0.11", port)
+            })
+        })
+        .collect();
+    assert_eq!(
+        got,
+        ["reply-r1-80", "reply-r2-80"].map(String::from).into(),
+        "one port each"
+    );
+
+    // tabby expose add --host-ip does the same.
+    lab.sh(
+        "h1",
+        "tabby expose add 3306 --to any1 --host-port 13309 --host-ip 127.0.0.1",
+    );
+    eventually(wait, "the --host-ip exposure on loopback", || {
+        reads(host_reads(&lab, "127.0.0.1", 13309), "reply-any1-3306")
+    });
+    assert_eq!(lab.client_reads("198.18.0.11", 13309), None);
+    assert!(lab.sh("h1", "tabby expose show").contains("127.0.0.1"));
+    lab.sh(
+        "h1",
+        "tabby expose remove 13309 --to any1 --host-ip 127.0.0.1",
+    );
+    eventually(wait, "the --host-ip exposure to stop", || {
+        host_reads(&lab, "127.0.0.1", 13309).is_none().then_some(())
+    });
+    assert!(
+        !lab.try_sh("h1", "tabby expose add 3306 --to any1 --host-ip 224.0.0.1"),
+        "a multicast host address"
+    );
+    assert!(!lab.try_sh(
+        "h1",
+        "docker run -d --name s1 -p 9000:9000/sctp --net db tabby/busybox sleep 100"
+    ));
+}

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use chrono::Utc;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use super::names::update_endpoint;
 use super::{Driver, Error, parse_address, parse_cidr, require};
@@ -244,7 +244,7 @@ impl Driver {
         };
         let requests = crate::policy::exposures::from_portmap(endpoint_id, portmap)
             .map_err(|e| Error::Invalid(e.to_string()))?;
-        debug!(endpoint = endpoint_id, %portmap, "port map");
+        info!(endpoint = endpoint_id, %portmap, "docker port map");
         // Docker may program the same endpoint twice; the second is a no-op.
         for request in requests {
             match crate::policy::exposures::publish(&self.store, request).await {
