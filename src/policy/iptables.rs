@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use tracing::{debug, info};
 
 use super::firewall::{Error, Firewall, Ruleset};
-use super::render::{CHAIN_PREFIX, PolicyState, SET_PREFIX};
+use super::render::{PolicyState, SET_PREFIX, is_own_chain};
 
 type Sets = BTreeMap<String, BTreeSet<Ipv4Addr>>;
 
@@ -52,13 +52,13 @@ fn run(program: &str, args: &[&str], input: Option<&str>) -> Result<String, Erro
     }
 }
 
-/// tabby's chains that exist now in a table.
+/// tabby's chains that exist now in a table (not every `TABBY-` one).
 fn existing_chains(table: &str) -> Result<Vec<String>, Error> {
     let out = run("iptables", &["-w", "-t", table, "-S"], None)?;
     Ok(out
         .lines()
         .filter_map(|l| l.strip_prefix("-N "))
-        .filter(|c| c.starts_with(CHAIN_PREFIX))
+        .filter(|c| is_own_chain(c))
         .map(str::to_string)
         .collect())
 }

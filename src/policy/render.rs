@@ -30,6 +30,30 @@ const ACCEPT_MARK: &str = "0x100000/0x100000";
 pub const SET_PREFIX: &str = "tabby-t-";
 pub const CHAIN_PREFIX: &str = "TABBY-";
 
+/// Whether a chain found in the kernel is one tabby renders, by the exact
+/// names and name shapes above: a user's `TABBY-MINE` is not tabby's and
+/// is never flushed or deleted.
+pub fn is_own_chain(name: &str) -> bool {
+    const FIXED: [&str; 7] = [
+        FORWARD,
+        INPUT,
+        FROM_WL,
+        TO_WL,
+        PREROUTING,
+        OUTPUT,
+        POSTROUTING,
+    ];
+    const SHAPES: [&str; 6] = [
+        "TABBY-FROM-WL-",
+        "TABBY-TO-WL-",
+        "TABBY-FW-",
+        "TABBY-TW-",
+        "TABBY-PI-",
+        "TABBY-PO-",
+    ];
+    FIXED.contains(&name) || SHAPES.iter().any(|p| name.starts_with(p))
+}
+
 /// Ipset and chain names have small limits (31 and 28): long names are
 /// replaced by a stable hash.
 fn short_name(prefix: &str, name: &str, max: usize) -> String {

@@ -123,3 +123,53 @@ fn long_names_are_hashed_within_limits() {
     assert!(profile_chain("I", &long).len() <= 28);
     assert_ne!(tag_set(&long), tag_set(&"y".repeat(60)));
 }
+
+#[test]
+fn loopback_exposures_only_dnat_locally_and_chains_are_recognised() {
+    let eps = [ep("a", "198.18.64.1", "A")];
+    let exposure = |host_port, host_ip: Option<&str>| Exposure {
+        protocol: Protocol::Tcp,
+        port: 3306,
+        host_port,
+        target: eps[0].id.clone(),
+        interface: None,
+        docker_endpoint: None,
+        host_ip: host_ip.map(|ip| ip.parse().unwrap()),
+    };
+    let exposures = [
+        exposure(13306, Some("127.0.0.1")),
+        exposure(13307, None),
+        exposure(13308, Some("198.18.0.11")),
+    ];
+    let state = render(&PolicyInput {
+        local: &eps,
+        all: &eps,
+        profiles: &[default_profile("A")],
+        exposures: &exposures,
+    });
+    let nat = |name: &str| {
+        let (_, rules) = state
+            .ruleset
+            .nat
+            .chains
+            .iter()
+            .find(|(n, _)| n == name)
+            .unwrap();
+        rules.join("\n")
+    };
+    let (pre, out) = (nat(PREROUTING), nat(OUTPUT));
+    assert!(
+        !pre.contains("13306"),
+        "loopback is never reachable from outside: {pre}"
+    );
+    assert!(out.contains("-d 127.0.0.1/32 -m addrtype --dst-type LOCAL -p tcp --dport 13306"));
+    assert!(pre.contains("-d 198.18.0.11/32 ") && out.contains("-d 198.18.0.11/32 "));
+    assert!(pre.contains("--dport 13307") && !pre.contains("-d 0.0.0.0"));
+    assert!(nat(POSTROUTING).contains("-s 127.0.0.0/8 -o tabby+"));
+    for table in [&state.ruleset.filter, &state.ruleset.nat] {
+        for (name, _) in &table.chains {
+            assert!(is_own_chain(name), "{name} would never be cleaned up");
+        }
+    }
+    assert!(!is_own_chain("TABBY-MINE") && !is_own_chain("DOCKER"));
+}
