@@ -154,9 +154,9 @@ fn restarting_the_agent_keeps_running_containers_connected_and_resyncs() {
     let (a, b) = (ip_of(&lab, "c1"), ip_of(&lab, "c2"));
     let routes_before = lab.sh("h1", "ip route show proto 77");
 
-    // Stray state the agent must remove at start: a veth and a route that
-    // no endpoint owns.
-    lab.sh("h1", "ip link add tabbydeadbeef0 type veth peer name tbtmpdeadbeef0 && ip link set tabbydeadbeef0 up");
+    // Stray state the agent must remove at start: a veth marked as
+    // tabby's and a route that no endpoint owns.
+    lab.sh("h1", "ip link add tabbydeadbeef0 type veth peer name tbtmpdeadbeef0 && ip link set tabbydeadbeef0 up && ip link set tabbydeadbeef0 alias tabby:deadbeef0");
     lab.sh(
         "h1",
         "ip route add 198.18.79.1/32 dev tabbydeadbeef0 proto 77",

@@ -80,7 +80,8 @@ fn ipam_check_finds_and_repairs_deliberately_corrupted_state() {
     // A stray link and a stray route, made while the agent is down (its
     // resync would remove them at once).
     lab.stop("h1", "agent");
-    lab.sh("h1", "ip link add tabbyzz0 type veth peer name tabbyzz1 && ip link set tabbyzz0 up && ip route add 198.18.79.99/32 dev tabbyzz0 proto 77");
+    // The pair carries tabby's mark: an unmarked one is not tabby's to judge.
+    lab.sh("h1", "ip link add tabbyf00d0 type veth peer name tbtmpf00d0 && ip link set tabbyf00d0 alias tabby:f00d0 && ip link set tbtmpf00d0 alias tabby:f00d0 && ip link set tabbyf00d0 up && ip route add 198.18.79.99/32 dev tabbyf00d0 proto 77");
 
     let (ok, found) = check(&lab, "");
     assert!(!ok, "{found}");
@@ -91,8 +92,8 @@ fn ipam_check_finds_and_repairs_deliberately_corrupted_state() {
             stale.trim_end_matches("/32")
         ),
         "unallocated     ".to_string(),
-        "stray link      tabbyzz0".to_string(),
-        "stray link      tabbyzz1".to_string(),
+        "stray link      tabbyf00d0".to_string(),
+        "stray link      tbtmpf00d0".to_string(),
         "stray route     198.18.79.99/32".to_string(),
     ] {
         assert!(found.contains(&expected), "{expected:?} not in:\n{found}");
@@ -111,7 +112,7 @@ fn ipam_check_finds_and_repairs_deliberately_corrupted_state() {
         lab.allocated_ips("h1"),
         BTreeSet::from([a.clone(), b.clone()])
     );
-    assert!(!lab.sh("h1", "ip -o link").contains("tabbyzz"));
+    assert!(!lab.sh("h1", "ip -o link").contains("f00d0"));
     assert!(lab.pings("h1", "ca", &b));
     // The re-allocated address is really held: asking for it is refused.
     let resp = http::post(
