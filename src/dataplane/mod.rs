@@ -128,16 +128,25 @@ impl Dataplane {
         sysctl::configure_endpoint_interface(&host)?;
         let links = self.netlink.links().await?;
         let route = endpoint_route(ip, &host);
-        let ours = self
+        match self.netlink.install_route(&route, &links, false).await {
+            // A stale route of tabby's own at that address is replaced.
+            Err(Error::RouteTaken(dst)) if self.has_tabby_route(dst).await? => {
+                self.netlink.install_route(&route, &links, true).await?
+            }
+            other => other?,
+        }
+        let mac = self.netlink.link_mac(&peer).await?;
+        info!(veth = %host, %ip, "attached endpoint");
+        Ok(Attached { peer, mac })
+    }
+
+    async fn has_tabby_route(&self, dst: Ipv4Net) -> Result<bool, Error> {
+        Ok(self
             .netlink
             .tabby_routes()
             .await?
             .iter()
-            .any(|r| r.dst == route.dst);
-        self.netlink.install_route(&route, &links, ours).await?;
-        let mac = self.netlink.link_mac(&peer).await?;
-        info!(veth = %host, %ip, "attached endpoint");
-        Ok(Attached { peer, mac })
+            .any(|r| r.dst == dst))
     }
 
     async fn mark_pair(&self, endpoint_id: &str, host: &str, peer: &str) -> Result<(), Error> {

@@ -106,28 +106,14 @@ impl Netlink {
         let mut stream = self.handle.link().get().execute();
         let mut links = Vec::new();
         while let Some(msg) = stream.try_next().await.map_err(nl_err("list links"))? {
-            let (mut name, mut alias, mut veth) = (None, None, false);
-            for attr in msg.attributes {
-                match attr {
-                    LinkAttribute::IfName(n) => name = Some(n),
-                    LinkAttribute::IfAlias(a) => alias = Some(a),
-                    LinkAttribute::LinkInfo(infos) => {
-                        veth |= infos.contains(&LinkInfo::Kind(InfoKind::Veth))
-                    }
-                    _ => {}
-                }
-            }
-            if let Some(name) = name {
-                let index = msg.header.index;
-                links.push(LinkSummary {
-                    name,
-                    index,
-                    veth,
-                    alias,
-                });
-            }
+            links.extend(summarise(msg));
         }
         Ok(links)
+    }
+
+    /// One link by name, if it exists.
+    pub async fn link_summary(&self, name: &str) -> Result<Option<LinkSummary>, Error> {
+        Ok(self.link_message(name).await?.and_then(summarise))
     }
 
     async fn link_message(
@@ -360,6 +346,26 @@ impl Netlink {
         }
         Ok(first_global)
     }
+}
+
+fn summarise(msg: netlink_packet_route::link::LinkMessage) -> Option<LinkSummary> {
+    let (mut name, mut alias, mut veth) = (None, None, false);
+    for attr in msg.attributes {
+        match attr {
+            LinkAttribute::IfName(n) => name = Some(n),
+            LinkAttribute::IfAlias(a) => alias = Some(a),
+            LinkAttribute::LinkInfo(infos) => {
+                veth |= infos.contains(&LinkInfo::Kind(InfoKind::Veth))
+            }
+            _ => {}
+        }
+    }
+    Some(LinkSummary {
+        name: name?,
+        index: msg.header.index,
+        veth,
+        alias,
+    })
 }
 
 fn parse_route(msg: &RouteMessage, names: &HashMap<u32, String>) -> Option<Route> {

@@ -78,11 +78,10 @@ impl Dataplane {
     /// for a name taken from an endpoint record. Anything else of that name
     /// is refused, never deleted.
     pub(super) async fn delete_own_link(&self, name: &str) -> Result<bool, Error> {
-        let links = self.netlink.link_summaries().await?;
-        let Some(link) = links.iter().find(|l| l.name == name) else {
+        let Some(link) = self.netlink.link_summary(name).await? else {
             return Ok(false);
         };
-        if !(link.veth && (link.alias.is_none() || proven_owner(link).is_some())) {
+        if !(link.veth && (link.alias.is_none() || proven_owner(&link).is_some())) {
             return Err(Error::Foreign(name.to_string()));
         }
         self.netlink.delete_link(name).await
