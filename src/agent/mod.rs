@@ -61,7 +61,7 @@ pub struct AgentConfig {
 }
 
 pub async fn run(config: AgentConfig) -> Result<()> {
-    let store = Store::connect(&config.etcd_endpoints, &config.etcd_prefix).await?;
+    let store = connect(&config).await?;
     let dataplane = Dataplane::new(config.mtu)?;
     let ip = match config.ip {
         Some(ip) => ip,
@@ -121,6 +121,23 @@ pub async fn run(config: AgentConfig) -> Result<()> {
     }
     info!("agent stopped");
     outcome
+}
+
+/// Connecting is lazy without authentication; with it the client logs in
+/// at once, so etcd being down is waited out here (without a socket yet).
+async fn connect(config: &AgentConfig) -> Result<Store> {
+    let mut backoff = Backoff::default();
+    loop {
+        match Store::connect(&config.etcd_endpoints, &config.etcd_prefix).await {
+            Ok(store) => return Ok(store),
+            Err(err) if etcd_unavailable(&err) => {
+                let delay = backoff.next_delay();
+                warn!(error = %err, retry_in_ms = delay.as_millis() as u64, "waiting for etcd");
+                tokio::time::sleep(delay).await;
+            }
+            Err(err) => return Err(err.into()),
+        }
+    }
 }
 
 /// Whether a datastore error means "etcd cannot be reached (yet)", as
