@@ -4,12 +4,13 @@
 //! calls that need no datastore answer as usual. Each refused call also
 //! asks the start-up loop to try again now.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::time::Duration;
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 
 use crate::api::ApiError;
 
@@ -22,10 +23,22 @@ const STATIC_CALLS: [&str; 4] = [
     "/IpamDriver.GetDefaultAddressSpaces",
 ];
 
+/// How long a call waits for a start-up attempt in progress: etcd answers
+/// (or refuses) within a request timeout when it is up or plainly down.
+const ATTEMPT_WAIT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum State {
+    /// A start-up attempt is running: calls wait for its outcome.
+    Attempting,
+    /// The last attempt failed, for this reason: calls are refused.
+    Waiting(String),
+    Ready,
+}
+
 #[derive(Clone)]
 pub struct Readiness {
-    /// Why calls are refused; None once the agent has converged.
-    waiting: Arc<Mutex<Option<String>>>,
+    state: Arc<watch::Sender<State>>,
     /// Wakes the start-up loop out of its backoff.
     pub retry_now: Arc<Notify>,
     endpoints: String,
@@ -34,35 +47,52 @@ pub struct Readiness {
 impl Readiness {
     pub fn new(endpoints: &[String]) -> Self {
         Readiness {
-            waiting: Arc::new(Mutex::new(Some("not tried yet".into()))),
+            state: Arc::new(watch::Sender::new(State::Attempting)),
             retry_now: Arc::new(Notify::new()),
             endpoints: endpoints.join(","),
         }
     }
 
+    pub fn attempting(&self) {
+        self.state.send_replace(State::Attempting);
+    }
+
     pub fn waiting(&self, reason: String) {
-        *self.waiting.lock().expect("not poisoned") = Some(reason);
+        self.state.send_replace(State::Waiting(reason));
     }
 
     pub fn ready(&self) {
-        *self.waiting.lock().expect("not poisoned") = None;
+        self.state.send_replace(State::Ready);
     }
 
-    /// The error a call gets while the agent waits, or None when ready.
-    fn refusal(&self) -> Option<String> {
-        let waiting = self.waiting.lock().expect("not poisoned");
-        waiting.as_ref().map(|reason| {
-            format!(
-                "etcd unavailable: the tabby agent has not reached etcd at {} yet ({reason})",
-                self.endpoints
-            )
-        })
+    /// The error a call gets while the agent waits, or None when ready;
+    /// an attempt in progress is waited for (bounded).
+    async fn refusal(&self) -> Option<String> {
+        let mut state = self.state.subscribe();
+        let settled =
+            tokio::time::timeout(ATTEMPT_WAIT, state.wait_for(|s| *s != State::Attempting)).await;
+        let reason = match settled {
+            Ok(Ok(s)) => match &*s {
+                State::Ready => return None,
+                State::Waiting(reason) => reason.clone(),
+                State::Attempting => unreachable!("waited for another state"),
+            },
+            _ => format!("no answer within {}s", ATTEMPT_WAIT.as_secs()),
+        };
+        Some(format!(
+            "etcd unavailable: the tabby agent has not reached etcd at {} yet ({reason})",
+            self.endpoints
+        ))
     }
 }
 
-pub async fn gate(State(ready): State<Readiness>, request: Request, next: Next) -> Response {
+pub async fn gate(
+    axum::extract::State(ready): axum::extract::State<Readiness>,
+    request: Request,
+    next: Next,
+) -> Response {
     if !STATIC_CALLS.contains(&request.uri().path())
-        && let Some(message) = ready.refusal()
+        && let Some(message) = ready.refusal().await
     {
         ready.retry_now.notify_one();
         return ApiError(message).into_response();
@@ -97,7 +127,7 @@ mod tests {
         let app = Router::new()
             .route("/Plugin.Activate", post(ok))
             .route("/IpamDriver.RequestAddress", post(ok))
-            .layer(axum::middleware::from_fn_with_state(ready.clone(), gate));
+            .route_layer(axum::middleware::from_fn_with_state(ready.clone(), gate));
         ready.waiting("connection refused".into());
 
         assert_eq!(call(&app, "/Plugin.Activate").await.0, StatusCode::OK);

@@ -89,7 +89,7 @@ pub async fn run(config: AgentConfig) -> Result<()> {
     // etcd is out of reach, instead of a missing plugin.
     let ready = Readiness::new(&config.etcd_endpoints);
     let listener = bind(&config.socket)?;
-    let app = crate::api::router(driver.clone()).layer(axum::middleware::from_fn_with_state(
+    let app = crate::api::router(driver.clone()).route_layer(axum::middleware::from_fn_with_state(
         ready.clone(),
         gate::gate,
     ));
@@ -197,6 +197,7 @@ async fn start(
                     _ = tokio::time::sleep(delay) => {}
                     _ = ready.retry_now.notified() => {}
                 }
+                ready.attempting();
             }
         }
     }
