@@ -3,9 +3,13 @@
 //! registered, makes the Docker networks of network definitions, and serves
 //! Docker's plugin protocol on a Unix socket until SIGTERM/SIGINT.
 
+mod gate;
+mod liveness;
 mod mysql;
 mod networks;
+mod periodic;
 mod reconcile;
+mod supervise;
 
 use std::net::Ipv4Addr;
 use std::os::unix::fs::PermissionsExt;
@@ -16,9 +20,8 @@ use anyhow::{Context, Result};
 use chrono::Utc;
 use ipnet::Ipv4Net;
 use tokio::net::UnixListener;
-use tracing::info;
-
 use tokio::sync::Notify;
+use tracing::{info, warn};
 
 use crate::dataplane::Dataplane;
 use crate::docker::DockerEngine;
@@ -26,7 +29,9 @@ use crate::driver::{Driver, DriverConfig};
 use crate::model::Node;
 use crate::policy::iptables::IptablesFirewall;
 use crate::store::Store;
+use gate::Readiness;
 use networks::NetworkSync;
+use supervise::{Backoff, supervise};
 
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
@@ -50,10 +55,13 @@ pub struct AgentConfig {
     pub ipam_check_interval: u64,
     /// Records younger than this (seconds) are left to calls in flight.
     pub ipam_check_grace: i64,
+    /// Between full resyncs that repair drift of routes and firewall
+    /// (zero: never).
+    pub resync_interval: std::time::Duration,
 }
 
 pub async fn run(config: AgentConfig) -> Result<()> {
-    let store = Store::connect(&config.etcd_endpoints, &config.etcd_prefix).await?;
+    let store = connect(&config).await?;
     let dataplane = Dataplane::new(config.mtu)?;
     let ip = match config.ip {
         Some(ip) => ip,
@@ -76,83 +84,207 @@ pub async fn run(config: AgentConfig) -> Result<()> {
         Some(docker.clone()),
     ));
     driver.prepare_host().await?;
-    driver.resync().await?;
 
+    // The socket answers from the start: dockerd gets a clear error while
+    // etcd is out of reach, instead of a missing plugin.
+    let ready = Readiness::new(&config.etcd_endpoints);
+    let listener = bind(&config.socket)?;
+    let app = crate::api::router(driver.clone()).route_layer(axum::middleware::from_fn_with_state(
+        ready.clone(),
+        gate::gate,
+    ));
+    info!(socket = %config.socket.display(), host = %config.hostname, %ip, "agent serving");
     let node = Node {
         hostname: config.hostname.clone(),
         ip,
         started: Utc::now(),
         version: crate::VERSION.to_string(),
     };
-    let lease = store.register_node(&node, config.node_ttl).await?;
-
-    let networks_changed = Arc::new(Notify::new());
-    let mysql_changed = Arc::new(Notify::new());
-    let labels = mysql::LabelBootstrap {
-        store: store.clone(),
-        host: config.hostname.clone(),
-        credentials: config.mysql_credentials.clone(),
-    };
-    let sync = NetworkSync {
-        store: store.clone(),
+    let lease = Arc::new(tokio::sync::Mutex::new(None));
+    let start = start(
+        driver.clone(),
+        store,
         docker,
-        host: config.hostname.clone(),
-        driver_name: config.driver_name.clone(),
+        node,
+        config.clone(),
+        ready,
+        lease.clone(),
+    );
+    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal());
+    let outcome = tokio::select! {
+        served = server => served.context("plugin server failed"),
+        failed = start => failed,
     };
-    let background = [
-        tokio::spawn(sync.run(networks_changed.clone())),
-        tokio::spawn(labels.run(mysql_changed.clone())),
-        tokio::spawn(check_periodically(
-            driver.clone(),
-            config.ipam_check_interval,
-            config.ipam_check_grace,
-        )),
-        tokio::spawn(reconcile::run(
-            driver.clone(),
-            store.clone(),
-            reconcile::Listeners {
-                networks: networks_changed,
-                mysql: mysql_changed,
-            },
-        )),
-    ];
-
-    let listener = bind(&config.socket)?;
-    info!(socket = %config.socket.display(), host = %config.hostname, %ip, "agent ready");
-    let served = axum::serve(listener, crate::api::router(driver))
-        .with_graceful_shutdown(shutdown_signal())
-        .await;
     let _ = std::fs::remove_file(&config.socket);
-    for task in background {
-        task.abort();
+    if let Some(lease) = lease.lock().await.take() {
+        lease.release().await;
     }
-    lease.release().await;
     info!("agent stopped");
-    served.context("plugin server failed")
+    outcome
 }
 
-/// Repairs leaks on a timer: Docker does not replay or clean up a legacy
-/// plugin's calls after crashes and restarts, so the agent does.
-async fn check_periodically(driver: Arc<Driver>, interval: u64, grace: i64) {
-    if interval == 0 {
-        return;
-    }
-    let grace = chrono::Duration::seconds(grace);
-    let mut ticks = tokio::time::interval(std::time::Duration::from_secs(interval));
+/// Connecting is lazy without authentication; with it the client logs in
+/// at once, so etcd being down is waited out here (without a socket yet).
+async fn connect(config: &AgentConfig) -> Result<Store> {
+    let mut backoff = Backoff::default();
     loop {
-        ticks.tick().await;
-        match driver.check(grace, true).await {
-            Ok(report) => {
-                for line in &report.repaired {
-                    info!("ipam check repaired: {line}");
-                }
-                for line in &report.unrepaired {
-                    tracing::warn!("ipam check could not repair: {line}");
-                }
+        match Store::connect(&config.etcd_endpoints, &config.etcd_prefix).await {
+            Ok(store) => return Ok(store),
+            Err(err) if etcd_unavailable(&err) => {
+                let delay = backoff.next_delay();
+                warn!(error = %err, retry_in_ms = delay.as_millis() as u64, "waiting for etcd");
+                tokio::time::sleep(delay).await;
             }
-            Err(err) => tracing::warn!(error = %err, "ipam check failed"),
+            Err(err) => return Err(err.into()),
         }
     }
+}
+
+/// Whether a datastore error means "etcd cannot be reached (yet)", as
+/// opposed to an answer that retrying will not change.
+fn etcd_unavailable(err: &crate::store::Error) -> bool {
+    use crate::store::Error as E;
+    match err {
+        E::Timeout(_) | E::Watch(_) => true,
+        E::Connect { source, .. } | E::Etcd(source) => match source {
+            etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => true,
+            etcd_client::Error::GRpcStatus(status) => matches!(
+                status.code(),
+                tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
+            ),
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+/// Converges once (a full resync, then the node's registration), retrying
+/// with backoff while etcd is out of reach, then opens the gate and starts
+/// the supervised background tasks. Returns only with a fatal error (a
+/// registration etcd refused); the tasks are aborted when it is dropped.
+async fn start(
+    driver: Arc<Driver>,
+    store: Store,
+    docker: Arc<DockerEngine>,
+    node: Node,
+    config: AgentConfig,
+    ready: Readiness,
+    lease: Arc<tokio::sync::Mutex<Option<crate::store::LeaseGuard>>>,
+) -> Result<()> {
+    let mut backoff = Backoff::default();
+    loop {
+        let attempt = async {
+            driver.resync().await.map_err(anyhow::Error::from)?;
+            match store.register_node(&node, config.node_ttl).await {
+                Ok(guard) => Ok(Ok(guard)),
+                Err(err) if etcd_unavailable(&err) => Err(anyhow::Error::from(err)),
+                Err(err) => Ok(Err(err)),
+            }
+        };
+        match attempt.await {
+            Ok(Ok(guard)) => {
+                *lease.lock().await = Some(guard);
+                break;
+            }
+            Ok(Err(fatal)) => {
+                return Err(fatal).context("cannot register this node");
+            }
+            Err(err) => {
+                let delay = backoff.next_delay();
+                warn!(error = %format!("{err:#}"), retry_in_ms = delay.as_millis() as u64, "waiting for etcd");
+                ready.waiting(format!("{err:#}"));
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = ready.retry_now.notified() => {}
+                }
+                ready.attempting();
+            }
+        }
+    }
+    ready.ready();
+    info!(host = %config.hostname, "agent ready");
+    let tasks = Tasks(background(driver, store, docker, node, config, lease));
+    let _keep = tasks;
+    futures::future::pending::<Result<()>>().await
+}
+
+/// Aborts the background tasks when the agent stops.
+struct Tasks(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
+}
+
+fn background(
+    driver: Arc<Driver>,
+    store: Store,
+    docker: Arc<DockerEngine>,
+    node: Node,
+    config: AgentConfig,
+    lease: Arc<tokio::sync::Mutex<Option<crate::store::LeaseGuard>>>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let networks_changed = Arc::new(Notify::new());
+    let mysql_changed = Arc::new(Notify::new());
+    let b = Backoff::default;
+    let host = config.hostname.clone();
+    let (s, n, m) = (
+        store.clone(),
+        networks_changed.clone(),
+        mysql_changed.clone(),
+    );
+    let d = driver.clone();
+    let watch = supervise("watch", b(), move || {
+        let listeners = reconcile::Listeners {
+            networks: n.clone(),
+            mysql: m.clone(),
+        };
+        reconcile::run(d.clone(), s.clone(), listeners)
+    });
+    let (s, h, n) = (store.clone(), host.clone(), networks_changed);
+    let driver_name = config.driver_name.clone();
+    let networks = supervise("networks", b(), move || {
+        let sync = NetworkSync {
+            store: s.clone(),
+            docker: docker.clone(),
+            host: h.clone(),
+            driver_name: driver_name.clone(),
+        };
+        sync.run(n.clone())
+    });
+    let (s, h, m) = (store.clone(), host, mysql_changed);
+    let credentials = config.mysql_credentials.clone();
+    let labels = supervise("mysql labels", b(), move || {
+        let labels = mysql::LabelBootstrap {
+            store: s.clone(),
+            host: h.clone(),
+            credentials: credentials.clone(),
+        };
+        labels.run(m.clone())
+    });
+    let d = driver.clone();
+    let (interval, grace) = (config.ipam_check_interval, config.ipam_check_grace);
+    let check = supervise("ipam check", b(), move || {
+        periodic::check(d.clone(), interval, grace)
+    });
+    let resync_interval = config.resync_interval;
+    let resync = supervise("resync", b(), move || {
+        periodic::resync(driver.clone(), resync_interval)
+    });
+    let ttl = config.node_ttl;
+    let liveness = supervise("liveness", b(), move || {
+        let liveness = liveness::Liveness {
+            store: store.clone(),
+            node: node.clone(),
+            ttl,
+            guard: lease.clone(),
+        };
+        liveness.run()
+    });
+    vec![watch, networks, labels, check, resync, liveness]
 }
 
 /// Binds the plugin socket: parent made if missing, a stale socket of a

@@ -27,7 +27,7 @@ pub struct LabelBootstrap {
 }
 
 impl LabelBootstrap {
-    pub async fn run(self, changed: Arc<Notify>) {
+    pub async fn run(self, changed: Arc<Notify>) -> anyhow::Result<()> {
         let mut done: HashMap<String, Vec<String>> = HashMap::new();
         let mut reported = HashSet::new();
         loop {

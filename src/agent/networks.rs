@@ -28,7 +28,7 @@ pub struct NetworkSync {
 
 impl NetworkSync {
     /// Syncs at start, then whenever `changed` is notified.
-    pub async fn run(self, changed: Arc<Notify>) {
+    pub async fn run(self, changed: Arc<Notify>) -> anyhow::Result<()> {
         loop {
             let all_done = match self.sync().await {
                 Ok(done) => done,

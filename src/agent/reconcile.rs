@@ -11,12 +11,12 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use tracing::warn;
 
+use super::supervise::Backoff;
 use crate::driver::Driver;
 use crate::store::Store;
 
 /// Changes arriving within this window are applied in one pass.
 const DEBOUNCE: Duration = Duration::from_millis(20);
-const RETRY: Duration = Duration::from_millis(500);
 
 /// Whom a batch of changes concerns besides the convergence pass.
 pub struct Listeners {
@@ -24,12 +24,16 @@ pub struct Listeners {
     pub mysql: Arc<Notify>,
 }
 
-pub async fn run(driver: Arc<Driver>, store: Store, listeners: Listeners) {
+/// Retries back off (0.2 s up to 10 s) while passes keep failing, and
+/// start over quickly once a watch was established.
+pub async fn run(driver: Arc<Driver>, store: Store, listeners: Listeners) -> anyhow::Result<()> {
+    let mut backoff = Backoff::default();
     loop {
-        if let Err(err) = watch_and_converge(&driver, &store, &listeners).await {
-            warn!(error = %err, "resyncing after datastore error");
+        if let Err(err) = watch_and_converge(&driver, &store, &listeners, &mut backoff).await {
+            let delay = backoff.next_delay();
+            warn!(error = %err, retry_in_ms = delay.as_millis() as u64, "resyncing after datastore error");
+            tokio::time::sleep(delay).await;
         }
-        tokio::time::sleep(RETRY).await;
     }
 }
 
@@ -37,12 +41,14 @@ async fn watch_and_converge(
     driver: &Driver,
     store: &Store,
     listeners: &Listeners,
+    backoff: &mut Backoff,
 ) -> anyhow::Result<()> {
     let revision = store.revision().await?;
     driver.resync().await?;
     listeners.networks.notify_one();
     listeners.mysql.notify_one();
     let mut changes = store.watch(revision + 1).await?;
+    backoff.reset();
     let mut due: Option<Instant> = None;
     loop {
         let next = match due {

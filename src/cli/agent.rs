@@ -70,6 +70,10 @@ pub struct AgentArgs {
     /// Records younger than this many seconds are left to calls in flight.
     #[arg(long, env = "TABBY_IPAM_CHECK_GRACE", default_value_t = 60, value_parser = clap::value_parser!(i64).range(0..))]
     ipam_check_grace: i64,
+    /// Seconds between full resyncs that repair drift of routes and the
+    /// firewall (a chain flushed or a route deleted by hand); 0: never.
+    #[arg(long, env = "TABBY_RESYNC_INTERVAL", default_value_t = 90)]
+    resync_interval: u64,
     /// Log format (filter with RUST_LOG).
     #[arg(long, env = "TABBY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -110,6 +114,7 @@ pub async fn run(args: AgentArgs, etcd: EtcdArgs) -> Result<()> {
         mysql_credentials,
         ipam_check_interval: args.ipam_check_interval,
         ipam_check_grace: args.ipam_check_grace,
+        resync_interval: std::time::Duration::from_secs(args.resync_interval),
     })
     .await
 }

@@ -3,6 +3,7 @@
 //! only translates wire types to these calls.
 
 mod check;
+mod drift;
 mod ipam;
 mod names;
 mod network;
@@ -67,6 +68,8 @@ pub struct Driver {
     kernel: Arc<tokio::sync::Mutex<()>>,
     /// One firewall pass at a time, in the order they were asked for.
     policy: tokio::sync::Mutex<()>,
+    /// The kernel's reading of chains seen intact, for drift checks.
+    drift: tokio::sync::Mutex<policy::drift::Baseline>,
 }
 
 impl Driver {
@@ -86,6 +89,7 @@ impl Driver {
             docker,
             kernel: Arc::new(tokio::sync::Mutex::new(())),
             policy: tokio::sync::Mutex::new(()),
+            drift: tokio::sync::Mutex::new(Default::default()),
         }
     }
 

@@ -92,6 +92,15 @@ pub trait Firewall: Send + Sync {
     /// Makes tabby's sets and chains exactly `state` (sets before the rules
     /// that use them, stale sets after), and ensures the hooks.
     async fn apply(&self, state: &PolicyState) -> Result<(), Error>;
+
+    /// Reads the kernel back and rewrites what drifted from the last
+    /// `apply` (see `drift`); what was repaired, one line each.
+    async fn repair_drift(
+        &self,
+        _baseline: &mut super::drift::Baseline,
+    ) -> Result<Vec<String>, Error> {
+        Ok(Vec::new())
+    }
 }
 
 /// Accepts everything and does nothing: for tests that have no kernel.

@@ -202,4 +202,18 @@ impl Firewall for IptablesFirewall {
         // One pass at a time, off the async threads.
         tokio::task::block_in_place(|| self.apply_blocking(state))
     }
+
+    async fn repair_drift(
+        &self,
+        baseline: &mut super::drift::Baseline,
+    ) -> Result<Vec<String>, Error> {
+        tokio::task::block_in_place(|| {
+            // Held throughout: no apply runs while the kernel is compared.
+            let applied = self.applied.lock().expect("not poisoned");
+            match applied.as_ref() {
+                Some(state) => super::drift::repair(state, baseline),
+                None => Ok(Vec::new()),
+            }
+        })
+    }
 }
