@@ -12,7 +12,7 @@ use std::time::Duration;
 use ipnet::Ipv4Net;
 use tracing::debug;
 
-use super::block::{block_containing, blocks_of, size};
+use super::block::{block_containing, blocks_of, is_sound, size};
 use super::{Error, Ipam, describe};
 use crate::model::{Block, Handle, Pool};
 use crate::store::{Expect, Versioned};
@@ -34,6 +34,12 @@ impl Ipam {
         requested: Option<Ipv4Addr>,
         handle: Handle,
     ) -> Result<Ipv4Addr, Error> {
+        if !is_sound(pool) {
+            return Err(Error::BadBlockSize {
+                pool: pool.cidr,
+                block: pool.block_prefix,
+            });
+        }
         if let Some(ip) = requested {
             if !pool.cidr.contains(&ip) {
                 return Err(Error::NotInPool {
@@ -58,6 +64,10 @@ impl Ipam {
     async fn try_assign(&self, pool: &Pool, ip: Ipv4Addr, handle: &Handle) -> Result<Step, Error> {
         let cidr = block_containing(pool, ip);
         match self.store.block(&cidr).await? {
+            Some(current) if current.value.cidr != cidr => Err(Error::CorruptBlock {
+                key: cidr,
+                found: current.value.cidr,
+            }),
             Some(current) => {
                 if let Some(holder) = current.value.holder(ip) {
                     return Err(Error::InUse {
@@ -251,8 +261,11 @@ impl Ipam {
 
     async fn find_block(&self, ip: Ipv4Addr) -> Result<Option<Versioned<Block>>, Error> {
         for pool in self.store.pools().await? {
-            if pool.value.cidr.contains(&ip) {
-                return Ok(self.store.block(&block_containing(&pool.value, ip)).await?);
+            if is_sound(&pool.value) && pool.value.cidr.contains(&ip) {
+                let block = self.store.block(&block_containing(&pool.value, ip)).await?;
+                // A record whose block does not hold the address it is
+                // stored for is corrupt: nothing is changed through it.
+                return Ok(block.filter(|b| b.value.cidr.contains(&ip)));
             }
         }
         Ok(None)

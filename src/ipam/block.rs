@@ -6,6 +6,12 @@ use ipnet::Ipv4Net;
 
 use crate::model::{Block, Handle, Pool};
 
+/// Whether the pool's block prefix cuts it into blocks: always so for a
+/// pool tabby made, not for any record read back from the datastore.
+pub fn is_sound(pool: &Pool) -> bool {
+    (pool.cidr.prefix_len()..=32).contains(&pool.block_prefix)
+}
+
 /// The block of `pool` that contains `ip`.
 pub fn block_containing(pool: &Pool, ip: Ipv4Addr) -> Ipv4Net {
     Ipv4Net::new(ip, pool.block_prefix)
@@ -46,7 +52,10 @@ impl Block {
     }
 
     pub fn first_free(&self) -> Option<u32> {
-        (0..size(&self.cidr) as u32).find(|ord| !self.allocations.contains_key(ord))
+        // u64: a /0 block read from a corrupt record has 2^32 addresses.
+        (0..size(&self.cidr))
+            .map(|ord| ord as u32)
+            .find(|ord| !self.allocations.contains_key(ord))
     }
 
     pub fn holder(&self, ip: Ipv4Addr) -> Option<&Handle> {

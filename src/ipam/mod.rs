@@ -36,6 +36,8 @@ pub enum Error {
     NotNetwork(Ipv4Net, Ipv4Net),
     #[error("block size /{block} is invalid for pool {pool}: use a prefix length from 16 to 32")]
     BadBlockSize { pool: Ipv4Net, block: u8 },
+    #[error("the block record for {key} holds block {found}: the record is corrupt")]
+    CorruptBlock { key: Ipv4Net, found: Ipv4Net },
     #[error("no address pool exists: add one with `tabby pool add CIDR` or pass --subnet")]
     NoPools,
     #[error("pool {pool} still has {count} allocated address(es); release them first")]
