@@ -13,12 +13,14 @@
 mod support;
 
 use std::net::Ipv4Addr;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use support::{Lab, eventually};
+
 use tabby::mysql::{Credentials, Member, Password, Target};
 
 const PASSWORD: &str = "bench-pw";
@@ -139,6 +141,8 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let pw = dir.path().join("root-password");
     std::fs::write(&pw, format!("{PASSWORD}\n")).unwrap();
+    // tabby refuses password files that group or others can read.
+    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
     let env = dir.path().join("mariadb.env");
     std::fs::write(&env, format!("MYSQL_ROOT_PASSWORD={PASSWORD}\n")).unwrap();
     let lab = Lab::up_with(3, &[("TABBY_LAB_DOCKER_BRIDGE", "1")]);

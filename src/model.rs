@@ -268,6 +268,18 @@ impl Exposure {
     }
 }
 
+/// An operator's declaration that a label-driven MySQL cluster may be
+/// bootstrapped, and by which containers (`tabby mysql cluster create`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MysqlDeclaration {
+    pub name: String,
+    /// Confirmed members: `container` (any host) or `container@host`.
+    /// Labelled containers not listed here are left alone.
+    #[serde(default)]
+    pub members: Vec<String>,
+    pub created: DateTime<Utc>,
+}
+
 /// A replicated MySQL/MariaDB cluster as tabby last set it up. Members are
 /// container names (or addresses); credentials are never stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,8 +1,9 @@
 //! `tabby mysql` against real MariaDB containers on tabby networks: the
 //! source article's three-host scenario (`scripts/quickstart seed`), rows
 //! that replicate, the exposed master, idempotent bootstrap, a late
-//! replica seeded after the master's binary logs were purged, promote; and
-//! bootstrap refusing bad members while changing nothing.
+//! replica seeded after the master's binary logs were purged, promote;
+//! bootstrap refusing bad members while changing nothing; and label-driven
+//! bootstrap that touches only declared clusters' confirmed members.
 
 mod support;
 
@@ -11,6 +12,13 @@ use std::time::Duration;
 use support::{Lab, eventually, root, stderr, stdout};
 
 const PASSWORD: &str = "demo-pw-4711";
+
+/// Password files are refused unless only their owner can read them.
+fn secret(path: &std::path::Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
 
 fn count(lab: &Lab, host: &str, container: &str, table: &str) -> Option<u64> {
     let out = lab.sql_output(
@@ -204,7 +212,7 @@ fn bootstrap_refuses_bad_members_with_clear_errors_and_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let write = |name: &str, text: &str| {
         let path = dir.path().join(name);
-        std::fs::write(&path, text).unwrap();
+        secret(&path, text);
         path
     };
     let pw = write("root-password", &format!("{PASSWORD}\n"));
@@ -351,12 +359,12 @@ fn bootstrap_refuses_bad_members_with_clear_errors_and_changes_nothing() {
 }
 
 #[test]
-fn labelled_containers_are_bootstrapped_by_the_agent_of_the_masters_host() {
+fn labelled_containers_are_bootstrapped_only_when_declared_and_confirmed() {
     let dir = tempfile::tempdir().unwrap();
     let pw = dir.path().join("root-password");
-    std::fs::write(&pw, format!("{PASSWORD}\n")).unwrap();
+    secret(&pw, &format!("{PASSWORD}\n"));
     let env = dir.path().join("mariadb.env");
-    std::fs::write(&env, format!("MYSQL_ROOT_PASSWORD={PASSWORD}\n")).unwrap();
+    secret(&env, &format!("MYSQL_ROOT_PASSWORD={PASSWORD}\n"));
     let lab = Lab::up_with(
         2,
         &[("TABBY_MYSQL_ROOT_PASSWORD_FILE", pw.to_str().unwrap())],
@@ -368,16 +376,71 @@ fn labelled_containers_are_bootstrapped_by_the_agent_of_the_masters_host() {
         "h1",
         "tabby profile db rule add inbound allow tcp from cidr 198.18.0.0/24 to ports 3306",
     );
-    let labels =
-        |role: &str| format!("--label tabby.mysql.cluster=shop --label tabby.mysql.role={role}");
-    lab.sh("h1", &format!(
-        "docker run -d --name shop-db1 --net db {} --env-file {} tabby/mariadb --log-bin --server-id=11",
-        labels("master"), env.display()
-    ));
-    lab.sh("h2", &format!(
-        "docker run -d --name shop-db2 --net db {} --env-file {} tabby/mariadb --log-bin --server-id=12",
-        labels("replica"), env.display()
-    ));
+    // A bad cluster name is refused and writes nothing.
+    let before = lab.etcd_snapshot("h1");
+    let out = lab.run("h1", &["tabby", "mysql", "cluster", "create", "../shop"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("invalid MySQL cluster name"),
+        "{}",
+        stderr(&out)
+    );
+    // Agents write node status on their own, so compare keys, not revisions.
+    assert_eq!(lab.etcd_snapshot("h1").0, before.0);
+    assert_eq!(
+        lab.sh("h1", "tabby mysql cluster show -o json").trim(),
+        "[]"
+    );
+    // A password file others can read is refused, with the fix.
+    let open = dir.path().join("open-password");
+    secret(&open, &format!("{PASSWORD}\n"));
+    std::fs::set_permissions(&open, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let out = lab.run(
+        "h1",
+        &[
+            "tabby",
+            "mysql",
+            "status",
+            "x",
+            "--root-password-file",
+            open.to_str().unwrap(),
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("chmod 600"), "{}", stderr(&out));
+    assert!(!stderr(&out).contains(PASSWORD));
+
+    let run = |host: &str, name: &str, cluster: &str, role: &str, id: u32| {
+        lab.sh(host, &format!(
+            "docker run -d --name {name} --net db --label tabby.mysql.cluster={cluster} \
+             --label tabby.mysql.role={role} --env-file {} tabby/mariadb --log-bin --server-id={id}",
+            env.display()
+        ));
+    };
+    // An undeclared labelled pair, up and answering before anything else:
+    // every later pass of the agents could reach them.
+    run("h1", "rogue-db1", "rogue", "master", 21);
+    run("h2", "rogue-db2", "rogue", "replica", 22);
+    for (host, name) in [("h1", "rogue-db1"), ("h2", "rogue-db2")] {
+        eventually(
+            Duration::from_secs(180),
+            &format!("{name} to answer"),
+            || {
+                lab.sql_output(host, name, PASSWORD, "SELECT 1")
+                    .status
+                    .success()
+                    .then_some(())
+            },
+        );
+    }
+    lab.sh(
+        "h1",
+        "tabby mysql cluster create shop --member shop-db1 --member shop-db2@h2",
+    );
+    run("h1", "shop-db1", "shop", "master", 11);
+    run("h2", "shop-db2", "shop", "replica", 12);
+    // Labelled for shop, but not a member of its declaration.
+    run("h2", "shop-db3", "shop", "replica", 13);
     // Nobody runs `tabby mysql bootstrap`: the agent does, once both answer.
     let status = eventually(
         Duration::from_secs(180),
@@ -400,7 +463,7 @@ fn labelled_containers_are_bootstrapped_by_the_agent_of_the_masters_host() {
         },
     );
     assert!(
-        status.contains("shop-db1") && status.contains("shop-db2"),
+        status.contains("shop-db1") && status.contains("shop-db2") && !status.contains("shop-db3"),
         "{status}"
     );
     lab.sql("h1", "shop-db1", PASSWORD,
@@ -411,7 +474,52 @@ fn labelled_containers_are_bootstrapped_by_the_agent_of_the_masters_host() {
         log.contains("bootstrapped MySQL replication from labels"),
         "{log}"
     );
-    assert!(!log.contains(PASSWORD) && !lab.agent_log("h2").contains(PASSWORD));
+    // The undeclared pair and the unconfirmed replica got nothing: no
+    // replication, no seed, no canary, no replication user.
+    for (host, name) in [("h2", "rogue-db2"), ("h2", "shop-db3")] {
+        assert_eq!(
+            lab.sql(host, name, PASSWORD, "SHOW SLAVE STATUS"),
+            "",
+            "{name}"
+        );
+        assert_eq!(
+            lab.sql(
+                host,
+                name,
+                PASSWORD,
+                "SHOW DATABASES WHERE `Database` IN ('tabby', 'shop')"
+            ),
+            "",
+            "{name}"
+        );
+    }
+    assert_eq!(
+        lab.sql(
+            "h1",
+            "rogue-db1",
+            PASSWORD,
+            "SELECT COUNT(*) FROM mysql.user WHERE user = 'repl'"
+        ),
+        "0"
+    );
+    assert_eq!(
+        lab.sql("h1", "rogue-db1", PASSWORD, "SHOW DATABASES LIKE 'tabby'"),
+        ""
+    );
+    let log2 = lab.agent_log("h2");
+    for (log, name, cluster) in [
+        (&log, "rogue-db1", "rogue"),
+        (&log2, "rogue-db2", "rogue"),
+        (&log2, "shop-db3", "shop"),
+    ] {
+        assert!(
+            log.lines().any(|l| l.contains("left alone")
+                && l.contains(name)
+                && l.contains(&format!("cluster={cluster}"))),
+            "{name} not reported:\n{log}"
+        );
+    }
+    assert!(!log.contains(PASSWORD) && !log2.contains(PASSWORD));
     // The repl account and the password file never show in process lists.
     let ps = lab.sh("h1", "cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' ' '");
     assert!(!ps.contains(PASSWORD));

@@ -1,7 +1,10 @@
 //! Label-driven MySQL bootstrap: the agent on a labelled master's host
 //! bootstraps its cluster whenever the members change, retrying while
-//! servers are still starting. A cluster whose recorded members already
-//! match (bootstrapped before, or promoted since) is left alone.
+//! servers are still starting. Only clusters an operator declared, and
+//! only the members the declaration confirms, are touched (`declare`);
+//! any other labelled container is logged and left alone. A cluster whose
+//! recorded members already match (bootstrapped before, or promoted
+//! since) is left alone.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -13,6 +16,7 @@ use tracing::{info, warn};
 use crate::mysql::Credentials;
 use crate::mysql::bootstrap::Options;
 use crate::mysql::cluster::Context;
+use crate::mysql::declare::admit;
 use crate::mysql::labels::{LabelledCluster, clusters};
 use crate::mysql::seed::Silent;
 use crate::store::Store;
@@ -55,7 +59,21 @@ impl LabelBootstrap {
         done: &mut HashMap<String, Vec<String>>,
         reported: &mut HashSet<String>,
     ) -> crate::mysql::Result<bool> {
-        let (found, problems) = clusters(&self.store.endpoints().await?);
+        let endpoints = self.store.endpoints().await?;
+        let declarations = self.store.mysql_declarations().await?;
+        let (admitted, refused) = admit(&endpoints, &declarations);
+        for r in refused {
+            // Each agent reports its own host's containers.
+            if r.host == self.host
+                && reported.insert(format!(
+                    "refused {} {} {}",
+                    r.container, r.cluster, r.reason
+                ))
+            {
+                warn!(container = %r.container, cluster = %r.cluster, "labelled MySQL container left alone: {}", r.reason);
+            }
+        }
+        let (found, problems) = clusters(&admitted);
         for problem in problems {
             if reported.insert(problem.clone()) {
                 warn!("{problem}");

@@ -8,11 +8,14 @@ use serde_json::json;
 use super::output::{or_dash, print};
 use super::{EtcdArgs, Format};
 use crate::docker::DockerEngine;
+use crate::model::MysqlDeclaration;
 use crate::mysql::bootstrap::{Options, Outcome};
 use crate::mysql::cluster::{Context, DEFAULT_CLUSTER};
+use crate::mysql::declare;
 use crate::mysql::resolve::Directory;
 use crate::mysql::seed::Progress;
 use crate::mysql::{Credentials, Password, sql};
+use crate::store::Store;
 
 /// Who tabby logs in as, and where container names are looked up.
 #[derive(Args, Debug)]
@@ -98,6 +101,42 @@ pub enum MysqlCommand {
     },
     /// A server_id for a container, derived from its address.
     ServerId { member: String },
+    /// Declared clusters: the only ones label-driven bootstrap acts on.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ClusterCommand {
+    /// Declare a cluster; agents bootstrap only its confirmed members.
+    Create {
+        name: String,
+        /// A confirmed member: CONTAINER (any host) or CONTAINER@HOST.
+        /// Repeatable; without any, no container is confirmed yet.
+        #[arg(long = "member")]
+        members: Vec<String>,
+    },
+    /// Declared clusters (or the one named) and their members.
+    Show { name: Option<String> },
+    /// Forget a declaration (replication already set up is not undone).
+    Remove { name: String },
+    /// Confirm or drop members of a declared cluster.
+    #[command(subcommand)]
+    Member(MemberCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum MemberCommand {
+    Add {
+        name: String,
+        #[arg(required = true)]
+        members: Vec<String>,
+    },
+    Remove {
+        name: String,
+        #[arg(required = true)]
+        members: Vec<String>,
+    },
 }
 
 /// A progress bar on a terminal; nothing otherwise.
@@ -136,138 +175,216 @@ pub async fn run(cmd: MysqlCommand, etcd: &EtcdArgs, format: Format) -> Result<(
             repl_hosts,
             access,
         } => {
-            let (credentials, docker) = access.open()?;
-            let context = Context::new(&store, &docker);
             let options = Options {
                 wait: std::time::Duration::from_secs(wait),
                 repl_hosts: (!repl_hosts.is_empty()).then_some(repl_hosts),
             };
-            let report = context
-                .bootstrap(&cluster, &master, &replicas, &credentials, &options, &bar())
-                .await?;
-            if format == Format::Json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-                return Ok(());
-            }
-            println!(
-                "Master {} ({}); replication user '{}'@{}",
-                report.master,
-                report.flavor,
-                credentials.repl_user,
-                report.user_hosts.join(", ")
-            );
-            for r in &report.replicas {
-                let what = match &r.outcome {
-                    Outcome::Unchanged => "already replicating, unchanged".to_string(),
-                    Outcome::Seeded { rows, tables } => {
-                        format!("seeded ({rows} rows in {tables} tables) and replicating")
-                    }
-                    Outcome::Repointed => "pointed at the master and replicating".to_string(),
-                };
-                println!("Replica {}: {what}", r.replica);
-            }
-            println!("Verified: a canary row written on the master reached every replica");
+            bootstrap(
+                &store, &cluster, &master, &replicas, &access, &options, format,
+            )
+            .await
         }
         MysqlCommand::Status {
             cluster,
             members,
             access,
-        } => {
-            let (credentials, docker) = access.open()?;
-            let context = Context::new(&store, &docker);
-            let statuses = context
-                .status(cluster.as_deref(), &members, &credentials)
-                .await?;
-            let rows = statuses
-                .iter()
-                .map(|(cluster, s)| {
-                    let replica = s.replica.as_ref();
-                    vec![
-                        or_dash(cluster.as_deref()),
-                        s.name.clone(),
-                        or_dash(s.host.as_deref()),
-                        s.address.to_string(),
-                        s.role.map(|r| r.to_string()).unwrap_or("?".into()),
-                        or_dash(replica.map(|r| r.io_running.as_str())),
-                        or_dash(replica.map(|r| r.sql_running.as_str())),
-                        or_dash(
-                            replica
-                                .and_then(|r| r.lag)
-                                .map(|l| l.to_string())
-                                .as_deref(),
-                        ),
-                        or_dash(s.gtid.as_deref().filter(|g| !g.is_empty())),
-                        or_dash(
-                            s.error
-                                .clone()
-                                .or_else(|| replica.and_then(|r| r.last_error()))
-                                .as_deref(),
-                        ),
-                    ]
-                })
-                .collect();
-            let json: Vec<_> = statuses
-                .iter()
-                .map(|(c, s)| json!({"cluster": c, "member": s}))
-                .collect();
-            print(
-                format,
-                &[
-                    "cluster",
-                    "container",
-                    "host",
-                    "address",
-                    "role",
-                    "io",
-                    "sql",
-                    "lag",
-                    "gtid",
-                    "last error",
-                ],
-                rows,
-                &json,
-            );
-            if statuses.iter().any(|(_, s)| s.error.is_some()) {
-                anyhow::bail!("some members could not be read");
-            }
-        }
+        } => status(&store, cluster.as_deref(), &members, &access, format).await,
         MysqlCommand::Promote {
             member,
             cluster,
             force,
             access,
-        } => {
-            let (credentials, docker) = access.open()?;
-            let context = Context::new(&store, &docker);
-            let report = context
-                .promote(cluster.as_deref(), &member, &credentials, force)
-                .await?;
-            if format == Format::Json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-                return Ok(());
-            }
-            println!(
-                "{} is the master (was {})",
-                report.new_master, report.old_master
-            );
-            for r in &report.replicas {
-                println!("Replica {r}: replicating from the new master");
-            }
-            for s in &report.skipped {
-                println!("Skipped (unreachable): {s}");
-            }
-        }
-        MysqlCommand::ServerId { member } => {
-            let directory = Directory::load(&store).await?;
-            let target = directory
-                .find(&member)?
-                .with_context(|| format!("no tabby endpoint or address {member}"))?;
-            let id = sql::server_id(target.ip);
-            match format {
-                Format::Json => println!("{}", json!({"member": target, "server_id": id})),
-                Format::Table => println!("{id}"),
-            }
-        }
+        } => promote(&store, cluster.as_deref(), &member, force, &access, format).await,
+        MysqlCommand::ServerId { member } => server_id(&store, &member, format).await,
+        MysqlCommand::Cluster(cmd) => cluster(&store, cmd, format).await,
     }
+}
+
+async fn bootstrap(
+    store: &Store,
+    cluster: &str,
+    master: &str,
+    replicas: &[String],
+    access: &AccessArgs,
+    options: &Options,
+    format: Format,
+) -> Result<()> {
+    let (credentials, docker) = access.open()?;
+    let context = Context::new(store, &docker);
+    let report = context
+        .bootstrap(cluster, master, replicas, &credentials, options, &bar())
+        .await?;
+    if format == Format::Json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    println!(
+        "Master {} ({}); replication user '{}'@{}",
+        report.master,
+        report.flavor,
+        credentials.repl_user,
+        report.user_hosts.join(", ")
+    );
+    for r in &report.replicas {
+        let what = match &r.outcome {
+            Outcome::Unchanged => "already replicating, unchanged".to_string(),
+            Outcome::Seeded { rows, tables } => {
+                format!("seeded ({rows} rows in {tables} tables) and replicating")
+            }
+            Outcome::Repointed => "pointed at the master and replicating".to_string(),
+        };
+        println!("Replica {}: {what}", r.replica);
+    }
+    println!("Verified: a canary row written on the master reached every replica");
+    Ok(())
+}
+
+async fn status(
+    store: &Store,
+    cluster: Option<&str>,
+    members: &[String],
+    access: &AccessArgs,
+    format: Format,
+) -> Result<()> {
+    let (credentials, docker) = access.open()?;
+    let context = Context::new(store, &docker);
+    let statuses = context.status(cluster, members, &credentials).await?;
+    let rows = statuses
+        .iter()
+        .map(|(cluster, s)| {
+            let replica = s.replica.as_ref();
+            vec![
+                or_dash(cluster.as_deref()),
+                s.name.clone(),
+                or_dash(s.host.as_deref()),
+                s.address.to_string(),
+                s.role.map(|r| r.to_string()).unwrap_or("?".into()),
+                or_dash(replica.map(|r| r.io_running.as_str())),
+                or_dash(replica.map(|r| r.sql_running.as_str())),
+                or_dash(
+                    replica
+                        .and_then(|r| r.lag)
+                        .map(|l| l.to_string())
+                        .as_deref(),
+                ),
+                or_dash(s.gtid.as_deref().filter(|g| !g.is_empty())),
+                or_dash(
+                    s.error
+                        .clone()
+                        .or_else(|| replica.and_then(|r| r.last_error()))
+                        .as_deref(),
+                ),
+            ]
+        })
+        .collect();
+    let json: Vec<_> = statuses
+        .iter()
+        .map(|(c, s)| json!({"cluster": c, "member": s}))
+        .collect();
+    let headers = [
+        "cluster",
+        "container",
+        "host",
+        "address",
+        "role",
+        "io",
+        "sql",
+        "lag",
+        "gtid",
+        "last error",
+    ];
+    print(format, &headers, rows, &json);
+    if statuses.iter().any(|(_, s)| s.error.is_some()) {
+        anyhow::bail!("some members could not be read");
+    }
+    Ok(())
+}
+
+async fn promote(
+    store: &Store,
+    cluster: Option<&str>,
+    member: &str,
+    force: bool,
+    access: &AccessArgs,
+    format: Format,
+) -> Result<()> {
+    let (credentials, docker) = access.open()?;
+    let context = Context::new(store, &docker);
+    let report = context
+        .promote(cluster, member, &credentials, force)
+        .await?;
+    if format == Format::Json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    println!(
+        "{} is the master (was {})",
+        report.new_master, report.old_master
+    );
+    for r in &report.replicas {
+        println!("Replica {r}: replicating from the new master");
+    }
+    for s in &report.skipped {
+        println!("Skipped (unreachable): {s}");
+    }
+    Ok(())
+}
+
+async fn server_id(store: &Store, member: &str, format: Format) -> Result<()> {
+    let directory = Directory::load(store).await?;
+    let target = directory
+        .find(member)?
+        .with_context(|| format!("no tabby endpoint or address {member}"))?;
+    let id = sql::server_id(target.ip);
+    match format {
+        Format::Json => println!("{}", json!({"member": target, "server_id": id})),
+        Format::Table => println!("{id}"),
+    }
+    Ok(())
+}
+
+async fn cluster(store: &Store, cmd: ClusterCommand, format: Format) -> Result<()> {
+    let shown = match cmd {
+        ClusterCommand::Create { name, members } => {
+            vec![declare::create(store, &name, &members).await?]
+        }
+        ClusterCommand::Show { name } => declare::show(store, name.as_deref()).await?,
+        ClusterCommand::Remove { name } => {
+            declare::remove(store, &name).await?;
+            println!("MySQL cluster {name} is no longer declared");
+            return Ok(());
+        }
+        ClusterCommand::Member(MemberCommand::Add { name, members }) => {
+            vec![declare::change_members(store, &name, &members, true).await?]
+        }
+        ClusterCommand::Member(MemberCommand::Remove { name, members }) => {
+            vec![declare::change_members(store, &name, &members, false).await?]
+        }
+    };
+    print_declarations(&shown, format)
+}
+
+fn print_declarations(declarations: &[MysqlDeclaration], format: Format) -> Result<()> {
+    let rows = declarations
+        .iter()
+        .map(|d| {
+            let members = d.members.join(", ");
+            vec![
+                d.name.clone(),
+                if members.is_empty() {
+                    "(none confirmed)".to_string()
+                } else {
+                    members
+                },
+                d.created.to_rfc3339(),
+            ]
+        })
+        .collect();
+    print(
+        format,
+        &["cluster", "members", "declared"],
+        rows,
+        &declarations,
+    );
     Ok(())
 }

@@ -49,6 +49,7 @@ impl<'a> Context<'a> {
         options: &bootstrap::Options,
         progress: &dyn Progress,
     ) -> Result<Report> {
+        super::declare::validate_cluster_name(cluster)?;
         if replicas.is_empty() {
             return Err(Error::Invalid("name at least one replica".into()));
         }

@@ -12,6 +12,14 @@ use super::{Credentials, Error, Result, Target};
 
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long FLUSH TABLES WITH READ LOCK may wait for running statements and
+/// table locks. Unbounded (the server's default is a year), a waiting lock
+/// holds back every write queued behind it for as long as a slow query runs.
+pub const READ_LOCK_WAIT: Duration = Duration::from_secs(10);
+
+/// ER_LOCK_WAIT_TIMEOUT.
+const LOCK_WAIT_TIMEOUT: u16 = 1205;
+
 /// What replication needs to know of a server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
@@ -191,6 +199,35 @@ impl Member {
             .first("waiting for the GTID position", &statement)
             .await?;
         Ok(answer.flatten() == Some(0))
+    }
+
+    /// FLUSH TABLES WITH READ LOCK, waiting at most `READ_LOCK_WAIT`.
+    pub async fn global_read_lock(&mut self, what: &str) -> Result<()> {
+        let bound = format!(
+            "SET SESSION lock_wait_timeout = {}",
+            READ_LOCK_WAIT.as_secs()
+        );
+        self.exec(what, &bound).await?;
+        let result = self.conn.query_drop("FLUSH TABLES WITH READ LOCK").await;
+        // The bound is for the lock only: later statements keep the default.
+        let reset = self
+            .exec(what, "SET SESSION lock_wait_timeout = DEFAULT")
+            .await;
+        match result {
+            Err(mysql_async::Error::Server(e)) if e.code == LOCK_WAIT_TIMEOUT => {
+                Err(Error::Check {
+                    member: self.target.to_string(),
+                    message: format!(
+                        "{what}: FLUSH TABLES WITH READ LOCK was not granted within {} s \
+                         (lock_wait_timeout): a long-running statement or LOCK TABLES holds \
+                         tables; retry once it is done",
+                        READ_LOCK_WAIT.as_secs()
+                    ),
+                })
+            }
+            Err(e) => Err(self.query_error(what, e)),
+            Ok(()) => reset,
+        }
     }
 
     pub async fn disconnect(self) {

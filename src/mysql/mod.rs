@@ -10,6 +10,7 @@
 
 pub mod bootstrap;
 pub mod cluster;
+pub mod declare;
 pub mod labels;
 pub mod member;
 pub mod promote;
@@ -63,18 +64,12 @@ impl Password {
     }
 
     /// Reads a password file: its first line, without the line ending.
+    /// A file that group or others can read is refused, as ssh refuses
+    /// such a private key: the password is as exposed as the file.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            Error::Invalid(format!("cannot read password file {}: {e}", path.display()))
-        })?;
-        let line = text.lines().next().unwrap_or("");
-        if line.is_empty() {
-            return Err(Error::Invalid(format!(
-                "password file {} is empty",
-                path.display()
-            )));
-        }
-        Ok(Password(line.to_string()))
+        crate::secret_file::read_first_line(path)
+            .map(Password)
+            .map_err(|e| Error::Invalid(format!("password file: {e}")))
     }
 
     pub fn expose(&self) -> &str {
@@ -129,6 +124,22 @@ impl Credentials {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn open_password_files_are_refused_with_the_fix() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pw");
+        std::fs::write(&path, "s3cret\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = Password::from_file(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("chmod 600") && !err.contains("s3cret"),
+            "{err}"
+        );
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(Password::from_file(&path).unwrap().expose(), "s3cret");
+    }
 
     #[test]
     fn derived_replication_password_is_stable_and_not_the_admin_one() {

@@ -102,8 +102,12 @@ pub async fn promote(
         // the candidate catches up.
         old.exec("making it read-only", "SET GLOBAL read_only = ON")
             .await?;
-        old.exec("stopping writes", "FLUSH TABLES WITH READ LOCK")
-            .await?;
+        if let Err(e) = old.global_read_lock("stopping writes").await {
+            let _ = old
+                .exec("making it writable again", "SET GLOBAL read_only = OFF")
+                .await;
+            return Err(e);
+        }
         let position = old.gtid_position().await?;
         if !new_master
             .wait_for_gtid(&position, CATCH_UP_TIMEOUT)

@@ -113,10 +113,7 @@ pub async fn seed(
         )
         .await?;
     master
-        .exec(
-            "locking for a consistent position",
-            "FLUSH TABLES WITH READ LOCK",
-        )
+        .global_read_lock("locking for a consistent position")
         .await?;
     let snapshot = async {
         master

@@ -14,6 +14,7 @@
 //! <prefix>/netdefs/<name>               NetworkDef
 //! <prefix>/netstatus/<name>/<host>      NetworkStatus
 //! <prefix>/mysql/<cluster>             MysqlCluster (members, never credentials)
+//! <prefix>/mysqldecl/<cluster>         MysqlDeclaration (label bootstrap allowed)
 //! ```
 
 use ipnet::Ipv4Net;
@@ -145,6 +146,14 @@ impl Keys {
         format!("{}{name}", self.mysql_clusters())
     }
 
+    pub fn mysql_declarations(&self) -> String {
+        format!("{}/mysqldecl/", self.prefix)
+    }
+
+    pub fn mysql_declaration(&self, name: &str) -> String {
+        format!("{}{name}", self.mysql_declarations())
+    }
+
     /// Keys whose changes can change a host's routes, links or firewall.
     pub fn affects_routes(&self, key: &str) -> bool {
         [
@@ -162,7 +171,9 @@ impl Keys {
 
     /// Keys whose changes can start a label-driven MySQL bootstrap.
     pub fn affects_mysql(&self, key: &str) -> bool {
-        key.starts_with(&self.endpoints()) || key.starts_with(&self.mysql_clusters())
+        key.starts_with(&self.endpoints())
+            || key.starts_with(&self.mysql_clusters())
+            || key.starts_with(&self.mysql_declarations())
     }
 
     pub fn affects_networks(&self, key: &str) -> bool {

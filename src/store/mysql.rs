@@ -1,7 +1,7 @@
 //! MySQL cluster records.
 
-use super::{Error, Store, unversioned};
-use crate::model::MysqlCluster;
+use super::{Error, Expect, Store, Versioned, unversioned};
+use crate::model::{MysqlCluster, MysqlDeclaration};
 
 impl Store {
     pub async fn mysql_clusters(&self) -> Result<Vec<MysqlCluster>, Error> {
@@ -28,5 +28,39 @@ impl Store {
 
     pub async fn delete_mysql_cluster(&self, name: &str) -> Result<bool, Error> {
         self.kv.delete(&self.keys.mysql_cluster(name)).await
+    }
+}
+
+/// Declarations: which labelled clusters agents may bootstrap.
+impl Store {
+    pub async fn mysql_declarations(&self) -> Result<Vec<MysqlDeclaration>, Error> {
+        Ok(unversioned(
+            self.list_typed(&self.keys.mysql_declarations()).await?,
+        ))
+    }
+
+    pub async fn mysql_declaration(
+        &self,
+        name: &str,
+    ) -> Result<Option<Versioned<MysqlDeclaration>>, Error> {
+        self.get_typed(&self.keys.mysql_declaration(name)).await
+    }
+
+    /// Writes a declaration if it is as `expect`s; false if it was not.
+    pub async fn swap_mysql_declaration(
+        &self,
+        declaration: &MysqlDeclaration,
+        expect: Expect,
+    ) -> Result<bool, Error> {
+        self.swap_typed(
+            &self.keys.mysql_declaration(&declaration.name),
+            expect,
+            Some(declaration),
+        )
+        .await
+    }
+
+    pub async fn delete_mysql_declaration(&self, name: &str) -> Result<bool, Error> {
+        self.kv.delete(&self.keys.mysql_declaration(name)).await
     }
 }
