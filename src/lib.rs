@@ -14,5 +14,6 @@ pub mod policy;
 pub mod routing;
 pub mod secret_file;
 pub mod store;
+pub mod validate;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

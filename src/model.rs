@@ -7,6 +7,8 @@ use chrono::{DateTime, Utc};
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
+mod checks;
+
 /// An address pool that Docker networks draw /32s from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pool {

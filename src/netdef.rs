@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use chrono::Utc;
 use ipnet::Ipv4Net;
 
-use crate::ipam::{self, Ipam};
+use crate::ipam::{self, Ipam, short_id};
 use crate::model::{NetworkDef, NetworkStatus};
 use crate::store::{self, Store};
 
@@ -16,10 +16,8 @@ pub enum Error {
     Store(#[from] store::Error),
     #[error(transparent)]
     Ipam(#[from] ipam::Error),
-    #[error(
-        "invalid {what} {name:?}: use letters, digits, '_', '.' and '-', starting with a letter or digit"
-    )]
-    BadName { what: &'static str, name: String },
+    #[error(transparent)]
+    BadName(#[from] crate::validate::ValidationError),
     #[error("network {0} already exists")]
     Exists(String),
     #[error("no network {0}")]
@@ -28,20 +26,10 @@ pub enum Error {
     InUse { name: String, hosts: String },
 }
 
-/// Docker's own rule for names, so that every host accepts the name.
+/// Docker's own alphabet for names (so that every host accepts the name),
+/// at most 63 characters.
 pub fn validate_name(what: &'static str, name: &str) -> Result<(), Error> {
-    let mut chars = name.chars();
-    let ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
-        && name.len() <= 64;
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::BadName {
-            what,
-            name: name.to_string(),
-        })
-    }
+    Ok(crate::validate::name(what, name)?)
 }
 
 /// Records a network for every host. The subnet's pool is created if no
@@ -55,7 +43,7 @@ pub async fn create(
 ) -> Result<NetworkDef, Error> {
     validate_name("network name", name)?;
     if let Some(p) = profile {
-        validate_name("profile name", p)?;
+        crate::validate::profile_name("profile name", p)?;
     }
     if store.netdef(name).await?.is_some() {
         return Err(Error::Exists(name.to_string()));
@@ -92,7 +80,7 @@ pub async fn remove(store: &Store, name: &str) -> Result<(), Error> {
         if docker_ids.contains(&ep.network_id) {
             users.push(format!(
                 "{} on {}",
-                ep.container.as_deref().unwrap_or(&ep.id[..12]),
+                ep.container.as_deref().unwrap_or(short_id(&ep.id)),
                 ep.host
             ));
         }

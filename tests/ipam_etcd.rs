@@ -144,3 +144,55 @@ async fn blocks_are_claimed_then_borrowed_and_small_pools_exhaust() {
         freed
     );
 }
+
+#[tokio::test]
+async fn each_bad_pool_is_refused_and_etcd_is_unchanged() {
+    let etcd = support::Etcd::start();
+    let store = store(&etcd, "/t3").await;
+    let ipam = Ipam::new(store.clone(), "cli");
+    ipam.add_pool("198.18.64.0/20".parse().unwrap(), 26)
+        .await
+        .unwrap();
+    let before = store.revision().await.unwrap();
+    for (cidr, block) in [
+        ("0.0.0.0/0", 26),
+        ("10.0.0.0/7", 26),
+        ("127.0.0.0/8", 24),
+        ("169.254.0.0/16", 26),
+        ("224.0.0.0/8", 24),
+        ("240.0.0.0/8", 24),
+        ("255.255.255.255/32", 32),
+        ("10.0.0.0/8", 26),
+        ("198.18.66.0/24", 26),
+    ] {
+        let err = ipam.add_pool(cidr.parse().unwrap(), block).await;
+        assert!(err.is_err(), "{cidr} accepted");
+    }
+    assert_eq!(store.revision().await.unwrap(), before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_overlapping_pool_adds_never_both_succeed() {
+    let etcd = support::Etcd::start();
+    for round in 0..10 {
+        let prefix = format!("/t4-{round}");
+        let mut tasks = Vec::new();
+        for cidr in ["198.18.64.0/20", "198.18.66.0/24", "198.18.64.0/18"] {
+            // Separate connections, as separate CLI runs have.
+            let ipam = Ipam::new(store(&etcd, &prefix).await, "cli");
+            tasks.push(tokio::spawn(async move {
+                ipam.add_pool(cidr.parse().unwrap(), 26).await
+            }));
+        }
+        let mut won = 0;
+        for task in tasks {
+            match task.await.unwrap() {
+                Ok(_) => won += 1,
+                Err(Error::Overlap { .. }) => {}
+                Err(other) => panic!("unexpected {other}"),
+            }
+        }
+        assert_eq!(won, 1, "round {round}");
+        assert_eq!(store(&etcd, &prefix).await.pools().await.unwrap().len(), 1);
+    }
+}

@@ -69,7 +69,7 @@ fn ipam_check_finds_and_repairs_deliberately_corrupted_state() {
     call(
         "/NetworkDriver.CreateEndpoint",
         json!({
-            "NetworkID": network, "EndpointID": "feedfacefeedface0000", "Interface": {"Address": stale}, "Options": {}
+            "NetworkID": network, "EndpointID": "feedfacefeedface".repeat(4), "Interface": {"Address": stale}, "Options": {}
         }),
     );
     // A live endpoint whose address IPAM lost.

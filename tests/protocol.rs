@@ -83,8 +83,8 @@ fn a_full_attach_cycle_in_docker_call_order() {
     assert_eq!(default["Pool"], "0.0.0.0/0");
     assert_eq!(default["PoolID"], pool_id.as_str());
 
-    let net = "n".repeat(64);
-    let ep = "e".repeat(64);
+    let net = "0a".repeat(32);
+    let ep = "e1".repeat(32);
     ok(
         &lab,
         "/NetworkDriver.CreateNetwork",
@@ -363,9 +363,39 @@ fn bad_requests_are_refused_and_change_nothing() {
             "/NetworkDriver.DeleteNetwork",
             json!({"NetworkID": ""}),
         ),
+        (
+            "non-hex network ID",
+            "/NetworkDriver.CreateNetwork",
+            json!({"NetworkID": "n".repeat(64), "IPv4Data": [{"Pool": POOL, "Gateway": "169.254.1.1/32"}]}),
+        ),
+        (
+            "short endpoint ID",
+            "/NetworkDriver.CreateEndpoint",
+            json!({"NetworkID": net, "EndpointID": "abc", "Interface": {"Address": "198.18.64.9/32"}}),
+        ),
+        (
+            "non-ASCII endpoint ID",
+            "/NetworkDriver.Join",
+            json!({"NetworkID": net, "EndpointID": format!("é{}", "a".repeat(62)), "SandboxKey": ""}),
+        ),
+        (
+            "endpoint ID with a newline",
+            "/NetworkDriver.Leave",
+            json!({"NetworkID": net, "EndpointID": format!("{}\n", "a".repeat(63))}),
+        ),
+        (
+            "loopback pool",
+            "/IpamDriver.RequestPool",
+            json!({"Pool": "127.0.0.0/8"}),
+        ),
     ];
     for (what, path, body) in json_cases {
         let err = assert_refused(&call(&lab, path, body), what);
+        if (what.contains("network ID") || what.contains("endpoint ID"))
+            && !what.starts_with("empty")
+        {
+            assert!(err.contains("64 lowercase hex digits"), "{what}: {err}");
+        }
         if what == "overlapping pool" {
             assert!(
                 err.contains("overlaps existing pool 198.18.64.0/20"),

@@ -56,7 +56,7 @@ pub fn host_veth_name(endpoint_id: &str) -> String {
     let take = IFNAMSIZ - VETH_PREFIX.len();
     format!(
         "{VETH_PREFIX}{}",
-        &endpoint_id[..endpoint_id.len().min(take)]
+        crate::validate::prefix(endpoint_id, take)
     )
 }
 
@@ -66,7 +66,7 @@ pub fn peer_veth_name(endpoint_id: &str) -> String {
     let take = IFNAMSIZ - PEER_PREFIX.len();
     format!(
         "{PEER_PREFIX}{}",
-        &endpoint_id[..endpoint_id.len().min(take)]
+        crate::validate::prefix(endpoint_id, take)
     )
 }
 

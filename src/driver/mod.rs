@@ -36,6 +36,8 @@ pub enum Error {
     Firewall(#[from] policy::Error),
     #[error("{0}")]
     Invalid(String),
+    #[error(transparent)]
+    Validation(#[from] crate::validate::ValidationError),
     #[error("{0} is not supported by tabby")]
     Unsupported(String),
     #[error("network {0} is not a tabby network on this host")]
@@ -98,11 +100,10 @@ impl Driver {
     }
 }
 
-fn require(what: &str, value: &str) -> Result<(), Error> {
-    if value.trim().is_empty() {
-        return Err(Error::Invalid(format!("{what} is empty")));
-    }
-    Ok(())
+/// Every ID a plugin call carries is checked on arrival: a bad one gets a
+/// clear error before it reaches the store, a link name or iptables text.
+fn docker_id(what: &'static str, value: &str) -> Result<(), Error> {
+    Ok(crate::validate::docker_id(what, value)?)
 }
 
 /// Parses `A.B.C.D` or `A.B.C.D/N` as Docker sends addresses.

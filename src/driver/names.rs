@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use tracing::debug;
+use tracing::{debug, warn};
 
 use super::Driver;
 use crate::ipam::Ipam;
@@ -93,6 +93,10 @@ impl Driver {
                         return;
                     }
                 };
+                if let Err(err) = crate::validate::container_name(&name) {
+                    warn!(error = %err, "container name not recorded");
+                    return;
+                }
                 let labels = docker.container_labels(&name).await.unwrap_or_else(|err| {
                     debug!(error = %err, "cannot read container labels");
                     Default::default()

@@ -6,7 +6,7 @@ use chrono::Utc;
 use tracing::{info, warn};
 
 use super::names::update_endpoint;
-use super::{Driver, Error, parse_address, parse_cidr, require};
+use super::{Driver, Error, docker_id, parse_address, parse_cidr};
 use crate::dataplane::{GATEWAY, host_veth_name};
 use crate::ipam::describe;
 use crate::model::{Endpoint, EndpointState, Network};
@@ -42,7 +42,7 @@ impl Driver {
         gateway: &str,
         options: BTreeMap<String, String>,
     ) -> Result<(), Error> {
-        require("NetworkID", id)?;
+        docker_id("NetworkID", id)?;
         if gateway.split('/').next() != Some(GATEWAY.to_string().as_str()) {
             return Err(Error::Invalid(
                 "tabby networks need tabby's IPAM: add --ipam-driver tabby (the same name as -d)"
@@ -59,8 +59,7 @@ impl Driver {
             .get(PROFILE_OPTION)
             .cloned()
             .unwrap_or_else(|| id.to_string());
-        crate::netdef::validate_name("profile name", &profile)
-            .map_err(|e| Error::Invalid(e.to_string()))?;
+        crate::validate::profile_name("profile name", &profile)?;
         self.ensure_profile(&profile).await?;
         let network = Network {
             id: id.to_string(),
@@ -75,7 +74,7 @@ impl Driver {
     }
 
     pub async fn delete_network(&self, id: &str) -> Result<(), Error> {
-        require("NetworkID", id)?;
+        docker_id("NetworkID", id)?;
         if self.store.network(id).await?.is_none() {
             return Err(Error::UnknownNetwork(id.to_string()));
         }
@@ -103,8 +102,8 @@ impl Driver {
         endpoint_id: &str,
         address: &str,
     ) -> Result<(), Error> {
-        require("NetworkID", network_id)?;
-        require("EndpointID", endpoint_id)?;
+        docker_id("NetworkID", network_id)?;
+        docker_id("EndpointID", endpoint_id)?;
         if address.is_empty() {
             return Err(Error::Invalid(
                 "the endpoint has no IPv4 address: tabby networks need --ipam-driver tabby".into(),
@@ -160,8 +159,8 @@ impl Driver {
     }
 
     async fn local_endpoint(&self, network_id: &str, endpoint_id: &str) -> Result<Endpoint, Error> {
-        require("NetworkID", network_id)?;
-        require("EndpointID", endpoint_id)?;
+        docker_id("NetworkID", network_id)?;
+        docker_id("EndpointID", endpoint_id)?;
         match self.store.endpoint(self.host(), endpoint_id).await? {
             Some(ep) if ep.network_id == network_id => Ok(ep),
             _ => Err(Error::UnknownEndpoint(endpoint_id.to_string())),

@@ -12,6 +12,7 @@ use super::{Driver, Error};
 use crate::dataplane::{self, Route, RouteTarget, endpoint_route, peer_veth_name, sysctl};
 use crate::model::{EndpointState, NodeStatus};
 use crate::routing::{ClusterView, desired_routes};
+use crate::validate::{Validate, valid_only};
 
 #[derive(Debug, Default)]
 pub struct ResyncReport {
@@ -31,14 +32,14 @@ impl Driver {
     /// Programs the firewall for the datastore's endpoints and profiles.
     /// Cheap when nothing changed: the backend skips what it applied last.
     pub async fn converge_policy(&self) -> Result<(), Error> {
-        let all = self.store.endpoints().await?;
-        let profiles = self.store.profiles().await?;
+        let all = valid_only("endpoint", self.store.endpoints().await?);
+        let profiles = valid_only("profile", self.store.profiles().await?);
         let local: Vec<_> = all
             .iter()
             .filter(|e| e.host == self.host())
             .cloned()
             .collect();
-        let exposures = self.store.exposures().await?;
+        let exposures = valid_only("exposure", self.store.exposures().await?);
         let state = crate::policy::render(&crate::policy::PolicyInput {
             local: &local,
             all: &all,
@@ -53,15 +54,10 @@ impl Driver {
     pub async fn resync(&self) -> Result<ResyncReport, Error> {
         // Policy first: a new endpoint's chains must exist before traffic.
         self.converge_policy().await?;
-        let pools = self.ipam.pools().await?;
-        let blocks: Vec<_> = self
-            .store
-            .blocks()
-            .await?
-            .into_iter()
-            .map(|b| b.value)
-            .collect();
-        let nodes = self.store.nodes().await?;
+        let pools = valid_only("pool", self.ipam.pools().await?);
+        let blocks = self.store.blocks().await?.into_iter().map(|b| b.value);
+        let blocks = valid_only("block", blocks.collect());
+        let nodes = valid_only("node", self.store.nodes().await?);
         let alive: HashSet<String> = self.store.alive_hosts().await?.into_iter().collect();
         let view = ClusterView {
             pools: &pools,
@@ -93,6 +89,10 @@ impl Driver {
         for ep in &endpoints {
             keep.insert(ep.veth.clone());
             keep.insert(peer_veth_name(&ep.id));
+            // Kept, but never routed to: its fields are not trusted.
+            if ep.validate().is_err() {
+                continue;
+            }
             if links.contains(&ep.veth) {
                 sysctl::configure_endpoint_interface(&ep.veth)?;
                 desired.insert(ep.ip.into(), endpoint_route(ep.ip, &ep.veth));

@@ -5,10 +5,10 @@
 mod allocate;
 pub mod block;
 pub mod check;
+mod pools;
 
 use std::net::Ipv4Addr;
 
-use chrono::Utc;
 use ipnet::Ipv4Net;
 
 use crate::model::{Handle, Pool};
@@ -32,12 +32,12 @@ pub enum Error {
     PoolExists(Ipv4Net),
     #[error("pool {cidr} overlaps existing pool {other}")]
     Overlap { cidr: Ipv4Net, other: Ipv4Net },
-    #[error("{0} is not a network address: did you mean {1}?")]
-    NotNetwork(Ipv4Net, Ipv4Net),
     #[error("block size /{block} is invalid for pool {pool}: use a prefix length from 16 to 32")]
     BadBlockSize { pool: Ipv4Net, block: u8 },
     #[error("the block record for {key} holds block {found}: the record is corrupt")]
     CorruptBlock { key: Ipv4Net, found: Ipv4Net },
+    #[error(transparent)]
+    Invalid(#[from] crate::validate::ValidationError),
     #[error("no address pool exists: add one with `tabby pool add CIDR` or pass --subnet")]
     NoPools,
     #[error("pool {pool} still has {count} allocated address(es); release them first")]
@@ -60,7 +60,7 @@ pub fn describe(handle: &Handle) -> String {
 }
 
 pub fn short_id(id: &str) -> &str {
-    &id[..id.len().min(12)]
+    crate::validate::prefix(id, 12)
 }
 
 /// IPAM as seen from one host: that host claims blocks and owns handles.
@@ -75,41 +75,6 @@ impl Ipam {
         Ipam {
             store,
             host: host.to_string(),
-        }
-    }
-
-    /// Adds a pool, refusing overlaps. The block prefix is clamped to the
-    /// pool's own prefix so a small pool is one block.
-    pub async fn add_pool(&self, cidr: Ipv4Net, block_prefix: u8) -> Result<Pool, Error> {
-        let pool = validate_pool(cidr, block_prefix)?;
-        for existing in self.store.pools().await? {
-            let other = existing.value.cidr;
-            if other == cidr {
-                return Err(Error::PoolExists(cidr));
-            }
-            if other.contains(&cidr) || cidr.contains(&other) {
-                return Err(Error::Overlap { cidr, other });
-            }
-        }
-        if !self.store.create_pool(&pool).await? {
-            return Err(Error::PoolExists(cidr));
-        }
-        Ok(pool)
-    }
-
-    /// The pool with exactly this CIDR, created if none overlaps it.
-    pub async fn ensure_pool(&self, cidr: Ipv4Net, block_prefix: u8) -> Result<Pool, Error> {
-        if let Some(pool) = self.store.pool(&cidr).await? {
-            return Ok(pool.value);
-        }
-        match self.add_pool(cidr, block_prefix).await {
-            Err(Error::PoolExists(_)) => self
-                .store
-                .pool(&cidr)
-                .await?
-                .map(|p| p.value)
-                .ok_or(Error::NoSuchPool(cidr)),
-            other => other,
         }
     }
 
@@ -172,23 +137,6 @@ impl Ipam {
         self.store.delete_pool(cidr).await?;
         Ok(())
     }
-}
-
-fn validate_pool(cidr: Ipv4Net, block_prefix: u8) -> Result<Pool, Error> {
-    if cidr.trunc() != cidr {
-        return Err(Error::NotNetwork(cidr, cidr.trunc()));
-    }
-    if !(16..=32).contains(&block_prefix) {
-        return Err(Error::BadBlockSize {
-            pool: cidr,
-            block: block_prefix,
-        });
-    }
-    Ok(Pool {
-        cidr,
-        block_prefix: block_prefix.max(cidr.prefix_len()),
-        created: Utc::now(),
-    })
 }
 
 #[cfg(test)]

@@ -170,7 +170,7 @@ async fn overlapping_pools_are_refused_and_pools_in_use_are_kept() {
     );
     assert!(matches!(
         ipam.add_pool(net("198.18.64.1/20"), 26).await,
-        Err(Error::NotNetwork(..))
+        Err(Error::Invalid(..))
     ));
     let ip = ipam
         .allocate(&pool, None, Handle::for_host("h1"))

@@ -54,7 +54,7 @@ impl Direction {
 }
 
 pub async fn add(store: &Store, name: &str) -> Result<Profile, Error> {
-    crate::netdef::validate_name("profile name", name).map_err(|e| Error::Name(e.to_string()))?;
+    crate::validate::profile_name("profile name", name).map_err(|e| Error::Name(e.to_string()))?;
     let profile = default_profile(name);
     if !store.swap_profile(&profile, Expect::Absent).await? {
         return Err(Error::Exists(name.to_string()));
@@ -161,7 +161,7 @@ pub async fn set_tag(
     tag: &str,
     present: bool,
 ) -> Result<Profile, Error> {
-    crate::netdef::validate_name("tag", tag).map_err(|e| Error::Name(e.to_string()))?;
+    crate::validate::profile_name("tag", tag).map_err(|e| Error::Name(e.to_string()))?;
     update(store, name, |p| {
         if present {
             p.tags.insert(tag.to_string());

@@ -77,7 +77,7 @@ fn profile_chain(direction: &str, profile: &str) -> String {
 fn endpoint_chain(direction: &str, endpoint_id: &str) -> String {
     format!(
         "TABBY-{direction}W-{}",
-        &endpoint_id[..endpoint_id.len().min(12)]
+        crate::validate::prefix(endpoint_id, 12)
     )
 }
 
@@ -271,7 +271,7 @@ pub fn render(input: &PolicyInput) -> PolicyState {
     let (mut from_dispatch, mut to_dispatch) = (Vec::new(), Vec::new());
     for ep in input.local {
         let (fw, tw) = (endpoint_chain("F", &ep.id), endpoint_chain("T", &ep.id));
-        let key = ep.veth[VETH_PREFIX.len()..].chars().next().unwrap_or('_');
+        let key = ep.veth.chars().nth(VETH_PREFIX.len()).unwrap_or('_');
         from_dispatch.push((key, format!("-i {} -g {fw}", ep.veth)));
         to_dispatch.push((key, format!("-o {} -g {tw}", ep.veth)));
         let clear = format!(

@@ -51,7 +51,7 @@ fn parse_match<'a>(
         match slot {
             "ports" if m.ports.is_empty() => m.ports = parse_ports(value)?,
             "tag" if m.tag.is_none() => {
-                crate::netdef::validate_name("tag", value).map_err(|e| err(e.to_string()))?;
+                crate::validate::profile_name("tag", value).map_err(|e| err(e.to_string()))?;
                 m.tag = Some(value.to_string());
             }
             "cidr" if m.cidr.is_none() => {
@@ -111,24 +111,14 @@ pub fn parse_rule(words: &[&str]) -> Result<Rule, RuleError> {
     Ok(rule)
 }
 
-/// Checks a rule however it was made (parsed, or read from JSON).
+/// Checks a rule however it was made (parsed, or read from JSON): what
+/// the kernel backend cannot express is refused here, with the reason.
 pub fn validate(rule: &Rule) -> Result<(), RuleError> {
-    let has_ports = !rule.from.ports.is_empty() || !rule.to.ports.is_empty();
-    if has_ports && !matches!(rule.protocol, Some(Protocol::Tcp | Protocol::Udp)) {
-        return Err(err("ports need tcp or udp"));
-    }
-    for m in [&rule.from, &rule.to] {
-        if m.ports.iter().any(|p| p.first == 0 || p.first > p.last) {
-            return Err(err("bad port range"));
-        }
-        if m.ports.len() > 15 {
-            return Err(err("at most 15 ports per side"));
-        }
-        if let Some(tag) = &m.tag {
-            crate::netdef::validate_name("tag", tag).map_err(|e| err(e.to_string()))?;
-        }
-    }
-    Ok(())
+    use crate::validate::ValidationError;
+    crate::validate::rule(rule).map_err(|e| match e {
+        ValidationError::Rule(msg) => err(msg),
+        other => err(other.to_string()),
+    })
 }
 
 /// The default profile, as calicoctl made it: members reach each other,

@@ -12,7 +12,7 @@ use tonic::Code;
 use tracing::{debug, warn};
 
 use super::Error;
-use super::kv::{Expect, KeyStream, Kv, LeaseGuard, Versioned};
+use super::kv::{Expect, KeyStream, Kv, LeaseGuard, Swap, Versioned};
 
 /// Every request is bounded: with quorum lost a plugin call must fail with
 /// a clear error instead of hanging dockerd.
@@ -113,6 +113,44 @@ impl EtcdKv {
     }
 }
 
+/// The IPv4 addresses of `http(s)://HOST:PORT` endpoints; a name is
+/// resolved, and one that does not resolve adds nothing (connecting to it
+/// fails on its own).
+pub async fn ipv4_addresses(endpoints: &[String]) -> Vec<std::net::Ipv4Addr> {
+    let mut out = Vec::new();
+    for endpoint in endpoints {
+        let rest = endpoint
+            .split_once("://")
+            .map_or(endpoint.as_str(), |(_, r)| r);
+        let authority = rest.split('/').next().unwrap_or_default();
+        let host_port = match authority.rsplit_once(':') {
+            Some((h, p)) if p.parse::<u16>().is_ok() => (h.to_string(), p.parse().unwrap_or(2379)),
+            _ => (authority.to_string(), 2379),
+        };
+        if let Ok(ip) = host_port.0.parse::<std::net::Ipv4Addr>() {
+            out.push(ip);
+        } else if let Ok(addrs) = tokio::net::lookup_host(host_port).await {
+            out.extend(addrs.filter_map(|a| match a.ip() {
+                std::net::IpAddr::V4(ip) => Some(ip),
+                std::net::IpAddr::V6(_) => None,
+            }));
+        }
+    }
+    out
+}
+
+fn swap_parts(key: &str, expect: Expect, value: Option<Vec<u8>>) -> (Compare, TxnOp) {
+    let compare = match expect {
+        Expect::Absent => Compare::create_revision(key, CompareOp::Equal, 0),
+        Expect::Revision(rev) => Compare::mod_revision(key, CompareOp::Equal, rev),
+    };
+    let op = match value {
+        Some(value) => TxnOp::put(key, value, None),
+        None => TxnOp::delete(key, None),
+    };
+    (compare, op)
+}
+
 fn key_string(key: &[u8]) -> String {
     String::from_utf8_lossy(key).into_owned()
 }
@@ -163,15 +201,23 @@ impl Kv for EtcdKv {
     }
 
     async fn swap(&self, key: &str, expect: Expect, value: Option<Vec<u8>>) -> Result<bool, Error> {
-        let compare = match expect {
-            Expect::Absent => Compare::create_revision(key, CompareOp::Equal, 0),
-            Expect::Revision(rev) => Compare::mod_revision(key, CompareOp::Equal, rev),
-        };
-        let op = match value {
-            Some(value) => TxnOp::put(key, value, None),
-            None => TxnOp::delete(key, None),
-        };
+        let (compare, op) = swap_parts(key, expect, value);
         let txn = Txn::new().when([compare]).and_then([op]);
+        let resp = self
+            .call("write", |c| {
+                let txn = txn.clone();
+                async move { c.kv_client().txn(txn).await }
+            })
+            .await?;
+        Ok(resp.succeeded())
+    }
+
+    async fn swap_all(&self, swaps: Vec<Swap>) -> Result<bool, Error> {
+        let (compares, ops): (Vec<_>, Vec<_>) = swaps
+            .into_iter()
+            .map(|s| swap_parts(&s.key, s.expect, s.value))
+            .unzip();
+        let txn = Txn::new().when(compares).and_then(ops);
         let resp = self
             .call("write", |c| {
                 let txn = txn.clone();

@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! <prefix>/pools/<a.b.c.d-len>          Pool
+//! <prefix>/poolindex                    rewritten with every pool added (overlap check)
 //! <prefix>/blocks/<a.b.c.d-len>         Block (allocations inside)
 //! <prefix>/networks/<docker network id> Network
 //! <prefix>/endpoints/<host>/<id>        Endpoint
@@ -50,6 +51,11 @@ impl Keys {
 
     pub fn pool(&self, cidr: &Ipv4Net) -> String {
         format!("{}{}", self.pools(), cidr_segment(cidr))
+    }
+
+    /// Outside `pools/`, so listing pools never returns it.
+    pub fn pool_index(&self) -> String {
+        format!("{}/poolindex", self.prefix)
     }
 
     pub fn blocks(&self) -> String {

@@ -29,6 +29,14 @@ pub enum Expect {
     Revision(i64),
 }
 
+/// One write of a multi-key transaction: `value` `None` deletes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Swap {
+    pub key: String,
+    pub expect: Expect,
+    pub value: Option<Vec<u8>>,
+}
+
 #[async_trait]
 pub trait Kv: Send + Sync {
     async fn get(&self, key: &str) -> Result<Option<Versioned<Vec<u8>>>, Error>;
@@ -38,6 +46,9 @@ pub trait Kv: Send + Sync {
     /// Writes (or, with `None`, deletes) only if the key is as expected.
     /// Returns false, changing nothing, when it is not.
     async fn swap(&self, key: &str, expect: Expect, value: Option<Vec<u8>>) -> Result<bool, Error>;
+    /// All of `swaps` in one transaction: every key must be as expected,
+    /// else nothing is written and the answer is false.
+    async fn swap_all(&self, swaps: Vec<Swap>) -> Result<bool, Error>;
     /// Deletes a key; true if it existed.
     async fn delete(&self, key: &str) -> Result<bool, Error>;
     /// Writes a key that disappears unless this process stays alive; the

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use super::Error;
-use super::kv::{Expect, KeyStream, Kv, LeaseGuard, Versioned};
+use super::kv::{Expect, KeyStream, Kv, LeaseGuard, Swap, Versioned};
 
 pub struct MemoryKv {
     inner: Mutex<State>,
@@ -81,6 +81,23 @@ impl Kv for MemoryKv {
         };
         if matches {
             self.write(&mut state, key, value);
+        }
+        Ok(matches)
+    }
+
+    async fn swap_all(&self, swaps: Vec<Swap>) -> Result<bool, Error> {
+        let mut state = self.inner.lock().unwrap();
+        let matches = swaps.iter().all(|s| {
+            let current = state.data.get(&s.key).map(|v| v.revision);
+            match s.expect {
+                Expect::Absent => current.is_none(),
+                Expect::Revision(rev) => current == Some(rev),
+            }
+        });
+        if matches {
+            for s in swaps {
+                self.write(&mut state, &s.key, s.value);
+            }
         }
         Ok(matches)
     }

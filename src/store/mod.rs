@@ -6,7 +6,9 @@ pub mod keys;
 pub mod kv;
 pub mod memory;
 mod mysql;
+mod pools;
 
+use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use ipnet::Ipv4Net;
@@ -14,10 +16,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::model::{
-    Block, Endpoint, Exposure, Network, NetworkDef, NetworkStatus, Node, NodeStatus, Pool, Profile,
+    Block, Endpoint, Exposure, Network, NetworkDef, NetworkStatus, Node, NodeStatus, Profile,
 };
 pub use keys::Keys;
-pub use kv::{Expect, KeyStream, Kv, LeaseGuard, Versioned};
+pub use kv::{Expect, KeyStream, Kv, LeaseGuard, Swap, Versioned};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -46,6 +48,8 @@ pub enum Error {
 pub struct Store {
     kv: Arc<dyn Kv>,
     keys: Keys,
+    /// The etcd members' IPv4 addresses: no pool may contain them.
+    etcd_addresses: Arc<Vec<Ipv4Addr>>,
 }
 
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
@@ -65,6 +69,7 @@ impl Store {
         Store {
             kv,
             keys: Keys::new(prefix),
+            etcd_addresses: Arc::default(),
         }
     }
 
@@ -74,7 +79,17 @@ impl Store {
 
     pub async fn connect(endpoints: &[String], prefix: &str) -> Result<Self, Error> {
         let kv = etcd::EtcdKv::connect(endpoints).await?;
-        Ok(Store::new(Arc::new(kv), prefix))
+        let addresses = etcd::ipv4_addresses(endpoints).await;
+        Ok(Store::new(Arc::new(kv), prefix).with_etcd_addresses(addresses))
+    }
+
+    pub fn with_etcd_addresses(mut self, addresses: Vec<Ipv4Addr>) -> Self {
+        self.etcd_addresses = Arc::new(addresses);
+        self
+    }
+
+    pub fn etcd_addresses(&self) -> &[Ipv4Addr] {
+        &self.etcd_addresses
     }
 
     pub fn keys(&self) -> &Keys {
@@ -127,26 +142,6 @@ impl Store {
     /// Changes anywhere under the prefix, from `from_revision` on.
     pub async fn watch(&self, from_revision: i64) -> Result<KeyStream, Error> {
         self.kv.watch(&self.keys.root(), from_revision).await
-    }
-
-    // Pools
-
-    pub async fn pools(&self) -> Result<Vec<Versioned<Pool>>, Error> {
-        self.list_typed(&self.keys.pools()).await
-    }
-
-    pub async fn pool(&self, cidr: &Ipv4Net) -> Result<Option<Versioned<Pool>>, Error> {
-        self.get_typed(&self.keys.pool(cidr)).await
-    }
-
-    /// Creates a pool; false if one with that CIDR already exists.
-    pub async fn create_pool(&self, pool: &Pool) -> Result<bool, Error> {
-        self.swap_typed(&self.keys.pool(&pool.cidr), Expect::Absent, Some(pool))
-            .await
-    }
-
-    pub async fn delete_pool(&self, cidr: &Ipv4Net) -> Result<bool, Error> {
-        self.kv.delete(&self.keys.pool(cidr)).await
     }
 
     // Blocks

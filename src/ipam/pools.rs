@@ -1,0 +1,74 @@
+//! Adding pools: every check that keeps a pool from cutting hosts off,
+//! and the overlap check made atomic by the store's pool index.
+
+use chrono::Utc;
+use ipnet::Ipv4Net;
+
+use super::{Error, Ipam};
+use crate::model::Pool;
+use crate::validate;
+
+/// Concurrent adds each lose at most once per pool added meanwhile.
+const ADD_ATTEMPTS: usize = 16;
+
+impl Ipam {
+    /// Adds a pool, refusing reserved ranges, pools holding a node's or an
+    /// etcd member's address, and overlaps. The block prefix is clamped to
+    /// the pool's own prefix so a small pool is one block. Nothing is
+    /// written unless every check passes.
+    pub async fn add_pool(&self, cidr: Ipv4Net, block_prefix: u8) -> Result<Pool, Error> {
+        let pool = validate_pool(cidr, block_prefix)?;
+        validate::pool_clear_of(cidr, "an etcd endpoint", self.store.etcd_addresses())?;
+        for node in self.store.nodes().await? {
+            let what = format!("node {}", node.hostname);
+            validate::pool_clear_of(cidr, &what, &[node.ip])?;
+        }
+        for _ in 0..ADD_ATTEMPTS {
+            // The index first: a pool added after this read changes it, and
+            // then the transaction below writes nothing.
+            let index = self.store.pool_index().await?;
+            for existing in self.store.pools().await? {
+                let other = existing.value.cidr;
+                if other == cidr {
+                    return Err(Error::PoolExists(cidr));
+                }
+                if other.contains(&cidr) || cidr.contains(&other) {
+                    return Err(Error::Overlap { cidr, other });
+                }
+            }
+            if self.store.create_pool(&pool, index).await? {
+                return Ok(pool);
+            }
+        }
+        Err(Error::Contention(ADD_ATTEMPTS))
+    }
+
+    /// The pool with exactly this CIDR, created if none overlaps it.
+    pub async fn ensure_pool(&self, cidr: Ipv4Net, block_prefix: u8) -> Result<Pool, Error> {
+        if let Some(pool) = self.store.pool(&cidr).await? {
+            return Ok(pool.value);
+        }
+        match self.add_pool(cidr, block_prefix).await {
+            Err(Error::PoolExists(_)) => self
+                .store
+                .pool(&cidr)
+                .await?
+                .map(|p| p.value)
+                .ok_or(Error::NoSuchPool(cidr)),
+            other => other,
+        }
+    }
+}
+
+fn validate_pool(cidr: Ipv4Net, block_prefix: u8) -> Result<Pool, Error> {
+    validate::pool(cidr, block_prefix)?;
+    Ok(Pool {
+        cidr,
+        block_prefix: block_prefix.max(cidr.prefix_len()),
+        created: Utc::now(),
+    })
+}
+
+#[cfg(test)]
+#[path = "pool_tests.rs"]
+mod tests;
