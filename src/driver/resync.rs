@@ -32,21 +32,31 @@ impl Driver {
     /// Cheap when nothing changed: the backend skips what it applied last.
     pub async fn converge_policy(&self) -> Result<(), Error> {
         let all = self.store.endpoints().await?;
-        let profiles = self.store.profiles().await?;
+        let (profiles, invalid) = self.store.profiles_checked().await?;
         let local: Vec<_> = all
             .iter()
             .filter(|e| e.host == self.host())
             .cloned()
             .collect();
         let exposures = self.store.exposures().await?;
-        let state = crate::policy::render(&crate::policy::PolicyInput {
+        let input = crate::policy::PolicyInput {
             local: &local,
             all: &all,
             profiles: &profiles,
             exposures: &exposures,
-        });
-        let _policy = self.policy.lock().await;
-        self.firewall.apply(&state).await?;
+        };
+        let mut recorded = self.policy.lock().await;
+        let failures =
+            crate::policy::contain::apply_contained(self.firewall.as_ref(), &input, &invalid)
+                .await?;
+        // Written only when it changes: a pass that changes nothing writes
+        // nothing to etcd.
+        if recorded.as_ref() != Some(&failures) {
+            match self.store.put_policy_status(self.host(), &failures).await {
+                Ok(()) => *recorded = Some(failures),
+                Err(err) => warn!(error = %err, "cannot record profile failures"),
+            }
+        }
         Ok(())
     }
 

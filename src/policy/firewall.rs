@@ -92,6 +92,12 @@ pub trait Firewall: Send + Sync {
     /// Makes tabby's sets and chains exactly `state` (sets before the rules
     /// that use them, stale sets after), and ensures the hooks.
     async fn apply(&self, state: &PolicyState) -> Result<(), Error>;
+
+    /// Commits a few filter chains on their own (each already meant to be
+    /// so), to learn which piece of a refused batch the kernel refuses.
+    async fn apply_piece(&self, _filter: &Table) -> Result<(), Error> {
+        Ok(())
+    }
 }
 
 /// Accepts everything and does nothing: for tests that have no kernel.

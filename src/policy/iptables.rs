@@ -202,4 +202,11 @@ impl Firewall for IptablesFirewall {
         // One pass at a time, off the async threads.
         tokio::task::block_in_place(|| self.apply_blocking(state))
     }
+
+    async fn apply_piece(&self, filter: &super::Table) -> Result<(), Error> {
+        let text = filter.restore_text("filter", &[]);
+        tokio::task::block_in_place(|| {
+            run("iptables-restore", &["--noflush", "--wait"], Some(&text)).map(drop)
+        })
+    }
 }
