@@ -10,10 +10,11 @@ async fn main() {
     let cli = Cli::parse();
     let json_logs =
         matches!(&cli.command, Command::Agent(a) if a.log_format == tabby::cli::LogFormat::Json);
+    // The CLI prints skipped records itself, once, as plain lines.
     let default_level = if matches!(cli.command, Command::Agent(_)) {
         "info"
     } else {
-        "warn"
+        "warn,tabby::skipped=off"
     };
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));

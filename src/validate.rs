@@ -6,7 +6,6 @@
 use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
-use tracing::warn;
 
 use crate::model::{PortRange, Protocol, Rule, RuleMatch};
 
@@ -258,22 +257,6 @@ pub fn rule(rule: &Rule) -> Result<(), ValidationError> {
 /// Implemented by every record type: true when the record may be acted on.
 pub trait Validate {
     fn validate(&self) -> Result<(), ValidationError>;
-}
-
-/// The records that pass their checks; each one that does not is reported
-/// (with its kind) and left out, so one bad record never reaches the
-/// kernel and never stops the others.
-pub fn valid_only<T: Validate>(kind: &str, records: Vec<T>) -> Vec<T> {
-    records
-        .into_iter()
-        .filter(|r| match r.validate() {
-            Ok(()) => true,
-            Err(err) => {
-                warn!(kind, error = %err, "skipping invalid record");
-                false
-            }
-        })
-        .collect()
 }
 
 #[cfg(test)]

@@ -62,9 +62,22 @@ pub fn default_hostname(given: Option<String>) -> Result<String> {
     })
 }
 
+/// The command's store, so that records its listings skipped can be
+/// reported once it is done, whatever the command.
+static CONNECTED: std::sync::OnceLock<Store> = std::sync::OnceLock::new();
+
 impl EtcdArgs {
     pub async fn connect(&self) -> Result<Store> {
-        Ok(Store::connect(&self.etcd_endpoints, &self.etcd_prefix).await?)
+        let store = Store::connect(&self.etcd_endpoints, &self.etcd_prefix).await?;
+        let _ = CONNECTED.set(store.clone());
+        Ok(store)
+    }
+}
+
+/// One stderr line per record a listing skipped (stdout stays parseable).
+fn warn_skipped() {
+    for s in CONNECTED.get().map(Store::skipped).unwrap_or_default() {
+        eprintln!("warning: skipped record {}: {}", s.key, s.reason);
     }
 }
 
@@ -112,6 +125,12 @@ pub enum Command {
 }
 
 pub async fn run(cli: Cli) -> Result<()> {
+    let result = dispatch(cli).await;
+    warn_skipped();
+    result
+}
+
+async fn dispatch(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Agent(args) => agent::run(args, cli.etcd).await,
         Command::Pool(cmd) => pool::run(cmd, &cli.etcd, cli.output).await,

@@ -1,6 +1,7 @@
 //! `tabby profile …` and `tabby container C profile …`, in calicoctl's
 //! word order (`tabby profile P rule add inbound allow tcp to ports 3306`).
 
+use std::collections::BTreeMap;
 use std::io::Read;
 
 use anyhow::{Result, bail};
@@ -9,6 +10,7 @@ use serde_json::json;
 use super::output::print;
 use super::{EtcdArgs, Format};
 use crate::model::Rule;
+use crate::policy::contain::Failures;
 use crate::policy::profiles::{self, Direction};
 use crate::policy::rules::parse_rule;
 
@@ -35,29 +37,7 @@ pub async fn run(args: Vec<String>, etcd: &EtcdArgs, format: Format) -> Result<(
             profiles::remove(&store, name).await?;
             println!("Removed profile {name}");
         }
-        ["show"] | ["show", "--detailed"] => {
-            let detailed = words.len() == 2;
-            let mut all = store.profiles().await?;
-            all.sort_by(|a, b| a.name.cmp(&b.name));
-            let rows = all
-                .iter()
-                .map(|p| {
-                    let mut row = vec![p.name.clone()];
-                    if detailed {
-                        row.push(p.tags.iter().cloned().collect::<Vec<_>>().join(","));
-                        row.push(p.inbound.len().to_string());
-                        row.push(p.outbound.len().to_string());
-                    }
-                    row
-                })
-                .collect();
-            let headers: &[&str] = if detailed {
-                &["NAME", "TAGS", "INBOUND RULES", "OUTBOUND RULES"]
-            } else {
-                &["NAME"]
-            };
-            print(format, headers, rows, &all);
-        }
+        ["show"] | ["show", "--detailed"] => show(&store, words.len() == 2, format).await?,
         [name, "tag", op @ ("add" | "remove"), tag] => {
             profiles::set_tag(&store, name, tag, *op == "add").await?;
             println!(
@@ -159,6 +139,60 @@ pub async fn run(args: Vec<String>, etcd: &EtcdArgs, format: Format) -> Result<(
         }
         _ => bail!("{PROFILE_USAGE}"),
     }
+    Ok(())
+}
+
+/// Where and why a profile is not applied (fails closed), or "ok".
+fn status_of(name: &str, failures: &BTreeMap<String, Failures>) -> BTreeMap<String, String> {
+    failures
+        .iter()
+        .filter_map(|(host, f)| f.get(name).map(|r| (host.clone(), r.clone())))
+        .collect()
+}
+
+async fn show(store: &crate::store::Store, detailed: bool, format: Format) -> Result<()> {
+    let (mut all, invalid) = store.profiles_checked().await?;
+    let failures = store.policy_statuses().await?;
+    all.sort_by(|a, b| a.name.cmp(&b.name));
+    let status = |name: &str| {
+        let failed = status_of(name, &failures);
+        if failed.is_empty() {
+            return "ok".to_string();
+        }
+        let hosts: Vec<String> = failed.iter().map(|(h, r)| format!("{h}: {r}")).collect();
+        format!("FAILED (dropping) on {}", hosts.join("; "))
+    };
+    let mut rows = Vec::new();
+    let mut out = Vec::new();
+    for p in &all {
+        let mut row = vec![p.name.clone()];
+        if detailed {
+            row.push(p.tags.iter().cloned().collect::<Vec<_>>().join(","));
+            row.push(p.inbound.len().to_string());
+            row.push(p.outbound.len().to_string());
+        }
+        row.push(status(&p.name));
+        rows.push(row);
+        let mut value = serde_json::to_value(p)?;
+        value["failures"] = json!(status_of(&p.name, &failures));
+        out.push(value);
+    }
+    // A record that cannot be read is listed too: its endpoints drop.
+    for (name, reason) in &invalid {
+        let mut row = vec![name.clone()];
+        if detailed {
+            row.extend(["-".to_string(), "-".to_string(), "-".to_string()]);
+        }
+        row.push(format!("FAILED (dropping): {reason}"));
+        rows.push(row);
+        out.push(json!({"name": name, "invalid": reason, "failures": status_of(name, &failures)}));
+    }
+    let headers: &[&str] = if detailed {
+        &["NAME", "TAGS", "INBOUND RULES", "OUTBOUND RULES", "STATUS"]
+    } else {
+        &["NAME", "STATUS"]
+    };
+    print(format, headers, rows, &out);
     Ok(())
 }
 

@@ -68,8 +68,9 @@ pub struct Driver {
     /// Serialises kernel changes of plugin calls and resyncs, so a resync
     /// never sees a half-made endpoint and removes it.
     kernel: Arc<tokio::sync::Mutex<()>>,
-    /// One firewall pass at a time, in the order they were asked for.
-    policy: tokio::sync::Mutex<()>,
+    /// One firewall pass at a time, in the order they were asked for;
+    /// holds the profile failures last recorded in the store.
+    policy: tokio::sync::Mutex<Option<policy::contain::Failures>>,
     /// The kernel's reading of chains seen intact, for drift checks.
     drift: tokio::sync::Mutex<policy::drift::Baseline>,
 }
@@ -90,7 +91,7 @@ impl Driver {
             config,
             docker,
             kernel: Arc::new(tokio::sync::Mutex::new(())),
-            policy: tokio::sync::Mutex::new(()),
+            policy: tokio::sync::Mutex::new(None),
             drift: tokio::sync::Mutex::new(Default::default()),
         }
     }

@@ -9,10 +9,11 @@ use ipnet::Ipv4Net;
 use tracing::{debug, info, warn};
 
 use super::{Driver, Error};
-use crate::dataplane::{self, Route, RouteTarget, endpoint_route, peer_veth_name, sysctl};
+use crate::dataplane::{
+    self, Route, RouteTarget, endpoint_route, host_veth_name, peer_veth_name, sysctl,
+};
 use crate::model::{EndpointState, NodeStatus};
 use crate::routing::{ClusterView, desired_routes};
-use crate::validate::{Validate, valid_only};
 
 #[derive(Debug, Default)]
 pub struct ResyncReport {
@@ -32,32 +33,48 @@ impl Driver {
     /// Programs the firewall for the datastore's endpoints and profiles.
     /// Cheap when nothing changed: the backend skips what it applied last.
     pub async fn converge_policy(&self) -> Result<(), Error> {
-        let all = valid_only("endpoint", self.store.endpoints().await?);
-        let profiles = valid_only("profile", self.store.profiles().await?);
+        let all = self.store.endpoints().await?;
+        let (profiles, invalid) = self.store.profiles_checked().await?;
         let local: Vec<_> = all
             .iter()
             .filter(|e| e.host == self.host())
             .cloned()
             .collect();
-        let exposures = valid_only("exposure", self.store.exposures().await?);
-        let state = crate::policy::render(&crate::policy::PolicyInput {
+        let exposures = self.store.exposures().await?;
+        let input = crate::policy::PolicyInput {
             local: &local,
             all: &all,
             profiles: &profiles,
             exposures: &exposures,
-        });
-        let _policy = self.policy.lock().await;
-        self.firewall.apply(&state).await?;
+        };
+        let mut recorded = self.policy.lock().await;
+        let failures =
+            crate::policy::contain::apply_contained(self.firewall.as_ref(), &input, &invalid)
+                .await?;
+        // Written only when it changes: a pass that changes nothing writes
+        // nothing to etcd.
+        if recorded.as_ref() != Some(&failures) {
+            match self.store.put_policy_status(self.host(), &failures).await {
+                Ok(()) => *recorded = Some(failures),
+                Err(err) => warn!(error = %err, "cannot record profile failures"),
+            }
+        }
         Ok(())
     }
 
     pub async fn resync(&self) -> Result<ResyncReport, Error> {
         // Policy first: a new endpoint's chains must exist before traffic.
         self.converge_policy().await?;
-        let pools = valid_only("pool", self.ipam.pools().await?);
-        let blocks = self.store.blocks().await?.into_iter().map(|b| b.value);
-        let blocks = valid_only("block", blocks.collect());
-        let nodes = valid_only("node", self.store.nodes().await?);
+        // Listings leave out records that fail their checks.
+        let pools = self.ipam.pools().await?;
+        let blocks: Vec<_> = self
+            .store
+            .blocks()
+            .await?
+            .into_iter()
+            .map(|b| b.value)
+            .collect();
+        let nodes = self.store.nodes().await?;
         let alive: HashSet<String> = self.store.alive_hosts().await?.into_iter().collect();
         let view = ClusterView {
             pools: &pools,
@@ -75,7 +92,11 @@ impl Driver {
         // the read could otherwise have its fresh veth taken for a stray.
         let _kernel = self.kernel.lock().await;
         let endpoints = self.store.host_endpoints(self.host()).await?;
-        let recorded = dataplane::recorded_links(endpoints.iter().map(|e| e.id.as_str()));
+        // Every recorded ID keeps its veth, also one whose record fails its
+        // checks: a corrupt record is never routed to, but its container
+        // keeps its link until the record is fixed or removed.
+        let ids = self.store.host_endpoint_ids(self.host()).await?;
+        let recorded = dataplane::recorded_links(ids.iter().map(String::as_str));
         let links: HashSet<String> = self
             .dataplane
             .tabby_links(&recorded, true)
@@ -86,13 +107,12 @@ impl Driver {
         let mut keep = HashSet::new();
         // Every recorded endpoint keeps its veth: Join may have made it
         // before its state was written.
+        for id in &ids {
+            keep.insert(host_veth_name(id));
+            keep.insert(peer_veth_name(id));
+        }
         for ep in &endpoints {
             keep.insert(ep.veth.clone());
-            keep.insert(peer_veth_name(&ep.id));
-            // Kept, but never routed to: its fields are not trusted.
-            if ep.validate().is_err() {
-                continue;
-            }
             if links.contains(&ep.veth) {
                 sysctl::configure_endpoint_interface(&ep.veth)?;
                 desired.insert(ep.ip.into(), endpoint_route(ep.ip, &ep.veth));

@@ -6,8 +6,8 @@ use std::net::Ipv4Addr;
 use ipnet::Ipv4Net;
 
 use super::{
-    Block, Endpoint, Exposure, Handle, MysqlCluster, Network, NetworkDef, Node, Pool, Profile,
-    Protocol,
+    Block, Endpoint, Exposure, Handle, MysqlCluster, MysqlDeclaration, Network, NetworkDef,
+    NetworkStatus, Node, NodeStatus, Pool, Profile, Protocol,
 };
 use crate::validate::{self as v, Validate, ValidationError, record};
 
@@ -167,5 +167,27 @@ impl Validate for Exposure {
 impl Validate for MysqlCluster {
     fn validate(&self) -> Result<(), ValidationError> {
         v::name("cluster name", &self.name)
+    }
+}
+
+impl Validate for MysqlDeclaration {
+    fn validate(&self) -> Result<(), ValidationError> {
+        v::name("cluster name", &self.name)
+    }
+}
+
+impl Validate for NodeStatus {
+    fn validate(&self) -> Result<(), ValidationError> {
+        Ok(())
+    }
+}
+
+impl Validate for NetworkStatus {
+    fn validate(&self) -> Result<(), ValidationError> {
+        v::hostname(&self.host)?;
+        match &self.docker_id {
+            Some(id) => v::docker_id("network ID", id),
+            None => Ok(()),
+        }
     }
 }

@@ -216,4 +216,11 @@ impl Firewall for IptablesFirewall {
             }
         })
     }
+
+    async fn apply_piece(&self, filter: &super::Table) -> Result<(), Error> {
+        let text = filter.restore_text("filter", &[]);
+        tokio::task::block_in_place(|| {
+            run("iptables-restore", &["--noflush", "--wait"], Some(&text)).map(drop)
+        })
+    }
 }

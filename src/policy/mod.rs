@@ -1,6 +1,7 @@
 //! Packet filtering: what may reach and leave tabby endpoints. The rules
 //! are rendered into a ruleset and applied by a `Firewall` backend.
 
+pub mod contain;
 pub mod drift;
 pub mod exposures;
 pub mod firewall;

@@ -70,7 +70,7 @@ pub fn tag_set(tag: &str) -> String {
     short_name(SET_PREFIX, tag, 31)
 }
 
-fn profile_chain(direction: &str, profile: &str) -> String {
+pub fn profile_chain(direction: &str, profile: &str) -> String {
     short_name(&format!("TABBY-P{direction}-"), profile, 28)
 }
 

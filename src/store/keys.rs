@@ -10,6 +10,7 @@
 //! <prefix>/nodes/<host>                 Node
 //! <prefix>/alive/<host>                 leased; present while the agent runs
 //! <prefix>/nodestatus/<host>            NodeStatus (not watched: written by the watcher)
+//! <prefix>/policystatus/<host>          profiles not applied there, and why
 //! <prefix>/profiles/<name>              Profile
 //! <prefix>/exposures/<proto-port-target> Exposure
 //! <prefix>/netdefs/<name>               NetworkDef
@@ -110,6 +111,14 @@ impl Keys {
 
     pub fn node_statuses(&self) -> String {
         format!("{}/nodestatus/", self.prefix)
+    }
+
+    pub fn policy_statuses(&self) -> String {
+        format!("{}/policystatus/", self.prefix)
+    }
+
+    pub fn policy_status(&self, host: &str) -> String {
+        format!("{}{host}", self.policy_statuses())
     }
 
     pub fn netdefs(&self) -> String {

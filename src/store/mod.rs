@@ -4,8 +4,10 @@
 pub mod etcd;
 pub mod keys;
 pub mod kv;
+pub mod listing;
 pub mod memory;
 mod mysql;
+mod policy_status;
 mod pools;
 
 use std::net::Ipv4Addr;
@@ -20,6 +22,7 @@ use crate::model::{
 };
 pub use keys::Keys;
 pub use kv::{Expect, KeyStream, Kv, LeaseGuard, Swap, Versioned};
+pub use listing::{Skipped, Validate};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -41,6 +44,8 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+    #[error("invalid record at {key}: {reason}")]
+    Invalid { key: String, reason: String },
 }
 
 /// Typed datastore over any `Kv`.
@@ -50,6 +55,7 @@ pub struct Store {
     keys: Keys,
     /// The etcd members' IPv4 addresses: no pool may contain them.
     etcd_addresses: Arc<Vec<Ipv4Addr>>,
+    skips: listing::SkipLog,
 }
 
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
@@ -70,6 +76,7 @@ impl Store {
             kv,
             keys: Keys::new(prefix),
             etcd_addresses: Arc::default(),
+            skips: Default::default(),
         }
     }
 
@@ -100,34 +107,32 @@ impl Store {
         self.kv.revision().await
     }
 
-    async fn get_typed<T: DeserializeOwned>(
+    async fn get_typed<T: DeserializeOwned + Validate>(
         &self,
         key: &str,
     ) -> Result<Option<Versioned<T>>, Error> {
         match self.kv.get(key).await? {
             Some(v) => Ok(Some(Versioned {
-                value: decode(key, &v.value)?,
+                value: listing::decode_checked(key, &v.value)?,
                 revision: v.revision,
             })),
             None => Ok(None),
         }
     }
 
-    async fn list_typed<T: DeserializeOwned>(
+    /// The good records under `prefix`; bad ones are skipped and reported
+    /// (`skipped`).
+    async fn list_typed<T: DeserializeOwned + Validate>(
         &self,
         prefix: &str,
     ) -> Result<Vec<Versioned<T>>, Error> {
-        self.kv
-            .list(prefix)
+        Ok(self
+            .list_checked(prefix)
             .await?
+            .0
             .into_iter()
-            .map(|(key, v)| {
-                Ok(Versioned {
-                    value: decode(&key, &v.value)?,
-                    revision: v.revision,
-                })
-            })
-            .collect()
+            .map(|(_, v)| v)
+            .collect())
     }
 
     async fn swap_typed<T: Serialize>(
@@ -199,6 +204,21 @@ impl Store {
         ))
     }
 
+    /// IDs of every endpoint recorded for `host`, also those whose record
+    /// fails its checks (listings leave those out); keys that are not a
+    /// Docker ID are not endpoints tabby made.
+    pub async fn host_endpoint_ids(&self, host: &str) -> Result<Vec<String>, Error> {
+        let prefix = self.keys.host_endpoints(host);
+        Ok(self
+            .kv
+            .list(&prefix)
+            .await?
+            .into_iter()
+            .filter_map(|(key, _)| key.strip_prefix(&prefix).map(str::to_string))
+            .filter(|id| crate::validate::docker_id("endpoint ID", id).is_ok())
+            .collect())
+    }
+
     pub async fn endpoint(&self, host: &str, id: &str) -> Result<Option<Endpoint>, Error> {
         Ok(self
             .get_typed(&self.keys.endpoint(host, id))
@@ -264,17 +284,17 @@ impl Store {
     pub async fn delete_node(&self, host: &str) -> Result<(), Error> {
         self.kv.delete(&self.keys.node(host)).await?;
         self.kv.delete(&self.keys.node_status(host)).await?;
+        self.kv.delete(&self.keys.policy_status(host)).await?;
         Ok(())
     }
 
     pub async fn node_statuses(&self) -> Result<Vec<(String, NodeStatus)>, Error> {
         let prefix = self.keys.node_statuses();
-        self.kv
-            .list(&prefix)
-            .await?
+        let (good, _) = self.list_checked::<NodeStatus>(&prefix).await?;
+        Ok(good
             .into_iter()
-            .map(|(key, v)| Ok((key[prefix.len()..].to_string(), decode(&key, &v.value)?)))
-            .collect()
+            .map(|(key, v)| (key[prefix.len()..].to_string(), v.value))
+            .collect())
     }
 
     pub async fn put_node_status(&self, host: &str, status: &NodeStatus) -> Result<(), Error> {

@@ -138,6 +138,4 @@ fn records_read_back_are_checked() {
         .inbound
         .push(tcp_to(&(1..=16).map(|p| (p, p)).collect::<Vec<_>>()));
     assert!(profile.validate().is_err());
-    let kept = valid_only("endpoint", vec![ep, forged, newline]);
-    assert_eq!(kept.len(), 1);
 }

@@ -64,6 +64,10 @@ impl Kv for YieldingKv {
         self.pause().await;
         self.inner.swap(key, expect, value).await
     }
+    async fn swap_all(&self, swaps: Vec<store::Swap>) -> Result<bool, store::Error> {
+        self.pause().await;
+        self.inner.swap_all(swaps).await
+    }
     async fn delete(&self, key: &str) -> Result<bool, store::Error> {
         self.pause().await;
         self.inner.delete(key).await
