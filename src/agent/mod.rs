@@ -63,6 +63,15 @@ pub async fn run(config: AgentConfig) -> Result<()> {
             .await?
             .context("cannot find this host's address: pass --ip")?,
     };
+    // Before any kernel change: a second agent with a live agent's
+    // hostname must be refused having touched nothing.
+    let node = Node {
+        hostname: config.hostname.clone(),
+        ip,
+        started: Utc::now(),
+        version: crate::VERSION.to_string(),
+    };
+    let lease = store.register_node(&node, config.node_ttl).await?;
     let docker = Arc::new(DockerEngine::new(&config.docker_host));
     let driver = Arc::new(Driver::new(
         store.clone(),
@@ -77,14 +86,6 @@ pub async fn run(config: AgentConfig) -> Result<()> {
     ));
     driver.prepare_host().await?;
     driver.resync().await?;
-
-    let node = Node {
-        hostname: config.hostname.clone(),
-        ip,
-        started: Utc::now(),
-        version: crate::VERSION.to_string(),
-    };
-    let lease = store.register_node(&node, config.node_ttl).await?;
 
     let networks_changed = Arc::new(Notify::new());
     let mysql_changed = Arc::new(Notify::new());

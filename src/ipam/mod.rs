@@ -14,6 +14,8 @@ use ipnet::Ipv4Net;
 use crate::model::{Handle, Pool};
 use crate::store::{self, Store};
 
+pub use allocate::Released;
+
 pub const DEFAULT_BLOCK_PREFIX: u8 = 26;
 
 #[derive(Debug, thiserror::Error)]
@@ -191,3 +193,5 @@ fn validate_pool(cidr: Ipv4Net, block_prefix: u8) -> Result<Pool, Error> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_faults;
