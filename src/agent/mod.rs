@@ -83,7 +83,6 @@ pub async fn run(config: AgentConfig) -> Result<()> {
         },
         Some(docker.clone()),
     ));
-    driver.prepare_host().await?;
 
     // The socket answers from the start: dockerd gets a clear error while
     // etcd is out of reach, instead of a missing plugin.
@@ -158,7 +157,7 @@ fn etcd_unavailable(err: &crate::store::Error) -> bool {
     }
 }
 
-/// Converges once (a full resync, then the node's registration), retrying
+/// Converges once (the node's registration, then a full resync), retrying
 /// with backoff while etcd is out of reach, then opens the gate and starts
 /// the supervised background tasks. Returns only with a fatal error (a
 /// registration etcd refused); the tasks are aborted when it is dropped.
@@ -173,22 +172,31 @@ async fn start(
 ) -> Result<()> {
     let mut backoff = Backoff::default();
     loop {
+        // Registration comes before any kernel change: a second agent
+        // with a live agent's hostname is refused having touched nothing.
         let attempt = async {
-            driver.resync().await.map_err(anyhow::Error::from)?;
-            match store.register_node(&node, config.node_ttl).await {
-                Ok(guard) => Ok(Ok(guard)),
-                Err(err) if etcd_unavailable(&err) => Err(anyhow::Error::from(err)),
-                Err(err) => Ok(Err(err)),
+            if lease.lock().await.is_none() {
+                match store.register_node(&node, config.node_ttl).await {
+                    Ok(guard) => *lease.lock().await = Some(guard),
+                    Err(err) if etcd_unavailable(&err) => return Err(anyhow::Error::from(err)),
+                    Err(err) => {
+                        return Ok(Err(
+                            anyhow::Error::from(err).context("cannot register this node")
+                        ));
+                    }
+                }
             }
+            if let Err(err) = driver.prepare_host().await {
+                return Ok(Err(
+                    anyhow::Error::from(err).context("cannot prepare this host")
+                ));
+            }
+            driver.resync().await.map_err(anyhow::Error::from)?;
+            Ok(Ok(()))
         };
         match attempt.await {
-            Ok(Ok(guard)) => {
-                *lease.lock().await = Some(guard);
-                break;
-            }
-            Ok(Err(fatal)) => {
-                return Err(fatal).context("cannot register this node");
-            }
+            Ok(Ok(())) => break,
+            Ok(Err(fatal)) => return Err(fatal),
             Err(err) => {
                 let delay = backoff.next_delay();
                 warn!(error = %format!("{err:#}"), retry_in_ms = delay.as_millis() as u64, "waiting for etcd");

@@ -5,6 +5,7 @@
 pub mod failpoint;
 mod ipam;
 mod network;
+mod tabby;
 pub mod wire;
 
 use std::sync::Arc;
@@ -80,6 +81,7 @@ pub fn router(driver: Arc<Driver>) -> Router {
         .route("/Plugin.Activate", post(activate))
         .merge(network::routes())
         .merge(ipam::routes())
+        .merge(tabby::routes())
         .layer(DefaultBodyLimit::max(MAX_BODY));
     let router = if failpoint::from_env() {
         router.layer(middleware::from_fn(failpoint::inject))

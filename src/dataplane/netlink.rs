@@ -27,7 +27,9 @@ const ESRCH: i32 = 3;
 const ENODEV: i32 = 19;
 
 /// Where a route sends traffic.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum RouteTarget {
     /// Directly out of a link (`dev X scope link`).
@@ -37,7 +39,9 @@ pub enum RouteTarget {
     Blackhole,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct Route {
     pub dst: Ipv4Net,
     pub target: RouteTarget,

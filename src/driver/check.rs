@@ -7,15 +7,18 @@ use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
 use chrono::Utc;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tracing::warn;
 
 use super::{Driver, Error};
 use crate::ipam::check::{Findings, Inventory, compare};
 use crate::model::{Endpoint, Handle};
 
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct CheckReport {
+    /// The host checked.
+    #[serde(default)]
+    pub host: String,
     pub findings: Findings,
     /// What was repaired, one line each.
     pub repaired: Vec<String>,
@@ -25,32 +28,62 @@ pub struct CheckReport {
 
 impl Driver {
     /// Endpoint ID -> address of every endpoint Docker has on this host's
-    /// tabby networks; None if Docker cannot be asked.
-    async fn live_endpoints(&self) -> Option<HashMap<String, Ipv4Addr>> {
-        let docker = self.docker.as_ref()?;
+    /// tabby networks; None if Docker cannot be asked about every one of
+    /// them. A network Docker answers 404 for is unknown, not empty: its
+    /// endpoints may be live under an ID we do not know, so then nothing
+    /// is judged by liveness. Returns the networks Docker did not know.
+    async fn live_endpoints(&self) -> (Option<HashMap<String, Ipv4Addr>>, Vec<String>) {
+        let Some(docker) = self.docker.as_ref() else {
+            return (None, Vec::new());
+        };
         let mut live = HashMap::new();
+        let mut unknown = Vec::new();
         let networks = match self.store.networks().await {
             Ok(networks) => networks,
             Err(err) => {
                 warn!(error = %err, "cannot list networks");
-                return None;
+                return (None, unknown);
             }
         };
         for network in networks.iter().filter(|n| n.host == self.host()) {
             match docker.network_endpoints(&network.id).await {
                 Ok(Some(endpoints)) => live.extend(endpoints),
-                Ok(None) => {}
+                Ok(None) => unknown.push(network.id.clone()),
                 Err(err) => {
                     warn!(error = %err, "cannot ask Docker which endpoints are live");
-                    return None;
+                    return (None, unknown);
                 }
             }
         }
-        Some(live)
+        if !unknown.is_empty() {
+            warn!(networks = ?unknown, "Docker does not know these networks: liveness unknown, nothing judged by it");
+            return (None, unknown);
+        }
+        (Some(live), unknown)
+    }
+
+    /// The check as the CLI asks it of this agent: only for this host.
+    pub async fn check_for(
+        &self,
+        host: &str,
+        grace: chrono::Duration,
+        repair: bool,
+    ) -> Result<CheckReport, Error> {
+        if host != self.host() {
+            return Err(Error::Invalid(format!(
+                "this agent is {}, not {host}: run the check on {host}",
+                self.host()
+            )));
+        }
+        let report = self.check(grace, repair).await?;
+        for line in &report.repaired {
+            tracing::info!("ipam check (asked by the CLI) repaired: {line}");
+        }
+        Ok(report)
     }
 
     pub async fn check(&self, grace: chrono::Duration, repair: bool) -> Result<CheckReport, Error> {
-        let live = self.live_endpoints().await;
+        let (live, unknown_networks) = self.live_endpoints().await;
         let mut holders: HashMap<Ipv4Addr, Handle> = HashMap::new();
         for block in self.store.blocks().await? {
             for (ip, handle) in block.value.allocated() {
@@ -78,7 +111,11 @@ impl Driver {
             now: Utc::now(),
         });
         let mut report = CheckReport {
-            findings,
+            host: self.host().to_string(),
+            findings: Findings {
+                unknown_networks,
+                ..findings
+            },
             ..CheckReport::default()
         };
         if repair && !report.findings.is_clean() {

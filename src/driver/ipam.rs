@@ -2,10 +2,11 @@
 
 use std::collections::HashMap;
 
-use tracing::info;
+use tracing::{info, warn};
 
 use super::{Driver, Error, parse_address, parse_cidr};
 use crate::dataplane::GATEWAY;
+use crate::ipam::Released;
 use crate::model::Handle;
 
 /// Docker's option key for the gateway, in RequestPool's answer and in
@@ -91,15 +92,29 @@ impl Driver {
         Ok(format!("{ip}/32"))
     }
 
-    /// Releases an address; releasing a free one succeeds.
+    /// Releases an address this host holds in that pool; releasing a free
+    /// one succeeds (Docker retries). An address another host holds is not
+    /// ours to free: our hold is already gone (a repair, a `host remove`)
+    /// and the address was given again, so this is a no-op with a warning.
     pub async fn release_address(&self, pool_id: &str, address: &str) -> Result<(), Error> {
-        parse_cidr("pool ID", pool_id)?;
+        let cidr = parse_cidr("pool ID", pool_id)?;
         let ip = parse_address("address", address)?;
         if ip == GATEWAY {
             return Ok(());
         }
-        if let Some(handle) = self.ipam.release(ip).await? {
-            info!(%ip, holder = %crate::ipam::describe(&handle), "released address");
+        if !cidr.contains(&ip) {
+            return Err(crate::ipam::Error::NotInPool { ip, pool: cidr }.into());
+        }
+        match self.ipam.release_own(ip).await? {
+            Released::Released(handle) => {
+                info!(%ip, holder = %crate::ipam::describe(&handle), "released address")
+            }
+            Released::Free => {}
+            Released::Foreign(handle) => warn!(
+                %ip,
+                holder = %crate::ipam::describe(&handle),
+                "not releasing an address another host holds"
+            ),
         }
         Ok(())
     }

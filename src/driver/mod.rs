@@ -2,7 +2,7 @@
 //! means for the datastore, IPAM and this host's kernel. The `api` module
 //! only translates wire types to these calls.
 
-mod check;
+pub mod check;
 mod drift;
 mod ipam;
 mod names;

@@ -19,6 +19,16 @@ use crate::store::{Expect, Versioned};
 
 const MAX_ATTEMPTS: usize = 64;
 
+/// What `release_own` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Released {
+    Released(Handle),
+    /// Nobody held it (already released: ReleaseAddress is idempotent).
+    Free,
+    /// Another host holds it; left alone.
+    Foreign(Handle),
+}
+
 enum Step {
     Done(Ipv4Addr),
     /// Someone else wrote first: re-read and go again.
@@ -51,7 +61,7 @@ impl Ipam {
         for attempt in 0..MAX_ATTEMPTS {
             let step = match requested {
                 Some(ip) => self.try_assign(pool, ip, &handle).await?,
-                None => self.try_auto(pool, &handle).await?,
+                None => self.try_auto(pool, &handle, attempt > 0).await?,
             };
             match step {
                 Step::Done(ip) => return Ok(ip),
@@ -70,6 +80,10 @@ impl Ipam {
             }),
             Some(current) => {
                 if let Some(holder) = current.value.holder(ip) {
+                    // Our own earlier write, whose answer was lost.
+                    if holder == handle {
+                        return Ok(Step::Done(ip));
+                    }
                     return Err(Error::InUse {
                         ip,
                         holder: describe(holder),
@@ -82,7 +96,7 @@ impl Ipam {
         }
     }
 
-    async fn try_auto(&self, pool: &Pool, handle: &Handle) -> Result<Step, Error> {
+    async fn try_auto(&self, pool: &Pool, handle: &Handle, retry: bool) -> Result<Step, Error> {
         let blocks: Vec<Versioned<Block>> = self
             .store
             .blocks()
@@ -90,6 +104,16 @@ impl Ipam {
             .into_iter()
             .filter(|b| b.value.pool == pool.cidr)
             .collect();
+        // A lost race may have been our own write applied on a member that
+        // then timed out: taking another address would leak that one.
+        if retry {
+            let mine = blocks
+                .iter()
+                .find_map(|b| b.value.allocated().find(|(_, h)| *h == handle));
+            if let Some((ip, _)) = mine {
+                return Ok(Step::Done(ip));
+            }
+        }
         let (own, others): (Vec<_>, Vec<_>) = blocks
             .iter()
             .partition(|b| b.value.affinity.as_deref() == Some(self.host.as_str()));
@@ -139,17 +163,35 @@ impl Ipam {
         let ordinal = block.ordinal(ip).expect("address lies in its block");
         block.allocations.insert(ordinal, handle.clone());
         let expect = Expect::Revision(current.revision);
-        Ok(
-            if self
-                .store
-                .swap_block(&block.cidr, expect, Some(&block))
-                .await?
-            {
-                Step::Done(ip)
-            } else {
-                Step::Retry
-            },
-        )
+        let written = self
+            .store
+            .swap_block(&block.cidr, expect, Some(&block))
+            .await;
+        self.settle(block.cidr, ip, handle, written).await
+    }
+
+    /// The outcome of a block write: an error may hide a write that
+    /// applied (a timeout, then failover), so read back before failing.
+    async fn settle(
+        &self,
+        cidr: Ipv4Net,
+        ip: Ipv4Addr,
+        handle: &Handle,
+        written: Result<bool, crate::store::Error>,
+    ) -> Result<Step, Error> {
+        match written {
+            Ok(true) => Ok(Step::Done(ip)),
+            Ok(false) => Ok(Step::Retry),
+            Err(err) => {
+                let current = self.store.block(&cidr).await.ok().flatten();
+                if current.is_some_and(|b| b.value.holder(ip) == Some(handle)) {
+                    debug!(%ip, "write reported failed, but read back as applied");
+                    Ok(Step::Done(ip))
+                } else {
+                    Err(err.into())
+                }
+            }
+        }
     }
 
     async fn claim(
@@ -163,48 +205,79 @@ impl Ipam {
         let ip = ip.unwrap_or(cidr.network());
         let ordinal = block.ordinal(ip).expect("address lies in its block");
         block.allocations.insert(ordinal, handle.clone());
-        Ok(
-            if self
-                .store
-                .swap_block(&cidr, Expect::Absent, Some(&block))
-                .await?
-            {
-                debug!(block = %cidr, host = %self.host, "claimed block");
-                Step::Done(ip)
-            } else {
-                Step::Retry
-            },
-        )
+        let written = self
+            .store
+            .swap_block(&cidr, Expect::Absent, Some(&block))
+            .await;
+        let step = self.settle(cidr, ip, handle, written).await?;
+        if matches!(step, Step::Done(_)) {
+            debug!(block = %cidr, host = %self.host, "claimed block");
+        }
+        Ok(step)
     }
 
-    /// Releases an address. Idempotent: releasing a free address is not an
-    /// error. Returns the handle that held it.
+    /// Releases an address whoever holds it. Idempotent: releasing a free
+    /// address is not an error. Returns the handle that held it. For
+    /// operators (`tabby host remove`-like paths) and tests; Docker's
+    /// ReleaseAddress goes through `release_own`.
     pub async fn release(&self, ip: Ipv4Addr) -> Result<Option<Handle>, Error> {
         self.modify_allocation(ip, |_| None).await
     }
 
+    /// Releases `ip` only if this host holds it: an address another host
+    /// holds (given to it after a repair freed ours, say) is left alone.
+    pub async fn release_own(&self, ip: Ipv4Addr) -> Result<Released, Error> {
+        let Some(holder) = self.holder(ip).await? else {
+            return Ok(Released::Free);
+        };
+        if holder.host != self.host {
+            return Ok(Released::Foreign(holder));
+        }
+        Ok(match self.release_if_held_by(ip, &holder).await? {
+            true => Released::Released(holder),
+            // Changed meanwhile: released, or re-given, by someone else.
+            false => match self.holder(ip).await? {
+                Some(other) if other.host != self.host => Released::Foreign(other),
+                _ => Released::Free,
+            },
+        })
+    }
+
     /// Releases `ip` only while `expected` still holds it, so a repair
     /// never frees an address that a new container has just been given.
+    /// A write whose answer was lost is recognised on reading back: the
+    /// slot is empty, and the release counts as done.
     pub async fn release_if_held_by(&self, ip: Ipv4Addr, expected: &Handle) -> Result<bool, Error> {
+        let mut tried = false;
         for attempt in 0..MAX_ATTEMPTS {
             let Some(current) = self.find_block(ip).await? else {
-                return Ok(false);
+                return Ok(tried);
             };
             let mut block = current.value;
             let ordinal = block.ordinal(ip).expect("found by address");
-            if block.allocations.get(&ordinal) != Some(expected) {
-                return Ok(false);
+            match block.allocations.get(&ordinal) {
+                Some(h) if h == expected => {}
+                None => return Ok(tried),
+                Some(_) => return Ok(false),
             }
             block.allocations.remove(&ordinal);
             let expect = Expect::Revision(current.revision);
-            if self
+            tried = true;
+            match self
                 .store
                 .swap_block(&block.cidr, expect, Some(&block))
-                .await?
+                .await
             {
-                return Ok(true);
+                Ok(true) => return Ok(true),
+                Ok(false) => backoff(attempt).await,
+                Err(err) => {
+                    let now = self.store.block(&block.cidr).await.ok().flatten();
+                    if now.is_some_and(|b| b.value.holder(ip) != Some(expected)) {
+                        return Ok(true);
+                    }
+                    return Err(err.into());
+                }
             }
-            backoff(attempt).await;
         }
         Err(Error::Contention(MAX_ATTEMPTS))
     }

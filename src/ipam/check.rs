@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
 
 use chrono::{DateTime, Duration, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::dataplane::{Route, RouteTarget, peer_veth_name};
 use crate::model::{Endpoint, Handle};
@@ -31,7 +31,7 @@ pub struct Inventory<'a> {
     pub now: DateTime<Utc>,
 }
 
-#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Findings {
     /// Held for this host by no live endpoint.
     pub leaked_allocations: Vec<(Ipv4Addr, Handle)>,
@@ -44,6 +44,10 @@ pub struct Findings {
     pub stray_routes: Vec<Route>,
     /// Docker could not be asked: allocations and endpoints were not judged.
     pub docker_unknown: bool,
+    /// Networks Docker answered 404 for: liveness unknown, so allocations
+    /// and endpoints were not judged either.
+    #[serde(default)]
+    pub unknown_networks: Vec<String>,
 }
 
 impl Findings {

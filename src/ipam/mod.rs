@@ -14,6 +14,8 @@ use ipnet::Ipv4Net;
 use crate::model::{Handle, Pool};
 use crate::store::{self, Store};
 
+pub use allocate::Released;
+
 pub const DEFAULT_BLOCK_PREFIX: u8 = 26;
 
 #[derive(Debug, thiserror::Error)]
@@ -141,3 +143,5 @@ impl Ipam {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_faults;

@@ -70,7 +70,10 @@ impl EtcdKv {
 
     /// Runs `op` against the preferred member, failing over to the others
     /// while members are unavailable. Each attempt is bounded, so the whole
-    /// call is too.
+    /// call is too. A write that timed out may still have applied, and its
+    /// retry on the next member then fails its comparison: callers of a
+    /// compare-and-swap resolve that by reading back (see ipam/allocate.rs,
+    /// `create_leased`).
     async fn call<T, F, Fut>(&self, what: &str, op: F) -> Result<T, Error>
     where
         F: Fn(Client) -> Fut,
@@ -103,6 +106,16 @@ impl EtcdKv {
         Err(Error::Timeout(format!(
             "etcd cannot {what}: no member can serve (is a quorum up?); last: {last_error}"
         )))
+    }
+
+    async fn lease_of(&self, key: &str) -> Result<Option<i64>, Error> {
+        let resp = self
+            .call(
+                "read",
+                |c| async move { c.kv_client().get(key, None).await },
+            )
+            .await?;
+        Ok(resp.kvs().first().map(|kv| kv.lease()))
     }
 
     fn any_client(&self) -> Client {
@@ -248,6 +261,55 @@ impl Kv for EtcdKv {
             stop_rx,
         ));
         Ok(LeaseGuard::new(stop_tx, task))
+    }
+
+    async fn create_leased(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        ttl: i64,
+    ) -> Result<Option<LeaseGuard>, Error> {
+        let lease = self
+            .call("grant a lease", |c| async move {
+                c.lease_client().grant(ttl, None).await
+            })
+            .await?
+            .id();
+        let txn = Txn::new()
+            .when([Compare::create_revision(key, CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(
+                key,
+                value.clone(),
+                Some(PutOptions::new().with_lease(lease)),
+            )]);
+        let created = self
+            .call("write", |c| {
+                let txn = txn.clone();
+                async move { c.kv_client().txn(txn).await }
+            })
+            .await?
+            .succeeded();
+        // A retried txn that had applied on a member that then timed out
+        // fails its comparison: the key under our own lease is ours.
+        let ours = created || self.lease_of(key).await? == Some(lease);
+        if !ours {
+            let _ = self
+                .call("revoke a lease", |c| async move {
+                    c.lease_client().revoke(lease).await
+                })
+                .await;
+            return Ok(None);
+        }
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(keep_alive(
+            self.clone(),
+            key.to_string(),
+            value,
+            ttl,
+            lease,
+            stop_rx,
+        ));
+        Ok(Some(LeaseGuard::new(stop_tx, task)))
     }
 
     async fn watch(&self, prefix: &str, from_revision: i64) -> Result<KeyStream, Error> {

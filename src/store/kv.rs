@@ -59,6 +59,15 @@ pub trait Kv: Send + Sync {
         value: Vec<u8>,
         ttl_secs: i64,
     ) -> Result<LeaseGuard, Error>;
+    /// Like `put_leased`, but in one transaction that writes only if the
+    /// key does not exist: None, changing nothing, when another lease
+    /// holds it.
+    async fn create_leased(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        ttl_secs: i64,
+    ) -> Result<Option<LeaseGuard>, Error>;
     /// Changes under `prefix` from `from_revision` on (inclusive).
     async fn watch(&self, prefix: &str, from_revision: i64) -> Result<KeyStream, Error>;
     /// The store's current revision: lets tests prove that nothing changed.

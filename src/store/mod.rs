@@ -7,6 +7,7 @@ pub mod kv;
 pub mod listing;
 pub mod memory;
 mod mysql;
+mod nodes;
 mod policy_status;
 mod pools;
 
@@ -38,6 +39,15 @@ pub enum Error {
     Timeout(String),
     #[error("etcd {0}")]
     Watch(String),
+    #[error(
+        "hostname {host} is taken: {holder} holds its liveness lease (waited {waited}s for it \
+         to expire); give this agent another --hostname, or stop the other one"
+    )]
+    HostnameTaken {
+        host: String,
+        holder: String,
+        waited: i64,
+    },
     #[error("corrupt value at {key}: {source}")]
     Decode {
         key: String,
@@ -268,15 +278,11 @@ impl Store {
             .collect())
     }
 
-    /// Records the node and keeps its liveness key alive until the guard
-    /// is dropped.
+    /// Takes the hostname's liveness lease (refused while another live
+    /// agent holds it), records the node, and keeps the lease alive until
+    /// the guard is dropped. Call it before touching the kernel.
     pub async fn register_node(&self, node: &Node, ttl_secs: i64) -> Result<LeaseGuard, Error> {
-        self.kv
-            .put(&self.keys.node(&node.hostname), encode(node))
-            .await?;
-        self.kv
-            .put_leased(&self.keys.alive(&node.hostname), encode(node), ttl_secs)
-            .await
+        self.claim_hostname(node, ttl_secs).await
     }
 }
 

@@ -80,6 +80,14 @@ impl Kv for YieldingKv {
     ) -> Result<LeaseGuard, store::Error> {
         self.inner.put_leased(key, value, ttl).await
     }
+    async fn create_leased(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        ttl: i64,
+    ) -> Result<Option<LeaseGuard>, store::Error> {
+        self.inner.create_leased(key, value, ttl).await
+    }
     async fn watch(&self, prefix: &str, from: i64) -> Result<KeyStream, store::Error> {
         self.inner.watch(prefix, from).await
     }
