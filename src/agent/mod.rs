@@ -30,7 +30,7 @@ use networks::NetworkSync;
 
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
-    pub etcd_endpoints: Vec<String>,
+    pub etcd: crate::store::EtcdOptions,
     pub etcd_prefix: String,
     pub hostname: String,
     pub ip: Option<Ipv4Addr>,
@@ -53,7 +53,7 @@ pub struct AgentConfig {
 }
 
 pub async fn run(config: AgentConfig) -> Result<()> {
-    let store = Store::connect(&config.etcd_endpoints, &config.etcd_prefix).await?;
+    let store = Store::connect(&config.etcd, &config.etcd_prefix).await?;
     let dataplane = Dataplane::new(config.mtu)?;
     let ip = match config.ip {
         Some(ip) => ip,

@@ -2,6 +2,7 @@
 //! alone knows the key layout (`keys`) and the encoding (JSON).
 
 pub mod etcd;
+pub mod etcd_options;
 pub mod keys;
 pub mod kv;
 pub mod memory;
@@ -16,6 +17,7 @@ use serde::de::DeserializeOwned;
 use crate::model::{
     Block, Endpoint, Exposure, Network, NetworkDef, NetworkStatus, Node, NodeStatus, Pool, Profile,
 };
+pub use etcd_options::{ConfigError, EtcdOptions};
 pub use keys::Keys;
 pub use kv::{Expect, KeyStream, Kv, LeaseGuard, Versioned};
 
@@ -27,6 +29,8 @@ pub enum Error {
         #[source]
         source: etcd_client::Error,
     },
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     #[error("etcd: {0}")]
     Etcd(#[from] etcd_client::Error),
     #[error("{0}")]
@@ -72,8 +76,8 @@ impl Store {
         Store::new(Arc::new(memory::MemoryKv::new()), "/tabby")
     }
 
-    pub async fn connect(endpoints: &[String], prefix: &str) -> Result<Self, Error> {
-        let kv = etcd::EtcdKv::connect(endpoints).await?;
+    pub async fn connect(etcd: &EtcdOptions, prefix: &str) -> Result<Self, Error> {
+        let kv = etcd::EtcdKv::connect(etcd).await?;
         Ok(Store::new(Arc::new(kv), prefix))
     }
 
