@@ -40,11 +40,12 @@ pub enum ConfigError {
     HalfIdentity,
     #[error("--etcd-username and --etcd-password-file go together: give both or neither")]
     HalfUser,
-    #[error("cannot read {what} {path}: {source}")]
+    // `error` rather than `source`: printed here, so not again as a cause.
+    #[error("cannot read {what} {path}: {error}")]
     Read {
         what: &'static str,
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{what} {path} holds no PEM {expected}")]
     NotPem {
@@ -179,7 +180,15 @@ impl EtcdOptions {
             "alert",
             "corrupt message",
         ];
-        if self.ca_cert_file.is_some() && TLS_WORDS.iter().any(|w| lower.contains(w)) {
+        // A member that wants a client certificate may close the
+        // connection before its alert is read (TLS 1.3 ends the handshake
+        // first): with none given, a closed connection is read the same way.
+        const CLOSED: [&str; 3] = ["broken pipe", "connection closed", "connection reset"];
+        let refused_anonymous =
+            self.cert_file.is_none() && CLOSED.iter().any(|w| lower.contains(w));
+        if self.ca_cert_file.is_some()
+            && (refused_anonymous || TLS_WORDS.iter().any(|w| lower.contains(w)))
+        {
             return Some(ConfigError::Handshake {
                 endpoint: endpoint.to_string(),
                 reason: chain,
@@ -209,10 +218,10 @@ impl EtcdOptions {
 }
 
 fn read_pem(path: &Path, what: &'static str, label: &'static str) -> Result<Vec<u8>, ConfigError> {
-    let bytes = std::fs::read(path).map_err(|source| ConfigError::Read {
+    let bytes = std::fs::read(path).map_err(|error| ConfigError::Read {
         what,
         path: path.to_path_buf(),
-        source,
+        error,
     })?;
     let text = String::from_utf8_lossy(&bytes);
     let has_block = text
@@ -229,10 +238,15 @@ fn read_pem(path: &Path, what: &'static str, label: &'static str) -> Result<Vec<
 }
 
 /// The error and its sources on one line, deduplicated: tonic repeats its
-/// message in its source.
+/// message in its source, and a gRPC status's message is its useful part.
 fn error_chain(err: &etcd_client::Error) -> String {
-    let mut parts: Vec<String> = vec![err.to_string()];
-    let mut source = std::error::Error::source(err);
+    let (mut parts, mut source): (Vec<String>, Option<&dyn std::error::Error>) = match err {
+        etcd_client::Error::GRpcStatus(status) => (
+            vec![status.message().to_string()],
+            std::error::Error::source(status),
+        ),
+        other => (vec![other.to_string()], std::error::Error::source(other)),
+    };
     while let Some(cause) = source {
         let text = cause.to_string();
         if !parts.iter().any(|p| p.contains(&text)) {
@@ -240,6 +254,7 @@ fn error_chain(err: &etcd_client::Error) -> String {
         }
         source = cause.source();
     }
+    parts.retain(|p| !p.is_empty() && p != "transport error");
     parts.join(": ")
 }
 
