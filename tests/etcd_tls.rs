@@ -159,3 +159,72 @@ fn tls_lab_pings_and_bad_certificates_fail_clearly() {
     assert!(!nodes.contains("wrongca"), "{nodes}");
     assert!(tls.join("ca.pem").exists());
 }
+
+fn etcdctl(endpoint: &str, args: &[&str]) {
+    let out = std::process::Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .args(["--endpoints", endpoint])
+        .args(args)
+        .output()
+        .expect("etcdctl runs");
+    assert!(out.status.success(), "etcdctl {args:?}: {}", stderr(&out));
+}
+
+fn password_file(dir: &Path, name: &str, text: &str, mode: u32) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    path.display().to_string()
+}
+
+/// etcd RBAC: the right password works, a wrong one or an open password
+/// file is refused at start, naming the file.
+#[test]
+fn rbac_password_is_checked_at_start() {
+    let etcd = support::Etcd::start();
+    etcdctl(&etcd.endpoint, &["user", "add", "root:s3cret"]);
+    etcdctl(&etcd.endpoint, &["auth", "enable"]);
+    let dir = tempfile::tempdir().unwrap();
+    let tabby = |password_file: &str| {
+        std::process::Command::new(support::tabby_bin())
+            .args([
+                "--etcd-endpoints",
+                &etcd.endpoint,
+                "--etcd-username",
+                "root",
+            ])
+            .args(["--etcd-password-file", password_file, "pool", "show"])
+            .output()
+            .expect("tabby runs")
+    };
+    let good = password_file(dir.path(), "good", "s3cret\n", 0o600);
+    let out = tabby(&good);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let wrong = password_file(dir.path(), "wrong", "guess\n", 0o600);
+    let out = tabby(&wrong);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("refused user \"root\""), "{err}");
+    assert!(err.contains(&wrong), "{err}");
+
+    let open = password_file(dir.path(), "open", "s3cret\n", 0o644);
+    let out = tabby(&open);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("chmod 600"), "{err}");
+    assert!(err.contains(&open), "{err}");
+
+    // Without credentials, auth-enabled etcd refuses; the error says so.
+    let out = std::process::Command::new(support::tabby_bin())
+        .args(["--etcd-endpoints", &etcd.endpoint, "pool", "show"])
+        .output()
+        .expect("tabby runs");
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("user name is empty"),
+        "{}",
+        stderr(&out)
+    );
+}
