@@ -11,9 +11,12 @@ use tabby::model::Handle;
 use tabby::store::Store;
 
 async fn store(etcd: &support::Etcd, prefix: &str) -> Store {
-    Store::connect(std::slice::from_ref(&etcd.endpoint), prefix)
-        .await
-        .unwrap()
+    Store::connect(
+        &tabby::store::EtcdOptions::plain(std::slice::from_ref(&etcd.endpoint)),
+        prefix,
+    )
+    .await
+    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

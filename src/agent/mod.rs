@@ -35,7 +35,7 @@ use supervise::{Backoff, supervise};
 
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
-    pub etcd_endpoints: Vec<String>,
+    pub etcd: crate::store::EtcdOptions,
     pub etcd_prefix: String,
     pub hostname: String,
     pub ip: Option<Ipv4Addr>,
@@ -86,7 +86,7 @@ pub async fn run(config: AgentConfig) -> Result<()> {
 
     // The socket answers from the start: dockerd gets a clear error while
     // etcd is out of reach, instead of a missing plugin.
-    let ready = Readiness::new(&config.etcd_endpoints);
+    let ready = Readiness::new(&config.etcd.endpoints);
     let listener = bind(&config.socket)?;
     let app = crate::api::router(driver.clone()).route_layer(axum::middleware::from_fn_with_state(
         ready.clone(),
@@ -127,7 +127,7 @@ pub async fn run(config: AgentConfig) -> Result<()> {
 async fn connect(config: &AgentConfig) -> Result<Store> {
     let mut backoff = Backoff::default();
     loop {
-        match Store::connect(&config.etcd_endpoints, &config.etcd_prefix).await {
+        match Store::connect(&config.etcd, &config.etcd_prefix).await {
             Ok(store) => return Ok(store),
             Err(err) if etcd_unavailable(&err) => {
                 let delay = backoff.next_delay();

@@ -100,7 +100,7 @@ pub async fn run(args: AgentArgs, etcd: EtcdArgs) -> Result<()> {
         None => None,
     };
     crate::agent::run(AgentConfig {
-        etcd_endpoints: etcd.etcd_endpoints,
+        etcd: etcd.options(),
         etcd_prefix: etcd.etcd_prefix,
         hostname,
         ip: args.ip,

@@ -12,10 +12,12 @@ mod pool;
 mod profile;
 mod show;
 
+use std::path::PathBuf;
+
 use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::store::Store;
+use crate::store::{EtcdOptions, Store};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -52,6 +54,22 @@ pub struct EtcdArgs {
         default_value = "/tabby"
     )]
     pub etcd_prefix: String,
+    /// CA certificate (PEM) that signed the etcd members' certificates;
+    /// needed with https:// endpoints.
+    #[arg(long, global = true, env = "TABBY_ETCD_CA_CERT_FILE")]
+    pub etcd_ca_cert_file: Option<PathBuf>,
+    /// Client certificate (PEM) for etcd members run with --client-cert-auth.
+    #[arg(long, global = true, env = "TABBY_ETCD_CERT_FILE")]
+    pub etcd_cert_file: Option<PathBuf>,
+    /// Key of the client certificate (PEM; mode 600 or stricter).
+    #[arg(long, global = true, env = "TABBY_ETCD_KEY_FILE")]
+    pub etcd_key_file: Option<PathBuf>,
+    /// etcd RBAC user.
+    #[arg(long, global = true, env = "TABBY_ETCD_USERNAME")]
+    pub etcd_username: Option<String>,
+    /// File whose first line is the etcd user's password (mode 600 or stricter).
+    #[arg(long, global = true, env = "TABBY_ETCD_PASSWORD_FILE")]
+    pub etcd_password_file: Option<PathBuf>,
 }
 
 /// This host's name in tabby when none is given: the system host name.
@@ -67,8 +85,19 @@ pub fn default_hostname(given: Option<String>) -> Result<String> {
 static CONNECTED: std::sync::OnceLock<Store> = std::sync::OnceLock::new();
 
 impl EtcdArgs {
+    pub fn options(&self) -> EtcdOptions {
+        EtcdOptions {
+            endpoints: self.etcd_endpoints.clone(),
+            ca_cert_file: self.etcd_ca_cert_file.clone(),
+            cert_file: self.etcd_cert_file.clone(),
+            key_file: self.etcd_key_file.clone(),
+            username: self.etcd_username.clone(),
+            password_file: self.etcd_password_file.clone(),
+        }
+    }
+
     pub async fn connect(&self) -> Result<Store> {
-        let store = Store::connect(&self.etcd_endpoints, &self.etcd_prefix).await?;
+        let store = Store::connect(&self.options(), &self.etcd_prefix).await?;
         let _ = CONNECTED.set(store.clone());
         Ok(store)
     }

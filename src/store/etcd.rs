@@ -8,10 +8,14 @@ use async_trait::async_trait;
 use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, GetOptions, PutOptions, Txn, TxnOp, WatchOptions,
 };
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use tokio::sync::OnceCell;
 use tonic::Code;
 use tracing::{debug, warn};
 
 use super::Error;
+use super::etcd_options::EtcdOptions;
 use super::kv::{Expect, KeyStream, Kv, LeaseGuard, Swap, Versioned};
 
 /// Every request is bounded: with quorum lost a plugin call must fail with
@@ -24,9 +28,27 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// three would fail a third of all calls.
 #[derive(Clone)]
 pub struct EtcdKv {
-    members: Arc<Vec<(String, Client)>>,
+    members: Arc<Vec<Member>>,
     /// The member that answered last; tried first.
     preferred: Arc<AtomicUsize>,
+}
+
+/// A member's client, made on first use: with RBAC credentials etcd-client
+/// authenticates when it connects, and a member that is down at start must
+/// not stop the others from serving.
+struct Member {
+    endpoint: String,
+    options: ConnectOptions,
+    client: OnceCell<Client>,
+}
+
+impl Member {
+    async fn client(&self) -> Result<Client, etcd_client::Error> {
+        self.client
+            .get_or_try_init(|| Client::connect([&self.endpoint], Some(self.options.clone())))
+            .await
+            .cloned()
+    }
 }
 
 /// Errors that say "this member cannot serve", as opposed to an answer.
@@ -42,30 +64,80 @@ fn member_unavailable(err: &etcd_client::Error) -> bool {
 }
 
 impl EtcdKv {
-    pub async fn connect(endpoints: &[String]) -> Result<Self, Error> {
-        let mut members = Vec::new();
-        for endpoint in endpoints {
-            let options = ConnectOptions::new()
-                .with_timeout(REQUEST_TIMEOUT)
-                .with_connect_timeout(CONNECT_TIMEOUT)
-                .with_keep_alive(Duration::from_secs(5), Duration::from_secs(3))
-                .with_require_leader(true);
-            // Channels connect lazily: a member that is down now is fine.
-            let client = Client::connect([endpoint], Some(options))
-                .await
-                .map_err(|source| Error::Connect {
-                    endpoints: endpoint.clone(),
-                    source,
-                })?;
-            members.push((endpoint.clone(), client));
+    /// Reads the TLS files and credentials, then asks the members for their
+    /// status: a refused certificate or password is an error here, naming
+    /// the member and the files; members that are down are not (the agent
+    /// serves without etcd and converges once it answers).
+    pub async fn connect(settings: &EtcdOptions) -> Result<Self, Error> {
+        let loaded = settings.load()?;
+        let mut options = ConnectOptions::new()
+            .with_timeout(REQUEST_TIMEOUT)
+            .with_connect_timeout(CONNECT_TIMEOUT)
+            .with_keep_alive(Duration::from_secs(5), Duration::from_secs(3))
+            .with_require_leader(true);
+        if let Some(tls) = loaded.tls {
+            options = options.with_tls(tls);
         }
-        if members.is_empty() {
-            return Err(Error::Timeout("no etcd endpoints given".into()));
+        if let Some((user, password)) = loaded.user {
+            options = options.with_user(user, password);
         }
-        Ok(EtcdKv {
+        let members = settings
+            .endpoints
+            .iter()
+            .map(|endpoint| Member {
+                endpoint: endpoint.clone(),
+                options: options.clone(),
+                client: OnceCell::new(),
+            })
+            .collect();
+        let kv = EtcdKv {
             members: Arc::new(members),
             preferred: Arc::new(AtomicUsize::new(0)),
-        })
+        };
+        kv.probe(settings).await?;
+        Ok(kv)
+    }
+
+    /// Returns at the first member that answers, or the first one whose
+    /// answer shows the configuration is wrong.
+    async fn probe(&self, settings: &EtcdOptions) -> Result<(), Error> {
+        let mut probes: FuturesUnordered<_> = self
+            .members
+            .iter()
+            .enumerate()
+            .map(|(index, member)| async move {
+                let status = async {
+                    let client = member.client().await?;
+                    client.maintenance_client().status().await
+                };
+                let result = tokio::time::timeout(CONNECT_TIMEOUT * 2, status).await;
+                (index, member, result)
+            })
+            .collect();
+        let mut down = Vec::new();
+        while let Some((index, member, result)) = probes.next().await {
+            match result {
+                Ok(Ok(_)) => {
+                    self.preferred.store(index, Ordering::Relaxed);
+                    return Ok(());
+                }
+                Ok(Err(err)) => {
+                    if let Some(config) = settings.config_error(&member.endpoint, &err) {
+                        return Err(config.into());
+                    }
+                    if !member_unavailable(&err) {
+                        return Err(Error::Connect {
+                            endpoints: member.endpoint.clone(),
+                            source: err,
+                        });
+                    }
+                    down.push(format!("{}: {err}", member.endpoint));
+                }
+                Err(_) => down.push(format!("{}: no answer", member.endpoint)),
+            }
+        }
+        warn!(members = %down.join("; "), "no etcd member answers yet");
+        Ok(())
     }
 
     /// Runs `op` against the preferred member, failing over to the others
@@ -84,8 +156,12 @@ impl EtcdKv {
         let mut last_error = String::new();
         for i in 0..n {
             let index = (first + i) % n;
-            let (endpoint, client) = &self.members[index];
-            match tokio::time::timeout(REQUEST_TIMEOUT, op(client.clone())).await {
+            let endpoint = &self.members[index].endpoint;
+            let attempt = async {
+                let client = self.members[index].client().await?;
+                op(client).await
+            };
+            match tokio::time::timeout(REQUEST_TIMEOUT, attempt).await {
                 Ok(Ok(value)) => {
                     self.preferred.store(index, Ordering::Relaxed);
                     return Ok(value);
@@ -118,11 +194,12 @@ impl EtcdKv {
         Ok(resp.kvs().first().map(|kv| kv.lease()))
     }
 
-    fn any_client(&self) -> Client {
+    fn any_client(&self) -> Option<Client> {
         let n = self.members.len();
         self.members[self.preferred.load(Ordering::Relaxed) % n]
-            .1
-            .clone()
+            .client
+            .get()
+            .cloned()
     }
 }
 
@@ -414,6 +491,8 @@ async fn keep_alive(
             }
         }
     }
-    let mut lease_client = kv.any_client().lease_client();
-    let _ = tokio::time::timeout(Duration::from_secs(2), lease_client.revoke(lease)).await;
+    if let Some(client) = kv.any_client() {
+        let mut lease_client = client.lease_client();
+        let _ = tokio::time::timeout(Duration::from_secs(2), lease_client.revoke(lease)).await;
+    }
 }

@@ -2,6 +2,7 @@
 //! alone knows the key layout (`keys`) and the encoding (JSON).
 
 pub mod etcd;
+pub mod etcd_options;
 pub mod keys;
 pub mod kv;
 pub mod listing;
@@ -21,6 +22,7 @@ use serde::de::DeserializeOwned;
 use crate::model::{
     Block, Endpoint, Exposure, Network, NetworkDef, NetworkStatus, Node, NodeStatus, Profile,
 };
+pub use etcd_options::{ConfigError, EtcdOptions};
 pub use keys::Keys;
 pub use kv::{Expect, KeyStream, Kv, LeaseGuard, Swap, Versioned};
 pub use listing::{Skipped, Validate};
@@ -33,6 +35,8 @@ pub enum Error {
         #[source]
         source: etcd_client::Error,
     },
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     #[error("etcd: {0}")]
     Etcd(#[from] etcd_client::Error),
     #[error("{0}")]
@@ -94,9 +98,9 @@ impl Store {
         Store::new(Arc::new(memory::MemoryKv::new()), "/tabby")
     }
 
-    pub async fn connect(endpoints: &[String], prefix: &str) -> Result<Self, Error> {
-        let kv = etcd::EtcdKv::connect(endpoints).await?;
-        let addresses = etcd::ipv4_addresses(endpoints).await;
+    pub async fn connect(etcd: &EtcdOptions, prefix: &str) -> Result<Self, Error> {
+        let kv = etcd::EtcdKv::connect(etcd).await?;
+        let addresses = etcd::ipv4_addresses(&etcd.endpoints).await;
         Ok(Store::new(Arc::new(kv), prefix).with_etcd_addresses(addresses))
     }
 
