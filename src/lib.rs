@@ -6,6 +6,7 @@ pub mod cli;
 pub mod dataplane;
 pub mod docker;
 pub mod driver;
+pub mod error_chain;
 pub mod ipam;
 pub mod model;
 pub mod mysql;

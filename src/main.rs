@@ -28,7 +28,7 @@ async fn main() {
         subscriber.init();
     }
     if let Err(err) = tabby::cli::run(cli).await {
-        eprintln!("Error: {err:#}");
+        eprintln!("Error: {}", tabby::error_chain::text(&err));
         std::process::exit(1);
     }
 }

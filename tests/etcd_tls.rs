@@ -184,20 +184,32 @@ fn password_file(dir: &Path, name: &str, text: &str, mode: u32) -> String {
 fn rbac_password_is_checked_at_start() {
     let etcd = support::Etcd::start();
     etcdctl(&etcd.endpoint, &["user", "add", "root:s3cret"]);
+    // The user production should run as: read-write on tabby's prefix only.
+    etcdctl(&etcd.endpoint, &["role", "add", "tabby"]);
+    etcdctl(
+        &etcd.endpoint,
+        &[
+            "role",
+            "grant-permission",
+            "tabby",
+            "--prefix",
+            "readwrite",
+            "/tabby/",
+        ],
+    );
+    etcdctl(&etcd.endpoint, &["user", "add", "tabby:t4bby"]);
+    etcdctl(&etcd.endpoint, &["user", "grant-role", "tabby", "tabby"]);
     etcdctl(&etcd.endpoint, &["auth", "enable"]);
     let dir = tempfile::tempdir().unwrap();
-    let tabby = |password_file: &str| {
+    let tabby_as = |user: &str, password_file: &str, args: &[&str]| {
         std::process::Command::new(support::tabby_bin())
-            .args([
-                "--etcd-endpoints",
-                &etcd.endpoint,
-                "--etcd-username",
-                "root",
-            ])
-            .args(["--etcd-password-file", password_file, "pool", "show"])
+            .args(["--etcd-endpoints", &etcd.endpoint, "--etcd-username", user])
+            .args(["--etcd-password-file", password_file])
+            .args(args)
             .output()
             .expect("tabby runs")
     };
+    let tabby = |password_file: &str| tabby_as("root", password_file, &["pool", "show"]);
     let good = password_file(dir.path(), "good", "s3cret\n", 0o600);
     let out = tabby(&good);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -215,6 +227,26 @@ fn rbac_password_is_checked_at_start() {
     let err = stderr(&out);
     assert!(err.contains("chmod 600"), "{err}");
     assert!(err.contains(&open), "{err}");
+
+    let limited = password_file(dir.path(), "limited", "t4bby\n", 0o600);
+    let out = tabby_as("tabby", &limited, &["pool", "add", "198.18.200.0/24"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = tabby_as("tabby", &limited, &["pool", "show"]);
+    assert!(support::stdout(&out).contains("198.18.200.0/24"));
+    // Where the agent's watch starts: read within the prefix, so the
+    // limited role allows it (a read of a key outside it is refused).
+    let options = tabby::store::EtcdOptions {
+        endpoints: vec![etcd.endpoint.clone()],
+        username: Some("tabby".into()),
+        password_file: Some(limited.into()),
+        ..Default::default()
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let revision = runtime.block_on(async {
+        let store = tabby::store::Store::connect(&options, "/tabby").await?;
+        store.revision().await
+    });
+    assert!(revision.expect("revision as the limited user") > 0);
 
     // Without credentials, auth-enabled etcd refuses; the error says so.
     let out = std::process::Command::new(support::tabby_bin())

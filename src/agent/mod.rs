@@ -199,8 +199,9 @@ async fn start(
             Ok(Err(fatal)) => return Err(fatal),
             Err(err) => {
                 let delay = backoff.next_delay();
-                warn!(error = %format!("{err:#}"), retry_in_ms = delay.as_millis() as u64, "waiting for etcd");
-                ready.waiting(format!("{err:#}"));
+                let reason = crate::error_chain::text(&err);
+                warn!(error = %reason, retry_in_ms = delay.as_millis() as u64, "waiting for etcd");
+                ready.waiting(reason);
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
                     _ = ready.retry_now.notified() => {}

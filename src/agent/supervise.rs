@@ -57,7 +57,7 @@ impl Backoff {
 fn describe(outcome: Result<anyhow::Result<()>, Box<dyn std::any::Any + Send>>) -> String {
     match outcome {
         Ok(Ok(())) => "ended".to_string(),
-        Ok(Err(err)) => format!("failed: {err:#}"),
+        Ok(Err(err)) => format!("failed: {}", crate::error_chain::text(&err)),
         Err(panic) => {
             let message = panic
                 .downcast_ref::<&str>()

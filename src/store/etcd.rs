@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, GetOptions, PutOptions, Txn, TxnOp, WatchOptions,
+    Client, Compare, CompareOp, ConnectOptions, GetOptions, Txn, TxnOp, WatchOptions,
 };
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
@@ -17,6 +17,9 @@ use tracing::{debug, warn};
 use super::Error;
 use super::etcd_options::EtcdOptions;
 use super::kv::{Expect, KeyStream, Kv, LeaseGuard, Swap, Versioned};
+
+mod addresses;
+mod lease;
 
 /// Every request is bounded: with quorum lost a plugin call must fail with
 /// a clear error instead of hanging dockerd.
@@ -203,31 +206,7 @@ impl EtcdKv {
     }
 }
 
-/// The IPv4 addresses of `http(s)://HOST:PORT` endpoints; a name is
-/// resolved, and one that does not resolve adds nothing (connecting to it
-/// fails on its own).
-pub async fn ipv4_addresses(endpoints: &[String]) -> Vec<std::net::Ipv4Addr> {
-    let mut out = Vec::new();
-    for endpoint in endpoints {
-        let rest = endpoint
-            .split_once("://")
-            .map_or(endpoint.as_str(), |(_, r)| r);
-        let authority = rest.split('/').next().unwrap_or_default();
-        let host_port = match authority.rsplit_once(':') {
-            Some((h, p)) if p.parse::<u16>().is_ok() => (h.to_string(), p.parse().unwrap_or(2379)),
-            _ => (authority.to_string(), 2379),
-        };
-        if let Ok(ip) = host_port.0.parse::<std::net::Ipv4Addr>() {
-            out.push(ip);
-        } else if let Ok(addrs) = tokio::net::lookup_host(host_port).await {
-            out.extend(addrs.filter_map(|a| match a.ip() {
-                std::net::IpAddr::V4(ip) => Some(ip),
-                std::net::IpAddr::V6(_) => None,
-            }));
-        }
-    }
-    out
-}
+pub use addresses::ipv4_addresses;
 
 fn swap_parts(key: &str, expect: Expect, value: Option<Vec<u8>>) -> (Compare, TxnOp) {
     let compare = match expect {
@@ -327,17 +306,7 @@ impl Kv for EtcdKv {
     }
 
     async fn put_leased(&self, key: &str, value: Vec<u8>, ttl: i64) -> Result<LeaseGuard, Error> {
-        let lease = grant_and_put(self, key, &value, ttl).await?;
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
-        let task = tokio::spawn(keep_alive(
-            self.clone(),
-            key.to_string(),
-            value,
-            ttl,
-            lease,
-            stop_rx,
-        ));
-        Ok(LeaseGuard::new(stop_tx, task))
+        lease::put_leased(self, key, value, ttl).await
     }
 
     async fn create_leased(
@@ -346,47 +315,7 @@ impl Kv for EtcdKv {
         value: Vec<u8>,
         ttl: i64,
     ) -> Result<Option<LeaseGuard>, Error> {
-        let lease = self
-            .call("grant a lease", |c| async move {
-                c.lease_client().grant(ttl, None).await
-            })
-            .await?
-            .id();
-        let txn = Txn::new()
-            .when([Compare::create_revision(key, CompareOp::Equal, 0)])
-            .and_then([TxnOp::put(
-                key,
-                value.clone(),
-                Some(PutOptions::new().with_lease(lease)),
-            )]);
-        let created = self
-            .call("write", |c| {
-                let txn = txn.clone();
-                async move { c.kv_client().txn(txn).await }
-            })
-            .await?
-            .succeeded();
-        // A retried txn that had applied on a member that then timed out
-        // fails its comparison: the key under our own lease is ours.
-        let ours = created || self.lease_of(key).await? == Some(lease);
-        if !ours {
-            let _ = self
-                .call("revoke a lease", |c| async move {
-                    c.lease_client().revoke(lease).await
-                })
-                .await;
-            return Ok(None);
-        }
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
-        let task = tokio::spawn(keep_alive(
-            self.clone(),
-            key.to_string(),
-            value,
-            ttl,
-            lease,
-            stop_rx,
-        ));
-        Ok(Some(LeaseGuard::new(stop_tx, task)))
+        lease::create_leased(self, key, value, ttl).await
     }
 
     async fn watch(&self, prefix: &str, from_revision: i64) -> Result<KeyStream, Error> {
@@ -425,74 +354,14 @@ impl Kv for EtcdKv {
         )))
     }
 
-    async fn revision(&self) -> Result<i64, Error> {
+    async fn revision(&self, within: &str) -> Result<i64, Error> {
+        let options = GetOptions::new().with_prefix().with_count_only();
         let resp = self
-            .call(
-                "read",
-                |c| async move { c.kv_client().get("\0", None).await },
-            )
+            .call("read", |c| {
+                let options = options.clone();
+                async move { c.kv_client().get(within, Some(options)).await }
+            })
             .await?;
         Ok(resp.header().map(|h| h.revision()).unwrap_or_default())
-    }
-}
-
-async fn grant_and_put(kv: &EtcdKv, key: &str, value: &[u8], ttl: i64) -> Result<i64, Error> {
-    let lease = kv
-        .call("grant a lease", |c| async move {
-            c.lease_client().grant(ttl, None).await
-        })
-        .await?
-        .id();
-    kv.call("write", |c| {
-        let value = value.to_vec();
-        async move {
-            c.kv_client()
-                .put(key, value, Some(PutOptions::new().with_lease(lease)))
-                .await
-        }
-    })
-    .await?;
-    Ok(lease)
-}
-
-/// Refreshes the lease every third of its TTL. If the lease was lost (etcd
-/// unreachable for longer than the TTL), grants a new one and rewrites the
-/// key, so the node comes back as up by itself. Revokes on stop, so a
-/// cleanly stopped agent shows as down at once.
-async fn keep_alive(
-    kv: EtcdKv,
-    key: String,
-    value: Vec<u8>,
-    ttl: i64,
-    mut lease: i64,
-    mut stop: tokio::sync::oneshot::Receiver<()>,
-) {
-    let period = Duration::from_millis((ttl as u64 * 1000 / 3).max(200));
-    loop {
-        tokio::select! {
-            _ = &mut stop => break,
-            _ = tokio::time::sleep(period) => {}
-        }
-        let alive = kv
-            .call("refresh a lease", |c| async move {
-                let (mut keeper, mut responses) = c.lease_client().keep_alive(lease).await?;
-                keeper.keep_alive().await?;
-                Ok(matches!(responses.message().await?, Some(r) if r.ttl() > 0))
-            })
-            .await
-            .unwrap_or(false);
-        if !alive {
-            match grant_and_put(&kv, &key, &value, ttl).await {
-                Ok(new_lease) => {
-                    debug!(key, "lease renewed after loss");
-                    lease = new_lease;
-                }
-                Err(err) => warn!(key, error = %err, "cannot refresh liveness lease"),
-            }
-        }
-    }
-    if let Some(client) = kv.any_client() {
-        let mut lease_client = client.lease_client();
-        let _ = tokio::time::timeout(Duration::from_secs(2), lease_client.revoke(lease)).await;
     }
 }

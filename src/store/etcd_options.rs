@@ -53,7 +53,7 @@ pub enum ConfigError {
         path: PathBuf,
         expected: &'static str,
     },
-    #[error("etcd key or password file: {0}")]
+    #[error(transparent)]
     Secret(#[from] SecretFileError),
     #[error("TLS handshake with {endpoint} failed: {reason} (check {hint})")]
     Handshake {

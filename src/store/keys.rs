@@ -42,6 +42,11 @@ impl Keys {
         Keys { prefix }
     }
 
+    /// The root every key lives under.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
     pub fn root(&self) -> String {
         format!("{}/", self.prefix)
     }

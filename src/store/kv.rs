@@ -70,8 +70,10 @@ pub trait Kv: Send + Sync {
     ) -> Result<Option<LeaseGuard>, Error>;
     /// Changes under `prefix` from `from_revision` on (inclusive).
     async fn watch(&self, prefix: &str, from_revision: i64) -> Result<KeyStream, Error>;
-    /// The store's current revision: lets tests prove that nothing changed.
-    async fn revision(&self) -> Result<i64, Error>;
+    /// The store's current revision, read through `within`, a key the
+    /// caller may read (etcd RBAC can limit a user to tabby's prefix):
+    /// where watches start, and how tests prove that nothing changed.
+    async fn revision(&self, within: &str) -> Result<i64, Error>;
 }
 
 /// Stops refreshing a leased key when dropped; `release` also waits until

@@ -198,7 +198,7 @@ impl Kv for MemoryKv {
         )))
     }
 
-    async fn revision(&self) -> Result<i64, Error> {
+    async fn revision(&self, _within: &str) -> Result<i64, Error> {
         Ok(self.inner.lock().unwrap().revision)
     }
 }

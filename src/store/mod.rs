@@ -118,7 +118,9 @@ impl Store {
     }
 
     pub async fn revision(&self) -> Result<i64, Error> {
-        self.kv.revision().await
+        // Under the prefix with its slash: an RBAC role granted on
+        // "<prefix>/" must cover the read.
+        self.kv.revision(&format!("{}/", self.keys.prefix())).await
     }
 
     async fn get_typed<T: DeserializeOwned + Validate>(

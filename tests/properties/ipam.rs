@@ -91,8 +91,8 @@ impl Kv for YieldingKv {
     async fn watch(&self, prefix: &str, from: i64) -> Result<KeyStream, store::Error> {
         self.inner.watch(prefix, from).await
     }
-    async fn revision(&self) -> Result<i64, store::Error> {
-        self.inner.revision().await
+    async fn revision(&self, within: &str) -> Result<i64, store::Error> {
+        self.inner.revision(within).await
     }
 }
 
