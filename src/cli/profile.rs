@@ -25,7 +25,33 @@ fn direction(word: Option<&String>) -> Result<Direction> {
     }
 }
 
+/// Takes `-o`/`--output` out of the words: clap's trailing word list
+/// swallows the global option when it comes after them
+/// (`tabby profile show -o json`), as it may for every other command.
+fn take_output(args: Vec<String>, mut format: Format) -> Result<(Vec<String>, Format)> {
+    let mut words = Vec::new();
+    let mut it = args.into_iter();
+    while let Some(word) = it.next() {
+        let value = match word.as_str() {
+            "-o" | "--output" => Some(
+                it.next()
+                    .ok_or_else(|| anyhow::anyhow!("{word} needs a value"))?,
+            ),
+            other => other.strip_prefix("--output=").map(str::to_string),
+        };
+        match value {
+            Some(v) => {
+                format = <Format as clap::ValueEnum>::from_str(&v, false)
+                    .map_err(|_| anyhow::anyhow!("--output is table or json, not {v:?}"))?
+            }
+            None => words.push(word),
+        }
+    }
+    Ok((words, format))
+}
+
 pub async fn run(args: Vec<String>, etcd: &EtcdArgs, format: Format) -> Result<()> {
+    let (args, format) = take_output(args, format)?;
     let words: Vec<&str> = args.iter().map(String::as_str).collect();
     let store = etcd.connect().await?;
     match words.as_slice() {
@@ -226,4 +252,21 @@ pub async fn container(args: Vec<String>, etcd: &EtcdArgs) -> Result<()> {
     .await?;
     println!("Profiles of {container}: {}", now.join(", "));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_output_option_is_taken_wherever_it_comes() {
+        let words = |s: &str| s.split(' ').map(String::from).collect::<Vec<_>>();
+        let (args, format) = take_output(words("show -o json --detailed"), Format::Table).unwrap();
+        assert_eq!((args, format), (words("show --detailed"), Format::Json));
+        let (args, format) =
+            take_output(words("A rule show --output=json"), Format::Table).unwrap();
+        assert_eq!((args, format), (words("A rule show"), Format::Json));
+        assert!(take_output(words("show -o"), Format::Table).is_err());
+        assert!(take_output(words("show -o yaml"), Format::Table).is_err());
+    }
 }
