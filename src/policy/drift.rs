@@ -10,11 +10,10 @@
 //! has been seen intact once, and by exact text against that reading after.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::Write;
 use std::net::Ipv4Addr;
-use std::process::{Command, Stdio};
 
 use super::firewall::{Error, Table};
+use super::iptables::run;
 use super::render::{PolicyState, SET_PREFIX};
 
 /// Chains (tabby's and the built-ins it hooks) as the kernel holds them.
@@ -123,32 +122,6 @@ pub fn find(
         }
     }
     found
-}
-
-fn run(program: &str, args: &[&str], input: Option<&str>) -> Result<String, Error> {
-    let command = format!("{program} {}", args.join(" "));
-    let spawn = |source| Error::Spawn {
-        command: command.clone(),
-        source,
-    };
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(spawn)?;
-    let mut stdin = child.stdin.take().expect("stdin is piped");
-    if let Some(input) = input {
-        stdin.write_all(input.as_bytes()).map_err(spawn)?;
-    }
-    drop(stdin);
-    let out = child.wait_with_output().map_err(spawn)?;
-    if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
-        return Err(Error::Failed { command, stderr });
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// Puts tabby's hooks first in `builtin` again (ours only are removed).

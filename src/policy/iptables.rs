@@ -23,7 +23,9 @@ pub struct IptablesFirewall {
     applied: Mutex<Option<PolicyState>>,
 }
 
-fn run(program: &str, args: &[&str], input: Option<&str>) -> Result<String, Error> {
+/// Runs a firewall tool, feeding it `input`; its stdout, or its stderr
+/// as the error.
+pub(super) fn run(program: &str, args: &[&str], input: Option<&str>) -> Result<String, Error> {
     let command = format!("{program} {}", args.join(" "));
     let spawn_err = |source| Error::Spawn {
         command: command.clone(),

@@ -187,6 +187,17 @@ impl EtcdKv {
         )))
     }
 
+    /// Runs a transaction; whether its comparisons held.
+    async fn commit(&self, txn: Txn) -> Result<bool, Error> {
+        let resp = self
+            .call("write", |c| {
+                let txn = txn.clone();
+                async move { c.kv_client().txn(txn).await }
+            })
+            .await?;
+        Ok(resp.succeeded())
+    }
+
     async fn lease_of(&self, key: &str) -> Result<Option<i64>, Error> {
         let resp = self
             .call(
@@ -271,14 +282,7 @@ impl Kv for EtcdKv {
 
     async fn swap(&self, key: &str, expect: Expect, value: Option<Vec<u8>>) -> Result<bool, Error> {
         let (compare, op) = swap_parts(key, expect, value);
-        let txn = Txn::new().when([compare]).and_then([op]);
-        let resp = self
-            .call("write", |c| {
-                let txn = txn.clone();
-                async move { c.kv_client().txn(txn).await }
-            })
-            .await?;
-        Ok(resp.succeeded())
+        self.commit(Txn::new().when([compare]).and_then([op])).await
     }
 
     async fn swap_all(&self, swaps: Vec<Swap>) -> Result<bool, Error> {
@@ -286,14 +290,7 @@ impl Kv for EtcdKv {
             .into_iter()
             .map(|s| swap_parts(&s.key, s.expect, s.value))
             .unzip();
-        let txn = Txn::new().when(compares).and_then(ops);
-        let resp = self
-            .call("write", |c| {
-                let txn = txn.clone();
-                async move { c.kv_client().txn(txn).await }
-            })
-            .await?;
-        Ok(resp.succeeded())
+        self.commit(Txn::new().when(compares).and_then(ops)).await
     }
 
     async fn delete(&self, key: &str) -> Result<bool, Error> {

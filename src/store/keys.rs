@@ -174,6 +174,27 @@ impl Keys {
         format!("{}{name}", self.mysql_declarations())
     }
 
+    /// Every prefix records are listed under (for tests and fuzzing that
+    /// write whatever may sit in etcd).
+    pub fn record_prefixes(&self) -> Vec<String> {
+        vec![
+            self.pools(),
+            self.blocks(),
+            self.networks(),
+            self.endpoints(),
+            self.nodes(),
+            self.alive_nodes(),
+            self.node_statuses(),
+            self.policy_statuses(),
+            self.profiles(),
+            self.exposures(),
+            self.netdefs(),
+            format!("{}/netstatus/", self.prefix),
+            self.mysql_clusters(),
+            self.mysql_declarations(),
+        ]
+    }
+
     /// Keys whose changes can change a host's routes, links or firewall.
     pub fn affects_routes(&self, key: &str) -> bool {
         [

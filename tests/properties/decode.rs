@@ -11,21 +11,11 @@ use tabby::model::{Block, Endpoint, Exposure, MysqlCluster, NetworkDef, Node, Po
 use tabby::store::memory::MemoryKv;
 use tabby::store::{Kv, Store};
 
-/// Key prefixes under the store's root, one per kind of record.
-const KINDS: &[&str] = &[
-    "pools",
-    "blocks",
-    "networks",
-    "endpoints",
-    "nodes",
-    "alive",
-    "nodestatus",
-    "profiles",
-    "exposures",
-    "netdefs",
-    "netstatus",
-    "mysql",
-];
+/// Every prefix tabby lists records under, from the store's own layout.
+fn prefixes() -> &'static [String] {
+    static PREFIXES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    PREFIXES.get_or_init(|| tabby::store::Keys::new("/tabby").record_prefixes())
+}
 
 fn cidr() -> impl Strategy<Value = String> {
     (any::<[u8; 4]>(), prop_oneof![8 => 16u8..=32, 1 => 0u8..=40])
@@ -55,7 +45,7 @@ fn value() -> impl Strategy<Value = Vec<u8>> {
 
 fn record() -> impl Strategy<Value = (usize, String, Vec<u8>)> {
     (
-        0..KINDS.len(),
+        0..prefixes().len(),
         prop_oneof![
             "[a-z0-9./-]{0,20}",
             "\\PC{0,8}",
@@ -129,7 +119,7 @@ proptest! {
         crate::run(async {
             let kv = Arc::new(MemoryKv::new());
             for (kind, name, bytes) in records {
-                kv.put(&format!("/tabby/{}/{name}", KINDS[kind]), bytes).await.unwrap();
+                kv.put(&format!("{}{name}", prefixes()[kind]), bytes).await.unwrap();
             }
             let store = Store::new(kv, "/tabby");
             read_everything(&store).await;

@@ -89,13 +89,7 @@ async fn create(kv: &EtcdKv, key: &str, value: &[u8], lease: i64) -> Result<bool
             value.to_vec(),
             Some(PutOptions::new().with_lease(lease)),
         )]);
-    Ok(kv
-        .call("write", |c| {
-            let txn = txn.clone();
-            async move { c.kv_client().txn(txn).await }
-        })
-        .await?
-        .succeeded())
+    kv.commit(txn).await
 }
 
 async fn grant_and_put(kv: &EtcdKv, key: &str, value: &[u8], ttl: i64) -> Result<i64, Error> {

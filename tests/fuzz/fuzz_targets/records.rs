@@ -13,20 +13,11 @@ use tabby::model::{
 use tabby::store::memory::MemoryKv;
 use tabby::store::{Kv, Store};
 
-const KINDS: &[&str] = &[
-    "pools",
-    "blocks",
-    "networks",
-    "endpoints",
-    "nodes",
-    "alive",
-    "nodestatus",
-    "profiles",
-    "exposures",
-    "netdefs",
-    "netstatus",
-    "mysql",
-];
+/// Every prefix tabby lists records under, from the store's own layout.
+fn prefixes() -> &'static [String] {
+    static PREFIXES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    PREFIXES.get_or_init(|| tabby::store::Keys::new("/tabby").record_prefixes())
+}
 
 fn runtime() -> &'static tokio::runtime::Runtime {
     static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
@@ -49,9 +40,9 @@ fn records(data: &[u8]) -> impl Iterator<Item = (String, Vec<u8>)> + '_ {
             Some(i) => (&rest[..i], &rest[i + 1..]),
             None => (&[][..], rest),
         };
-        let kind = KINDS[*kind as usize % KINDS.len()];
+        let prefix = &prefixes()[*kind as usize % prefixes().len()];
         let name = String::from_utf8_lossy(name);
-        Some((format!("/tabby/{kind}/{name}"), value.to_vec()))
+        Some((format!("{prefix}{name}"), value.to_vec()))
     })
 }
 
