@@ -130,6 +130,13 @@ pub async fn run(args: CheckArgs, store: Store, format: Format) -> Result<()> {
     for line in &report.unrepaired {
         println!("NOT repaired: {line}");
     }
+    // Nothing judged by liveness is not the same as nothing wrong: such a
+    // check never passes, whatever else it found or repaired.
+    if f.docker_unknown || !f.unknown_networks.is_empty() {
+        anyhow::bail!(
+            "{host}: liveness unknown, so no address or endpoint was judged and none was freed"
+        );
+    }
     if f.is_clean() {
         println!("{host}: allocations, endpoints, links and routes agree with Docker");
     } else if !args.repair {
