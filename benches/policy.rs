@@ -56,6 +56,7 @@ fn state(n: usize) -> PolicyState {
         all: &eps,
         profiles: &profiles,
         exposures: &[],
+        quarantined: &[],
     })
 }
 

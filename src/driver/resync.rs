@@ -41,11 +41,22 @@ impl Driver {
             .cloned()
             .collect();
         let exposures = self.store.exposures().await?;
+        // Recorded here but left out of the listing: its record fails its
+        // checks, so its veth stays (resync keeps it) with no traffic.
+        let quarantined: Vec<String> = self
+            .store
+            .host_endpoint_ids(self.host())
+            .await?
+            .iter()
+            .filter(|id| !local.iter().any(|e| &e.id == *id))
+            .map(|id| dataplane::host_veth_name(id))
+            .collect();
         let input = crate::policy::PolicyInput {
             local: &local,
             all: &all,
             profiles: &profiles,
             exposures: &exposures,
+            quarantined: &quarantined,
         };
         let mut recorded = self.policy.lock().await;
         let failures =

@@ -68,6 +68,7 @@ pub fn render_contained(input: &PolicyInput, failed: &Failures) -> PolicyState {
         all: &all,
         profiles: &profiles,
         exposures: input.exposures,
+        quarantined: input.quarantined,
     })
 }
 

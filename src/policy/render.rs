@@ -89,6 +89,9 @@ pub struct PolicyInput<'a> {
     pub profiles: &'a [Profile],
     /// Exposures of every host; those matching a local endpoint apply.
     pub exposures: &'a [Exposure],
+    /// Veths of this host's endpoints whose records fail their checks:
+    /// kept, but every packet of theirs is dropped.
+    pub quarantined: &'a [String],
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -216,22 +219,36 @@ fn render_nat<'a>(
 
 /// Veth dispatch as a two-level tree keyed by the first character of the
 /// endpoint ID: a new endpoint rewrites one short chain, not one line per
-/// endpoint of the host. A veth with no endpoint record (not yet, or no
-/// longer) falls through to a drop.
-fn dispatch_tree(ruleset: &mut super::Table, root: &str, flag: &str, lines: Vec<(char, String)>) {
+/// endpoint of the host. An interface that is no endpoint of this host
+/// (a user's `tabby0` bridge: iptables can only match a name prefix)
+/// returns unmarked, so tabby passes no verdict on it; quarantined veths
+/// are dropped first.
+fn dispatch_tree(
+    ruleset: &mut super::Table,
+    (root, flag): (&str, &str),
+    lines: Vec<(char, String)>,
+    quarantined: &[String],
+) {
     let mut buckets: BTreeMap<char, Vec<String>> = BTreeMap::new();
     for (key, line) in lines {
         buckets.entry(key).or_default().push(line);
     }
-    let mut top = Vec::new();
-    for (key, mut lines) in buckets {
+    let mut top: Vec<String> = quarantined
+        .iter()
+        .map(|veth| format!("{flag} {veth} -j DROP"))
+        .collect();
+    for (key, lines) in buckets {
         let chain = format!("{root}-{key}");
         top.push(format!("{flag} {VETH_PREFIX}{key}+ -g {chain}"));
-        lines.push("-j DROP".into());
         ruleset.chain(&chain, lines);
     }
-    top.push("-j DROP".into());
     ruleset.chain(root, top);
+}
+
+fn mark_mask() -> &'static str {
+    ACCEPT_MARK
+        .split_once('/')
+        .map_or(ACCEPT_MARK, |(_, mask)| mask)
 }
 
 pub fn render(input: &PolicyInput) -> PolicyState {
@@ -239,15 +256,22 @@ pub fn render(input: &PolicyInput) -> PolicyState {
     let exposed = render_nat(input, &mut rules.nat);
     let ruleset = &mut rules.filter;
     let veths = format!("{VETH_PREFIX}+");
+    // An endpoint's chains return only with the accept mark set (or drop):
+    // accepted is what an endpoint's policy allowed; traffic of foreign
+    // `tabby…` interfaces comes back unmarked and is left to the rest of
+    // FORWARD, as if tabby were not there.
+    let clear = format!("-j MARK --set-xmark 0x0/{}", mark_mask());
     ruleset.chain(
         FORWARD,
         vec![
             "-m conntrack --ctstate INVALID -j DROP".into(),
             "-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT".into(),
+            format!("-i {veths} {clear}"),
+            format!("-o {veths} {clear}"),
             format!("-i {veths} -j {FROM_WL}"),
             format!("-o {veths} -j {TO_WL}"),
-            format!("-i {veths} -j ACCEPT"),
-            format!("-o {veths} -j ACCEPT"),
+            format!("-i {veths} -m mark --mark {ACCEPT_MARK} -j ACCEPT"),
+            format!("-o {veths} -m mark --mark {ACCEPT_MARK} -j ACCEPT"),
         ],
     );
     // Traffic from a container to its own host obeys its outbound rules
@@ -274,10 +298,7 @@ pub fn render(input: &PolicyInput) -> PolicyState {
         let key = ep.veth.chars().nth(VETH_PREFIX.len()).unwrap_or('_');
         from_dispatch.push((key, format!("-i {} -g {fw}", ep.veth)));
         to_dispatch.push((key, format!("-o {} -g {tw}", ep.veth)));
-        let clear = format!(
-            "-j MARK --set-xmark 0x0/{}",
-            ACCEPT_MARK.split('/').nth(1).unwrap()
-        );
+        let clear = format!("-j MARK --set-xmark 0x0/{}", mark_mask());
         let mut from_rules = vec![clear.clone(), format!("! -s {}/32 -j DROP", ep.ip)];
         let mut to_rules = vec![clear];
         // An exposed port takes only the connections its DNAT made.
@@ -300,8 +321,8 @@ pub fn render(input: &PolicyInput) -> PolicyState {
         ruleset.chain(&fw, from_rules);
         ruleset.chain(&tw, to_rules);
     }
-    dispatch_tree(ruleset, FROM_WL, "-i", from_dispatch);
-    dispatch_tree(ruleset, TO_WL, "-o", to_dispatch);
+    dispatch_tree(ruleset, (FROM_WL, "-i"), from_dispatch, input.quarantined);
+    dispatch_tree(ruleset, (TO_WL, "-o"), to_dispatch, input.quarantined);
 
     let mut referenced: BTreeSet<String> = BTreeSet::new();
     for profile in input.profiles {

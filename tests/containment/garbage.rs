@@ -126,3 +126,47 @@ fn garbage_under_every_prefix_leaves_shows_join_and_routing_working() {
     assert_eq!(shows_skip(&lab, "h3"), BTreeSet::new());
     assert!(lab.pings("h3", "cg3", &containers[0].2));
 }
+
+/// One endpoint's record corrupted: its container keeps its veth but no
+/// traffic (never routed to, dropped), the others carry on, and fixing the
+/// record brings it back.
+#[test]
+fn a_corrupt_endpoint_record_quarantines_only_its_container() {
+    let lab = lab();
+    let mut undo = Undo::new(&lab);
+    let mut containers = Vec::new();
+    for (host, name) in [("h1", "cq1"), ("h2", "cq2"), ("h3", "cq3")] {
+        containers.push((host, name, run(&lab, host, name, "na")));
+        undo.push(host, format!("docker rm -f {name}"));
+    }
+    all_reach(&lab, &containers);
+    let id = lab.sh(
+        "h1",
+        "docker inspect -f '{{range .NetworkSettings.Networks}}{{.EndpointID}}{{end}}' cq1",
+    );
+    let key = format!("/tabby/endpoints/h1/{}", id.trim());
+    let record = etcdctl(&lab, &format!("get --print-value-only {key}"));
+    let record = record.trim();
+    assert!(
+        record.starts_with('{') && !record.contains('\''),
+        "{record}"
+    );
+    undo.push("h1", format!("ETCDCTL_API=3 etcdctl put {key} '{record}'"));
+    etcdctl(&lab, &format!("put {key} '{{not json'"));
+
+    let veth = format!("tabby{}", &id.trim()[..10]);
+    let (cq1, cq3) = (&containers[0].2, &containers[2].2);
+    eventually(WAIT, "cq1 to lose its traffic", || {
+        (!lab.pings("h2", "cq2", cq1) && !lab.pings("h1", "cq1", cq3)).then_some(())
+    });
+    assert!(lab.pings("h2", "cq2", cq3), "the others still reach");
+    assert!(
+        lab.try_sh("h1", &format!("ip link show dev {veth}")),
+        "cq1 keeps its veth"
+    );
+
+    etcdctl(&lab, &format!("put {key} '{record}'"));
+    eventually(WAIT, "cq1 back once its record is fixed", || {
+        (lab.pings("h2", "cq2", cq1) && lab.pings("h1", "cq1", cq3)).then_some(())
+    });
+}

@@ -78,6 +78,7 @@ async fn a_refused_profile_drops_and_the_others_still_apply() {
         all: &endpoints,
         profiles: &[a.clone(), b],
         exposures: &[],
+        quarantined: &[],
     };
     let fw = PickyFirewall::default();
     let failures = apply_contained(&fw, &input, &Failures::new())
@@ -113,6 +114,7 @@ async fn an_invalid_record_fails_closed_and_a_good_batch_reports_nothing() {
         all: &endpoints,
         profiles: &[default_profile("A")],
         exposures: &[],
+        quarantined: &[],
     };
     let fw = PickyFirewall::default();
     assert!(

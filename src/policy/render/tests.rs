@@ -26,6 +26,7 @@ fn render_with(endpoints: &[Endpoint], profiles: &[Profile]) -> PolicyState {
         all: endpoints,
         profiles,
         exposures: &[],
+        quarantined: &[],
     })
 }
 
@@ -146,6 +147,7 @@ fn loopback_exposures_only_dnat_locally_and_chains_are_recognised() {
         all: &eps,
         profiles: &[default_profile("A")],
         exposures: &exposures,
+        quarantined: &[],
     });
     let nat = |name: &str| {
         let (_, rules) = state
@@ -172,4 +174,42 @@ fn loopback_exposures_only_dnat_locally_and_chains_are_recognised() {
         }
     }
     assert!(!is_own_chain("TABBY-MINE") && !is_own_chain("DOCKER"));
+}
+
+/// A `tabby…` interface that is no endpoint (a user's `tabby0` bridge)
+/// gets no verdict from tabby; a quarantined veth gets only drops.
+#[test]
+fn foreign_interfaces_get_no_verdict_and_quarantined_veths_drop() {
+    let eps = [ep("a", "198.18.64.1", "A")];
+    let quarantined = [crate::dataplane::host_veth_name(&"c".repeat(64))];
+    let state = render(&PolicyInput {
+        local: &eps,
+        all: &eps,
+        profiles: &[default_profile("A")],
+        exposures: &[],
+        quarantined: &quarantined,
+    });
+    let chain = |name: &str| {
+        let chains = &state.ruleset.filter.chains;
+        chains.iter().find(|(n, _)| n == name).unwrap().1.clone()
+    };
+    for (root, flag) in [("TABBY-FROM-WL", "-i"), ("TABBY-TO-WL", "-o")] {
+        let top = chain(root);
+        assert_eq!(top[0], format!("{flag} tabbycccccccccc -j DROP"), "{top:?}");
+        assert!(!top.iter().any(|r| r == "-j DROP"), "{top:?}");
+        let bucket = chain(&format!("{root}-a"));
+        assert_eq!(bucket.len(), 1, "no catch-all drop: {bucket:?}");
+    }
+    let forward = chain("TABBY-FORWARD");
+    let accepts: Vec<_> = forward
+        .iter()
+        .filter(|r| r.ends_with("-j ACCEPT"))
+        .collect();
+    assert_eq!(accepts.len(), 3, "{forward:?}");
+    assert!(
+        accepts[1..]
+            .iter()
+            .all(|r| r.contains("-m mark --mark 0x100000/0x100000")),
+        "only what an endpoint's chains allowed: {forward:?}"
+    );
 }
