@@ -134,7 +134,7 @@ fn duplicate_h1(lab: &Lab, on: &str, ip: &str) -> (Reaped, std::path::PathBuf) {
         lab.dir().join(on).join("docker.sock").display()
     );
     let args = format!(
-        "exec {on} tabby agent --hostname h1 --ip {ip} --node-ttl 2 --docker-host {docker} --socket {}",
+        "exec {on} tabby agent --hostname h1 --ip {ip} --node-ttl 4 --docker-host {docker} --socket {}",
         socket.display()
     );
     let child = lab
@@ -162,6 +162,23 @@ fn a_second_agent_with_a_live_hostname_is_refused_and_changes_nothing() {
         duplicate_h1(&lab, "h1", "198.18.0.11"),
         duplicate_h1(&lab, "h3", "198.18.0.13"),
     ];
+    // While it waits out the lease, calls are told why, not that etcd
+    // is down.
+    let socket = lab.dir().join("dup-on-h1.sock");
+    eventually(Duration::from_secs(20), "the duplicate's socket", || {
+        socket.exists().then_some(())
+    });
+    let body = br#"{"PoolID":"198.18.64.0/20","Address":"","Options":{}}"#;
+    let refused = http::post(&socket, "/IpamDriver.RequestAddress", body);
+    assert_eq!(refused.status, 500);
+    let err = refused.json()["Err"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        err.contains("is starting: the liveness lease of host h1 is held"),
+        "{err}"
+    );
     for (agent, log) in &mut agents {
         let status = eventually(
             Duration::from_secs(60),

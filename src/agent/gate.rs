@@ -33,6 +33,9 @@ enum State {
     Attempting,
     /// The last attempt failed, for this reason: calls are refused.
     Waiting(String),
+    /// etcd answers, but the agent waits for something else (a previous
+    /// agent's liveness lease): calls are refused, saying what.
+    Starting(String),
     Ready,
 }
 
@@ -61,6 +64,10 @@ impl Readiness {
         self.state.send_replace(State::Waiting(reason));
     }
 
+    pub fn starting(&self, reason: String) {
+        self.state.send_replace(State::Starting(reason));
+    }
+
     pub fn ready(&self) {
         self.state.send_replace(State::Ready);
     }
@@ -75,6 +82,9 @@ impl Readiness {
             Ok(Ok(s)) => match &*s {
                 State::Ready => return None,
                 State::Waiting(reason) => reason.clone(),
+                State::Starting(reason) => {
+                    return Some(format!("the tabby agent is starting: {reason}"));
+                }
                 State::Attempting => unreachable!("waited for another state"),
             },
             _ => format!("no answer within {}s", ATTEMPT_WAIT.as_secs()),
@@ -137,6 +147,14 @@ mod tests {
         assert!(err.starts_with("etcd unavailable"), "{err}");
         assert!(err.contains("198.18.0.11:2379") && err.contains("connection refused"));
         assert_eq!(body["Error"], body["Err"]);
+
+        ready.starting("the liveness lease of host h1 is held".into());
+        let (_, body) = call(&app, "/IpamDriver.RequestAddress").await;
+        let err = body["Err"].as_str().unwrap();
+        assert!(
+            err.starts_with("the tabby agent is starting: the liveness lease"),
+            "not blamed on etcd: {err}"
+        );
 
         ready.ready();
         assert_eq!(

@@ -176,7 +176,20 @@ async fn start(
         // with a live agent's hostname is refused having touched nothing.
         let attempt = async {
             if lease.lock().await.is_none() {
-                match store.register_node(&node, config.node_ttl).await {
+                // Registration may wait out a crashed agent's lease: calls
+                // meanwhile are told so, not that etcd is down.
+                if let Ok(alive) = store.alive_hosts().await
+                    && alive.contains(&node.hostname)
+                {
+                    ready.starting(format!(
+                        "the liveness lease of host {} is held (by an agent that crashed, \
+                         or another agent with this hostname): waiting up to {}s for it to expire",
+                        node.hostname, config.node_ttl
+                    ));
+                }
+                let registered = store.register_node(&node, config.node_ttl).await;
+                ready.attempting();
+                match registered {
                     Ok(guard) => *lease.lock().await = Some(guard),
                     Err(err) if etcd_unavailable(&err) => return Err(anyhow::Error::from(err)),
                     Err(err) => {
