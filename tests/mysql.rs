@@ -5,6 +5,8 @@
 //! bootstrap refusing bad members while changing nothing; and label-driven
 //! bootstrap that touches only declared clusters' confirmed members.
 
+#[path = "mysql/read_lock.rs"]
+mod read_lock;
 mod support;
 
 use std::time::Duration;
@@ -310,6 +312,9 @@ fn bootstrap_refuses_bad_members_with_clear_errors_and_changes_nothing() {
         lab.sql("h1", "primary", PASSWORD, "SHOW DATABASES LIKE 'tabby'"),
         ""
     );
+    read_lock::a_held_table_bounds_the_read_lock(&lab, ("primary", "good"), PASSWORD, || {
+        bootstrap("--replica good", &pw)
+    });
     // The same members, minus the bad ones, bootstrap fine.
     let (ok, message) = bootstrap("--replica good", &pw);
     assert!(ok, "{message}");
