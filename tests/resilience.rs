@@ -91,6 +91,27 @@ fn drift_is_repaired_and_an_agent_waits_for_etcd() {
     let log = lab.agent_log("h1");
     assert!(log.contains("firewall drift repaired"), "{log}");
 
+    // Passes that find nothing to change in etcd's terms write nothing:
+    // two more passes, each repairing a set by hand, keep the revision.
+    let revision = lab.etcd_snapshot("h1").1;
+    let repairs = |lab: &Lab| {
+        lab.agent_log("h1")
+            .matches("firewall drift repaired")
+            .count()
+    };
+    for _ in 0..2 {
+        let seen = repairs(&lab);
+        lab.sh("h1", "ipset flush tabby-t-A");
+        eventually(REPAIR, "another pass to refill the set", || {
+            (repairs(&lab) > seen).then_some(())
+        });
+    }
+    assert_eq!(
+        lab.etcd_snapshot("h1").1,
+        revision,
+        "a quiet periodic pass wrote to etcd"
+    );
+
     // A route deleted by hand.
     let route = lab
         .routes("h1")

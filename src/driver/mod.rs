@@ -73,6 +73,8 @@ pub struct Driver {
     policy: tokio::sync::Mutex<Option<policy::contain::Failures>>,
     /// The kernel's reading of chains seen intact, for drift checks.
     drift: tokio::sync::Mutex<policy::drift::Baseline>,
+    /// The sync status last written, so an unchanged pass writes nothing.
+    synced: tokio::sync::Mutex<Option<crate::model::NodeStatus>>,
 }
 
 impl Driver {
@@ -93,6 +95,7 @@ impl Driver {
             kernel: Arc::new(tokio::sync::Mutex::new(())),
             policy: tokio::sync::Mutex::new(None),
             drift: tokio::sync::Mutex::new(Default::default()),
+            synced: tokio::sync::Mutex::new(None),
         }
     }
 

@@ -156,14 +156,33 @@ impl Driver {
                 "converged"
             );
         }
+        self.record_sync(&report).await;
+        Ok(report)
+    }
+
+    /// Writes this host's sync status when a pass changed something, the
+    /// route count moved, or the last write is old: a periodic pass that
+    /// finds nothing to do leaves etcd's revision alone.
+    async fn record_sync(&self, report: &ResyncReport) {
+        let changed = !report.links_removed.is_empty()
+            || !report.routes_added.is_empty()
+            || !report.routes_removed.is_empty();
+        let mut synced = self.synced.lock().await;
+        let now = Utc::now();
+        let current = synced.as_ref().is_some_and(|s| {
+            s.routes == report.routes && now - s.last_sync < chrono::Duration::minutes(10)
+        });
+        if current && !changed {
+            return;
+        }
         let status = NodeStatus {
             routes: report.routes,
-            last_sync: Utc::now(),
+            last_sync: now,
         };
-        if let Err(err) = self.store.put_node_status(self.host(), &status).await {
-            warn!(error = %err, "cannot record sync status");
+        match self.store.put_node_status(self.host(), &status).await {
+            Ok(()) => *synced = Some(status),
+            Err(err) => warn!(error = %err, "cannot record sync status"),
         }
-        Ok(report)
     }
 
     /// The lo route that makes proxy ARP answer for 169.254.1.1, if this
