@@ -134,7 +134,7 @@ fn duplicate_h1(lab: &Lab, on: &str, ip: &str) -> (Reaped, std::path::PathBuf) {
         lab.dir().join(on).join("docker.sock").display()
     );
     let args = format!(
-        "exec {on} tabby agent --hostname h1 --ip {ip} --node-ttl 4 --docker-host {docker} --socket {}",
+        "exec {on} tabby agent --hostname h1 --ip {ip} --node-ttl 16 --docker-host {docker} --socket {}",
         socket.display()
     );
     let child = lab
@@ -162,8 +162,8 @@ fn a_second_agent_with_a_live_hostname_is_refused_and_changes_nothing() {
         duplicate_h1(&lab, "h1", "198.18.0.11"),
         duplicate_h1(&lab, "h3", "198.18.0.13"),
     ];
-    // While it waits out the lease, calls are told why, not that etcd
-    // is down.
+    // While it waits out the lease (longer than a call waits), calls are
+    // told why, not that etcd is down.
     let socket = lab.dir().join("dup-on-h1.sock");
     eventually(Duration::from_secs(20), "the duplicate's socket", || {
         socket.exists().then_some(())

@@ -24,8 +24,10 @@ const STATIC_CALLS: [&str; 4] = [
 ];
 
 /// How long a call waits for a start-up attempt in progress: etcd answers
-/// (or refuses) within a request timeout when it is up or plainly down.
-const ATTEMPT_WAIT: Duration = Duration::from_secs(10);
+/// (or refuses) within a request timeout when it is up or plainly down,
+/// and a crashed agent's lease (node TTL 10 s by default, plus etcd's
+/// slack) expires within it; dockerd gives a plugin call 30 s.
+const ATTEMPT_WAIT: Duration = Duration::from_secs(15);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum State {
@@ -34,7 +36,7 @@ enum State {
     /// The last attempt failed, for this reason: calls are refused.
     Waiting(String),
     /// etcd answers, but the agent waits for something else (a previous
-    /// agent's liveness lease): calls are refused, saying what.
+    /// agent's liveness lease): calls wait, then are refused saying what.
     Starting(String),
     Ready,
 }
@@ -76,18 +78,23 @@ impl Readiness {
     /// an attempt in progress is waited for (bounded).
     async fn refusal(&self) -> Option<String> {
         let mut state = self.state.subscribe();
-        let settled =
-            tokio::time::timeout(ATTEMPT_WAIT, state.wait_for(|s| *s != State::Attempting)).await;
+        let settled = tokio::time::timeout(
+            ATTEMPT_WAIT,
+            state.wait_for(|s| !matches!(s, State::Attempting | State::Starting(_))),
+        )
+        .await;
         let reason = match settled {
             Ok(Ok(s)) => match &*s {
                 State::Ready => return None,
                 State::Waiting(reason) => reason.clone(),
+                State::Attempting | State::Starting(_) => unreachable!("waited for another state"),
+            },
+            _ => match &*self.state.borrow() {
                 State::Starting(reason) => {
                     return Some(format!("the tabby agent is starting: {reason}"));
                 }
-                State::Attempting => unreachable!("waited for another state"),
+                _ => format!("no answer within {}s", ATTEMPT_WAIT.as_secs()),
             },
-            _ => format!("no answer within {}s", ATTEMPT_WAIT.as_secs()),
         };
         Some(format!(
             "etcd unavailable: the tabby agent has not reached etcd at {} yet ({reason})",
@@ -130,7 +137,8 @@ mod tests {
         (status, serde_json::from_slice(&body).unwrap_or_default())
     }
 
-    #[tokio::test]
+    // Paused time: the bounded waits cost no wall time.
+    #[tokio::test(start_paused = true)]
     async fn calls_are_refused_with_both_error_fields_until_ready() {
         let ready = Readiness::new(&["http://198.18.0.11:2379".into()]);
         let ok = || async { axum::Json(serde_json::json!({})) };
@@ -155,6 +163,14 @@ mod tests {
             err.starts_with("the tabby agent is starting: the liveness lease"),
             "not blamed on etcd: {err}"
         );
+        // A call made while it waits goes through once the agent is ready.
+        let waiting = tokio::spawn({
+            let app = app.clone();
+            async move { call(&app, "/IpamDriver.RequestAddress").await.0 }
+        });
+        tokio::task::yield_now().await;
+        ready.ready();
+        assert_eq!(waiting.await.unwrap(), StatusCode::OK);
 
         ready.ready();
         assert_eq!(
