@@ -37,11 +37,24 @@ pub fn a_held_table_bounds_the_read_lock(
         "CREATE DATABASE locked; CREATE TABLE locked.t (id INT PRIMARY KEY); \
          INSERT INTO locked.t VALUES (1)",
     );
-    let pw = format!("MYSQL_PWD={password}");
+    // The password reaches the client through the environment (`-e NAME`
+    // copies it from docker's own), never a command line: another test
+    // reads every process's command line for it.
     let child = lab
         .command(&[
-            "exec", "h1", "docker", "exec", "-e", &pw, master, "mariadb", "-uroot", "-e", BLOCKER,
+            "exec",
+            "h1",
+            "docker",
+            "exec",
+            "-e",
+            "MYSQL_PWD",
+            master,
+            "mariadb",
+            "-uroot",
+            "-e",
+            BLOCKER,
         ])
+        .env("MYSQL_PWD", password)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -99,14 +99,27 @@ impl Lab {
     }
 
     /// Runs SQL as root inside a MariaDB container, whatever the outcome.
+    /// The password goes through the environment, never a command line:
+    /// tests check that no process list shows it.
     pub fn sql_output(&self, host: &str, container: &str, password: &str, sql: &str) -> Output {
-        let pw = format!("MYSQL_PWD={password}");
-        self.run(
+        self.command(&[
+            "exec",
             host,
-            &[
-                "docker", "exec", "-e", &pw, container, "mariadb", "-uroot", "-N", "-B", "-e", sql,
-            ],
-        )
+            "docker",
+            "exec",
+            "-e",
+            "MYSQL_PWD",
+            container,
+            "mariadb",
+            "-uroot",
+            "-N",
+            "-B",
+            "-e",
+            sql,
+        ])
+        .env("MYSQL_PWD", password)
+        .output()
+        .expect("scripts/lab runs")
     }
 
     /// Runs SQL as root inside a MariaDB container; tab-separated rows.
