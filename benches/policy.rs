@@ -40,6 +40,8 @@ fn endpoints(n: usize) -> Vec<Endpoint> {
                 created: Utc::now(),
                 profiles: vec![if i % 2 == 0 { "web" } else { "db" }.into()],
                 labels: Default::default(),
+                sandbox: None,
+                gateway: None,
             }
         })
         .collect()

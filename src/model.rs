@@ -106,6 +106,14 @@ pub struct Endpoint {
     /// The container's `tabby.*` labels (e.g. `tabby.mysql.role`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// Docker's SandboxKey, set at Join: the endpoints that share one are
+    /// the interfaces of one container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<String>,
+    /// The virtual gateway this interface was given at Join: one per
+    /// interface of a container, so their routes never collide.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<Ipv4Addr>,
 }
 
 #[cfg(test)]
@@ -124,6 +132,8 @@ impl Endpoint {
             created: Utc::now(),
             profiles: vec![],
             labels: BTreeMap::new(),
+            sandbox: None,
+            gateway: None,
         }
     }
 }

@@ -107,6 +107,21 @@ pub fn container_name(value: &str) -> Result<(), ValidationError> {
     }
 }
 
+/// Docker's SandboxKey: an absolute path of the container's network
+/// namespace. Only compared, never rendered, but still bounded.
+pub fn sandbox_key(value: &str) -> Result<(), ValidationError> {
+    let ok = value.starts_with('/')
+        && value.len() <= 255
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(record("sandbox key", format!("{value:?}")))
+    }
+}
+
 /// A kernel interface name: 1 to 15 bytes, no '/', no whitespace.
 pub fn interface(value: &str) -> Result<(), ValidationError> {
     let ok = !value.is_empty()

@@ -125,7 +125,10 @@ fn a_full_attach_cycle_in_docker_call_order() {
     assert_eq!(join["Gateway"], "169.254.1.1");
     assert_eq!(
         join["StaticRoutes"],
-        json!([{"Destination": "169.254.1.1/32", "RouteType": 1}])
+        json!([
+            {"Destination": "169.254.1.1/32", "RouteType": 1},
+            {"Destination": POOL, "RouteType": 0, "NextHop": "169.254.1.1"}
+        ])
     );
     let veth = format!("tabby{}", &ep[..10]);
     assert!(

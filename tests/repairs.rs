@@ -13,54 +13,33 @@ mod support;
 
 use std::collections::BTreeSet;
 use std::process::{Child, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::{Lab, eventually, http, stderr, stdout};
+use support::{Lab, eventually, http, shared_lab, stderr, stdout};
 
 /// The containers of the shared lab: (host, name).
 const CONTAINERS: [(&str, &str); 4] = [("h1", "h1a"), ("h1", "h1b"), ("h2", "h2a"), ("h3", "h3a")];
 const POOL: &str = "198.18.64.0/20";
 
-static LAB: Mutex<Option<Arc<Lab>>> = Mutex::new(None);
-
-unsafe extern "C" {
-    fn atexit(callback: extern "C" fn()) -> std::os::raw::c_int;
-}
-
-/// libtest has no hook after the last test; the C library's exit has.
-/// Dropping the lab runs `scripts/lab down`.
-extern "C" fn lab_down() {
-    let _ = std::panic::catch_unwind(|| {
-        let lab = LAB.lock().unwrap_or_else(|e| e.into_inner()).take();
-        drop(lab);
-    });
-}
-
 /// The lab, brought up by the first test that asks. The agents never
 /// repair on their own: what is freed (or not) is the CLI's doing.
 fn lab() -> Arc<Lab> {
-    let mut shared = LAB.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(lab) = shared.as_ref() {
-        return lab.clone();
-    }
-    // Until it is shared, a panic drops it (and takes it down).
-    let lab = Arc::new(Lab::up_with(3, &[("TABBY_IPAM_CHECK_INTERVAL", "0")]));
-    lab.sh("h1", &format!("tabby network create n1 --subnet {POOL}"));
-    for (host, name) in CONTAINERS {
-        lab.sh(
-            host,
-            &format!("docker run -d --name {name} --net n1 tabby/busybox sleep 1d"),
-        );
-    }
-    for host in ["h1", "h2", "h3"] {
-        lab.wait_consistent(host, "n1");
-    }
-    // SAFETY: registers a plain function, once (the lab is made once).
-    assert_eq!(unsafe { atexit(lab_down) }, 0, "atexit");
-    *shared = Some(lab.clone());
-    lab
+    shared_lab(|| {
+        let lab = Lab::up_with(3, &[("TABBY_IPAM_CHECK_INTERVAL", "0")]);
+        lab.sh("h1", &format!("tabby network create n1 --subnet {POOL}"));
+        for (host, name) in CONTAINERS {
+            lab.sh(
+                host,
+                &format!("docker run -d --name {name} --net n1 tabby/busybox sleep 1d"),
+            );
+        }
+        for host in ["h1", "h2", "h3"] {
+            lab.wait_consistent(host, "n1");
+        }
+        lab
+    })
 }
 
 fn ip(lab: &Lab, name: &str) -> String {

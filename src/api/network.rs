@@ -104,17 +104,25 @@ async fn delete_endpoint(State(driver): State<Arc<Driver>>, body: Body) -> ApiRe
 
 async fn join(State(driver): State<Arc<Driver>>, body: Body) -> ApiResult {
     let req: JoinRequest = parse(body)?;
-    let info = driver.join(&req.network_id, &req.endpoint_id).await?;
+    let info = driver
+        .join(&req.network_id, &req.endpoint_id, &req.sandbox_key)
+        .await?;
+    let static_routes = info
+        .routes
+        .iter()
+        .map(|r| StaticRoute {
+            destination: r.dst.to_string(),
+            route_type: if r.via.is_some() { 0 } else { 1 },
+            next_hop: r.via.map(|ip| ip.to_string()).unwrap_or_default(),
+        })
+        .collect();
     let resp = JoinResponse {
         interface_name: InterfaceName {
             src_name: info.src_name,
             dst_prefix: "eth".into(),
         },
-        gateway: info.gateway,
-        static_routes: vec![StaticRoute {
-            destination: info.gateway_route,
-            route_type: 1,
-        }],
+        gateway: info.gateway.to_string(),
+        static_routes,
         disable_gateway_service: false,
     };
     reply(serde_json::to_value(resp).expect("serializable"))

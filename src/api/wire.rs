@@ -96,9 +96,11 @@ pub struct InterfaceName {
 pub struct StaticRoute {
     #[serde(rename = "Destination")]
     pub destination: String,
-    /// 1 = connected (no next hop).
+    /// 0 = through `NextHop`, 1 = connected (no next hop).
     #[serde(rename = "RouteType")]
     pub route_type: u8,
+    #[serde(rename = "NextHop", skip_serializing_if = "String::is_empty")]
+    pub next_hop: String,
 }
 
 #[derive(Debug, Serialize)]

@@ -17,9 +17,34 @@ pub use netlink::{LinkSummary, Netlink, Route, RouteTarget};
 pub use ownership::{is_tabby_link, owner_alias, proven_owner, recorded_links};
 pub use reconcile::RouteDiff;
 
-/// The gateway every container is given. It exists nowhere: the host end
-/// of each veth answers ARP for it (proxy ARP).
+/// The gateway a container's first tabby interface is given. It exists
+/// nowhere: the host end of each veth answers ARP for it (proxy ARP).
 pub const GATEWAY: Ipv4Addr = Ipv4Addr::new(169, 254, 1, 1);
+/// How many tabby interfaces one container can have: the N-th is given
+/// the gateway 169.254.1.N, because a container cannot route one address
+/// through two interfaces (Docker's "file exists").
+pub const MAX_INTERFACES: u8 = 254;
+
+/// The virtual gateway of a container's `n`-th tabby interface (from 1).
+pub fn gateway(n: u8) -> Ipv4Addr {
+    let [a, b, c, _] = GATEWAY.octets();
+    Ipv4Addr::new(a, b, c, n)
+}
+
+/// Whether `ip` is one of the virtual gateways.
+pub fn is_gateway(ip: Ipv4Addr) -> bool {
+    let [a, b, c, d] = ip.octets();
+    [a, b, c] == GATEWAY.octets()[..3] && (1..=MAX_INTERFACES).contains(&d)
+}
+
+/// The host route that makes proxy ARP answer for a gateway when no other
+/// route covers it (a host with no default route).
+pub fn gateway_route(gateway: Ipv4Addr) -> Route {
+    Route {
+        dst: gateway.into(),
+        target: RouteTarget::Dev("lo".into()),
+    }
+}
 /// Host-side veths all start with this (the firewall matches them:
 /// `tabby+`). It is not how the agent recognises its links: see
 /// `ownership`.

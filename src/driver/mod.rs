@@ -4,6 +4,7 @@
 
 pub mod check;
 mod drift;
+pub mod interfaces;
 mod ipam;
 mod names;
 mod network;
@@ -75,6 +76,8 @@ pub struct Driver {
     drift: tokio::sync::Mutex<policy::drift::Baseline>,
     /// The sync status last written, so an unchanged pass writes nothing.
     synced: tokio::sync::Mutex<Option<crate::model::NodeStatus>>,
+    /// One interface plan at a time (see `interfaces`).
+    interfaces: tokio::sync::Mutex<()>,
 }
 
 impl Driver {
@@ -96,6 +99,7 @@ impl Driver {
             policy: tokio::sync::Mutex::new(None),
             drift: tokio::sync::Mutex::new(Default::default()),
             synced: tokio::sync::Mutex::new(None),
+            interfaces: tokio::sync::Mutex::new(()),
         }
     }
 

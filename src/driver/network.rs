@@ -2,9 +2,12 @@
 
 use std::collections::BTreeMap;
 
+use std::net::Ipv4Addr;
+
 use chrono::Utc;
 use tracing::{info, warn};
 
+use super::interfaces::StaticRoute;
 use super::names::update_endpoint;
 use super::{Driver, Error, docker_id, parse_address, parse_cidr};
 use crate::dataplane::{GATEWAY, host_veth_name};
@@ -24,11 +27,12 @@ fn network_profile(network: &Network) -> String {
         .unwrap_or_else(|| network.id.clone())
 }
 
-/// What Join answers: the container end of the veth and the gateway.
+/// What Join answers: the container end of the veth, the interface's
+/// gateway and the routes to install through it.
 pub struct JoinInfo {
     pub src_name: String,
-    pub gateway: String,
-    pub gateway_route: String,
+    pub gateway: Ipv4Addr,
+    pub routes: Vec<StaticRoute>,
 }
 
 impl Driver {
@@ -138,6 +142,8 @@ impl Driver {
             created: Utc::now(),
             profiles: vec![network_profile(&network)],
             labels: Default::default(),
+            sandbox: None,
+            gateway: None,
         };
         self.store.put_endpoint(&endpoint).await?;
         self.complete_records(&endpoint);
@@ -178,14 +184,30 @@ impl Driver {
 
     /// Makes the veth pair and the route. The endpoint was recorded by
     /// CreateEndpoint, which is what keeps a resync from removing the new
-    /// veth; state and MAC are written after answering.
-    pub async fn join(&self, network_id: &str, endpoint_id: &str) -> Result<JoinInfo, Error> {
+    /// veth; its gateway is recorded before the kernel is touched, state
+    /// and MAC after answering.
+    pub async fn join(
+        &self,
+        network_id: &str,
+        endpoint_id: &str,
+        sandbox: &str,
+    ) -> Result<JoinInfo, Error> {
         let endpoint = self.local_endpoint(network_id, endpoint_id).await?;
+        let network = self
+            .store
+            .network(network_id)
+            .await?
+            .ok_or_else(|| Error::UnknownNetwork(network_id.to_string()))?;
         // The endpoint's chains go in before its veth exists: no packet of
         // it ever crosses the host unpoliced.
-        self.converge_policy().await?;
+        let (plan, policy) = tokio::join!(
+            self.plan_interface(&endpoint, network.pool, sandbox),
+            self.converge_policy()
+        );
+        let (plan, ()) = (plan?, policy?);
         let attached = {
             let _kernel = self.kernel.lock().await;
+            self.ensure_gateway_route(plan.gateway).await?;
             self.dataplane.attach(&endpoint.id, endpoint.ip).await?
         };
         let (store, host, mac) = (self.store.clone(), endpoint.host.clone(), attached.mac);
@@ -198,8 +220,8 @@ impl Driver {
         });
         Ok(JoinInfo {
             src_name: attached.peer,
-            gateway: GATEWAY.to_string(),
-            gateway_route: format!("{GATEWAY}/32"),
+            gateway: plan.gateway,
+            routes: plan.routes,
         })
     }
 

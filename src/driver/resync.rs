@@ -9,9 +9,7 @@ use ipnet::Ipv4Net;
 use tracing::{debug, info, warn};
 
 use super::{Driver, Error};
-use crate::dataplane::{
-    self, Route, RouteTarget, endpoint_route, host_veth_name, peer_veth_name, sysctl,
-};
+use crate::dataplane::{self, Route, endpoint_route, host_veth_name, peer_veth_name, sysctl};
 use crate::model::{EndpointState, NodeStatus};
 use crate::routing::{ClusterView, desired_routes};
 
@@ -135,7 +133,7 @@ impl Driver {
             self.dataplane.detach(link).await?;
             report.links_removed.push(link.clone());
         }
-        if let Some(route) = self.gateway_route().await? {
+        for route in self.gateway_routes(&endpoints).await? {
             desired.insert(route.dst, route);
         }
         let desired: BTreeSet<Route> = desired.into_values().collect();
@@ -183,21 +181,5 @@ impl Driver {
             Ok(()) => *synced = Some(status),
             Err(err) => warn!(error = %err, "cannot record sync status"),
         }
-    }
-
-    /// The lo route that makes proxy ARP answer for 169.254.1.1, if this
-    /// host has no other route covering it (or it is already ours).
-    async fn gateway_route(&self) -> Result<Option<Route>, Error> {
-        let ours = Route {
-            dst: dataplane::GATEWAY.into(),
-            target: RouteTarget::Dev("lo".into()),
-        };
-        let netlink = self.dataplane.netlink();
-        if netlink.tabby_routes().await?.contains(&ours)
-            || !netlink.has_route_to(dataplane::GATEWAY).await?
-        {
-            return Ok(Some(ours));
-        }
-        Ok(None)
     }
 }

@@ -110,6 +110,17 @@ impl Validate for Endpoint {
         if let Some(name) = &self.container {
             v::container_name(name)?;
         }
+        if let Some(gateway) = self.gateway
+            && !crate::dataplane::is_gateway(gateway)
+        {
+            return Err(record(
+                "endpoint",
+                format!("gateway {gateway} is not one of tabby's"),
+            ));
+        }
+        if let Some(sandbox) = &self.sandbox {
+            v::sandbox_key(sandbox)?;
+        }
         Ok(())
     }
 }

@@ -89,6 +89,8 @@ fn endpoint(spec: &EndpointSpec) -> Endpoint {
         created: Utc::now() - age(spec.young),
         profiles: vec![],
         labels: BTreeMap::new(),
+        sandbox: None,
+        gateway: None,
     }
 }
 

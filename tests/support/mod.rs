@@ -3,6 +3,11 @@
 #![allow(dead_code)]
 
 pub mod http;
+mod networks;
+mod shared;
+
+#[allow(unused_imports)]
+pub use shared::shared_lab;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -363,15 +368,7 @@ impl Lab {
     /// Waits until IPAM holds exactly the live endpoints' addresses for
     /// `host` and tabby records exactly those endpoints.
     pub fn wait_consistent(&self, host: &str, network: &str) -> std::collections::BTreeSet<String> {
-        eventually(
-            Duration::from_secs(30),
-            "allocations == live endpoints",
-            || {
-                let live = self.live_ips(host, network);
-                (self.allocated_ips(host) == live && self.recorded_ips(host) == live)
-                    .then_some(live)
-            },
-        )
+        self.wait_consistent_on(host, &[network])
     }
 
     pub fn agent_log(&self, host: &str) -> String {

@@ -17,6 +17,8 @@ fn ep(id: &str, ip: &str, profile: &str) -> Endpoint {
         created: Utc::now(),
         profiles: vec![profile.into()],
         labels: Default::default(),
+        sandbox: None,
+        gateway: None,
     }
 }
 
