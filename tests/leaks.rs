@@ -224,9 +224,24 @@ fn kill_loop(lab: &Lab, host: &str) -> usize {
                 "after"
             };
             let failpoint = format!("{call}:{when}");
+            // Every other round attaches a second interface instead: the
+            // kill lands in `docker network connect n2` (which makes no
+            // ProgramExternalConnectivity call: n1 keeps the gateway).
+            let connect = attach && round % 2 == 1 && i < ATTACH.len() - 1;
+            if connect {
+                next += 1;
+                let name = format!("{host}k{next}");
+                lab.sh(
+                    host,
+                    &format!("docker run -d --name {name} --net n1 tabby/busybox sleep 1d"),
+                );
+                running.push(name);
+            }
             std::fs::write(&file, &failpoint).unwrap();
             let pid = agent_pid(lab, host);
-            let command = if attach {
+            let command = if connect {
+                format!("docker network connect n2 {}", running.last().unwrap())
+            } else if attach {
                 next += 1;
                 let name = format!("{host}k{next}");
                 running.push(name.clone());
@@ -263,12 +278,18 @@ fn kill_loop(lab: &Lab, host: &str) -> usize {
 fn agent_killed_at_every_plugin_call_leaks_nothing() {
     let lab = Lab::up(3);
     lab.sh("h1", "tabby network create n1 --subnet 198.18.64.0/20");
-    // One container per host lives through all the kills.
+    lab.sh("h1", "tabby network create n2 --subnet 198.18.80.0/20");
+    // One container per host, on both networks, lives through all the kills.
     for host in HOSTS {
+        eventually(Duration::from_secs(15), "n2 on every host", || {
+            lab.try_sh(host, "docker network inspect n2 >/dev/null")
+                .then_some(())
+        });
         lab.sh(
             host,
             &format!("docker run -d --name {host}keep --net n1 tabby/busybox sleep 1d"),
         );
+        lab.sh(host, &format!("docker network connect n2 {host}keep"));
     }
     let started = Instant::now();
     let kills: usize = std::thread::scope(|scope| {
@@ -307,16 +328,20 @@ fn agent_killed_at_every_plugin_call_leaks_nothing() {
         );
     }
     for host in HOSTS {
-        let live = lab.wait_consistent(host, "n1");
-        assert!(live.len() >= 2, "{host}: {live:?}");
+        let live = lab.wait_consistent_on(host, &["n1", "n2"]);
+        assert!(live.len() >= 3, "{host}: {live:?}");
         let (ok, report) = check_on(&lab, host);
         assert!(ok, "{report}");
-        let running = lab.sh(host, "docker ps -q | wc -l");
-        assert_eq!(
-            running.trim().parse::<usize>().unwrap(),
-            live.len(),
-            "{host}"
-        );
+        // One address per interface of every running container.
+        let interfaces: usize = lab
+            .sh(
+                host,
+                "docker ps -q | xargs -r docker inspect -f '{{len .NetworkSettings.Networks}}'",
+            )
+            .split_whitespace()
+            .map(|n| n.parse::<usize>().unwrap())
+            .sum();
+        assert_eq!(interfaces, live.len(), "{host}");
         assert!(lab.agent_log(host).contains("failpoint: killing the agent"));
         all.extend(live);
     }
