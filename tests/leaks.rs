@@ -195,6 +195,17 @@ fn start_agent(lab: &Lab, host: &str, env: &[(&str, &str)]) {
     assert!(out.status.success(), "agent start: {}", stderr(&out));
 }
 
+/// Starts the next container of the loop on n1, with no kill armed.
+fn run_on_n1(lab: &Lab, host: &str, next: &mut usize) -> String {
+    *next += 1;
+    let name = format!("{host}k{next}");
+    lab.sh(
+        host,
+        &format!("docker run -d --name {name} --net n1 tabby/busybox sleep 1d"),
+    );
+    name
+}
+
 /// Kills `host`'s agent at each attach and detach call, ROUNDS times,
 /// before and after the handler in turn. Returns the number of kills.
 fn kill_loop(lab: &Lab, host: &str) -> usize {
@@ -210,13 +221,7 @@ fn kill_loop(lab: &Lab, host: &str) -> usize {
             let names = lab.sh(host, "docker ps --format '{{.Names}}'");
             running.retain(|name| names.lines().any(|l| l == name));
             if !attach && running.is_empty() {
-                next += 1;
-                let name = format!("{host}k{next}");
-                lab.sh(
-                    host,
-                    &format!("docker run -d --name {name} --net n1 tabby/busybox sleep 1d"),
-                );
-                running.push(name);
+                running.push(run_on_n1(lab, host, &mut next));
             }
             let when = if (round + i) % 2 == 0 {
                 "before"
@@ -229,13 +234,7 @@ fn kill_loop(lab: &Lab, host: &str) -> usize {
             // ProgramExternalConnectivity call: n1 keeps the gateway).
             let connect = attach && round % 2 == 1 && i < ATTACH.len() - 1;
             if connect {
-                next += 1;
-                let name = format!("{host}k{next}");
-                lab.sh(
-                    host,
-                    &format!("docker run -d --name {name} --net n1 tabby/busybox sleep 1d"),
-                );
-                running.push(name);
+                running.push(run_on_n1(lab, host, &mut next));
             }
             std::fs::write(&file, &failpoint).unwrap();
             let pid = agent_pid(lab, host);
