@@ -37,7 +37,7 @@ fn containers_get_32s_routes_and_reach_each_other() {
         "{a} {b}"
     );
 
-    // Inside: a /32 and exactly Calico's two routes.
+    // Inside: a /32, Calico's two routes and the pool through the gateway.
     let addr = lab.sh("h1", "docker exec c1 ip -4 -o addr show dev eth0");
     assert!(addr.contains(&format!("inet {a}/32")), "{addr}");
     let routes: Vec<String> = lab
@@ -49,7 +49,8 @@ fn containers_get_32s_routes_and_reach_each_other() {
         routes,
         [
             "default via 169.254.1.1 dev eth0",
-            "169.254.1.1 dev eth0 scope link"
+            "169.254.1.1 dev eth0 scope link",
+            "198.18.64.0/20 via 169.254.1.1 dev eth0"
         ]
     );
 
