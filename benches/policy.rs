@@ -62,8 +62,10 @@ fn state(n: usize) -> PolicyState {
     })
 }
 
+/// iptables rules, dispatch included.
 fn rules(state: &PolicyState) -> usize {
-    state.ruleset.filter.rule_count() + state.ruleset.nat.rule_count()
+    let text = tabby::policy::iptables::text::lay_out(&state.ruleset);
+    text.filter.rule_count() + text.nat.rule_count()
 }
 
 async fn timed(fw: &IptablesFirewall, state: &PolicyState) -> f64 {
@@ -87,7 +89,7 @@ async fn inside() {
             "{n:5} endpoints: programmed in {ms:7.1} ms, {:6} rules, {:.1} rules per endpoint, {} ipsets",
             rules(&s),
             (rules(&s) - base) as f64 / n as f64,
-            s.ipsets.len()
+            s.sets.len()
         );
     }
     let fw = IptablesFirewall::default();

@@ -10,7 +10,7 @@ declare -A TABBY_PACKAGES=(
   [iptables]=iptables [ipset]=ipset [iperf3]=iperf3 [busybox]=busybox-static
   [debootstrap]=debootstrap [protoc]=protobuf-compiler [bird]=bird2
   [jq]=jq [nsenter]=util-linux [ip]=iproute2 [pgrep]=procps
-  [docker-compose]=docker-compose
+  [docker-compose]=docker-compose [nft]=nftables
 )
 # Packages that bring files rather than commands, by the file that proves each.
 declare -A TABBY_PACKAGE_FILES=(

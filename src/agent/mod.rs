@@ -27,7 +27,6 @@ use crate::dataplane::Dataplane;
 use crate::docker::DockerEngine;
 use crate::driver::{Driver, DriverConfig};
 use crate::model::Node;
-use crate::policy::iptables::IptablesFirewall;
 use crate::store::Store;
 use gate::Readiness;
 use networks::NetworkSync;
@@ -58,6 +57,7 @@ pub struct AgentConfig {
     /// Between full resyncs that repair drift of routes and firewall
     /// (zero: never).
     pub resync_interval: std::time::Duration,
+    pub firewall: crate::policy::Backend,
 }
 
 pub async fn run(config: AgentConfig) -> Result<()> {
@@ -75,7 +75,7 @@ pub async fn run(config: AgentConfig) -> Result<()> {
     let driver = Arc::new(Driver::new(
         store.clone(),
         dataplane,
-        Arc::new(IptablesFirewall::default()),
+        config.firewall.firewall(),
         DriverConfig {
             host: config.hostname.clone(),
             default_pool: config.default_pool,
@@ -92,7 +92,7 @@ pub async fn run(config: AgentConfig) -> Result<()> {
         ready.clone(),
         gate::gate,
     ));
-    info!(socket = %config.socket.display(), host = %config.hostname, %ip, "agent serving");
+    info!(socket = %config.socket.display(), host = %config.hostname, %ip, firewall = config.firewall.name(), "agent serving");
     let node = Node {
         hostname: config.hostname.clone(),
         ip,

@@ -74,6 +74,10 @@ pub struct AgentArgs {
     /// firewall (a chain flushed or a route deleted by hand); 0: never.
     #[arg(long, env = "TABBY_RESYNC_INTERVAL", default_value_t = 90)]
     resync_interval: u64,
+    /// Firewall backend: nftables (one `inet tabby` table changed in
+    /// place), iptables with ipsets, or auto (nftables where it works).
+    #[arg(long, env = "TABBY_FIREWALL", value_enum, default_value_t = crate::policy::Backend::Auto)]
+    firewall: crate::policy::Backend,
     /// Log format (filter with RUST_LOG).
     #[arg(long, env = "TABBY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -115,6 +119,7 @@ pub async fn run(args: AgentArgs, etcd: EtcdArgs) -> Result<()> {
         ipam_check_interval: args.ipam_check_interval,
         ipam_check_grace: args.ipam_check_grace,
         resync_interval: std::time::Duration::from_secs(args.resync_interval),
+        firewall: args.firewall.resolve(),
     })
     .await
 }

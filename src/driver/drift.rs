@@ -7,7 +7,6 @@ impl Driver {
     /// What was repaired, one line each.
     pub async fn repair_drift(&self) -> Result<Vec<String>, Error> {
         let _policy = self.policy.lock().await;
-        let mut baseline = self.drift.lock().await;
-        Ok(self.firewall.repair_drift(&mut baseline).await?)
+        Ok(self.firewall.repair_drift().await?)
     }
 }

@@ -72,8 +72,6 @@ pub struct Driver {
     /// One firewall pass at a time, in the order they were asked for;
     /// holds the profile failures last recorded in the store.
     policy: tokio::sync::Mutex<Option<policy::contain::Failures>>,
-    /// The kernel's reading of chains seen intact, for drift checks.
-    drift: tokio::sync::Mutex<policy::drift::Baseline>,
     /// The sync status last written, so an unchanged pass writes nothing.
     synced: tokio::sync::Mutex<Option<crate::model::NodeStatus>>,
     /// One interface plan at a time (see `interfaces`).
@@ -97,7 +95,6 @@ impl Driver {
             docker,
             kernel: Arc::new(tokio::sync::Mutex::new(())),
             policy: tokio::sync::Mutex::new(None),
-            drift: tokio::sync::Mutex::new(Default::default()),
             synced: tokio::sync::Mutex::new(None),
             interfaces: tokio::sync::Mutex::new(()),
         }

@@ -7,8 +7,10 @@ use std::collections::BTreeMap;
 
 use tracing::warn;
 
-use super::firewall::{Error, Firewall, Table};
-use super::render::{PolicyInput, PolicyState, profile_chain, render};
+use super::firewall::{Error, Firewall};
+use super::model::Table;
+use super::names::profile_chain;
+use super::render::{PolicyInput, PolicyState, render};
 use crate::model::{Action, Endpoint, Profile, Rule, RuleMatch};
 
 /// Profile name -> why it is not applied.

@@ -13,10 +13,11 @@ struct PickyFirewall {
 }
 
 fn refused(table: &Table) -> bool {
-    table
-        .chains
-        .iter()
-        .any(|(_, rules)| rules.iter().any(|r| r.contains("9999")))
+    table.chains.iter().any(|(_, rules)| {
+        rules
+            .iter()
+            .any(|r| crate::policy::iptables::text::rule_text(r).contains("9999"))
+    })
 }
 
 fn failed() -> Error {
@@ -51,15 +52,17 @@ fn ep(id: &str, ip: &str, profiles: &[&str]) -> Endpoint {
     e
 }
 
-fn chain<'a>(state: &'a PolicyState, name: &str) -> &'a [String] {
-    &state
+/// A filter chain in iptables' words.
+fn chain(state: &PolicyState, name: &str) -> Vec<String> {
+    let rules = state
         .ruleset
         .filter
-        .chains
+        .rules(name)
+        .unwrap_or_else(|| panic!("no chain {name}"));
+    rules
         .iter()
-        .find(|(n, _)| n == name)
-        .unwrap_or_else(|| panic!("no chain {name}"))
-        .1
+        .map(crate::policy::iptables::text::rule_text)
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -101,7 +104,7 @@ async fn a_refused_profile_drops_and_the_others_still_apply() {
     let c_in = chain(&state, &format!("TABBY-TW-{}", &"c".repeat(12)));
     assert!(!c_in.iter().any(|r| r.contains("TABBY-PI-A")), "{c_in:?}");
     // B's members are out of A's tag set; A's member is in it.
-    let set = &state.ipsets[&crate::policy::render::tag_set("A")];
+    let set = &state.sets[&crate::policy::names::tag_set("A")];
     assert!(set.contains(&"198.18.0.2".parse().unwrap()));
     assert!(!set.contains(&"198.18.0.4".parse().unwrap()));
 }

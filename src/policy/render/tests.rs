@@ -1,8 +1,15 @@
 use chrono::Utc;
 
 use super::*;
-use crate::model::EndpointState;
+use crate::model::{EndpointState, Protocol};
+use crate::policy::iptables::text::{lay_out, rule_text};
+use crate::policy::names::is_own_chain;
 use crate::policy::rules::{default_profile, parse_rule};
+
+/// A profile rule in iptables' words.
+fn lines(rule: &model::Rule) -> Vec<String> {
+    profile_rule(rule).iter().map(rule_text).collect()
+}
 
 fn ep(id: &str, ip: &str, profile: &str) -> Endpoint {
     Endpoint {
@@ -36,24 +43,23 @@ fn render_with(endpoints: &[Endpoint], profiles: &[Profile]) -> PolicyState {
 fn an_allow_marks_and_returns_and_a_deny_drops() {
     let rule = parse_rule(&["allow", "tcp", "from", "tag", "B", "to", "ports", "3306"]).unwrap();
     assert_eq!(
-        rule_lines(&rule),
+        lines(&rule),
         [
             "-p tcp -m set --match-set tabby-t-B src -m multiport --dports 3306 -j MARK --set-xmark 0x100000/0x100000",
             "-m mark --mark 0x100000/0x100000 -j RETURN"
         ]
     );
     let deny = parse_rule(&["deny", "from", "cidr", "198.18.0.0/24"]).unwrap();
-    assert_eq!(rule_lines(&deny), ["-s 198.18.0.0/24 -j DROP"]);
+    assert_eq!(lines(&deny), ["-s 198.18.0.0/24 -j DROP"]);
 }
 
 #[test]
 fn endpoints_get_anti_spoofing_and_their_profiles_chains() {
     let eps = [ep("a", "198.18.64.1", "A"), ep("b", "198.18.64.2", "B")];
     let state = render_with(&eps, &[default_profile("A"), default_profile("B")]);
+    let text = lay_out(&state.ruleset);
     let chain = |name: &str| {
-        state
-            .ruleset
-            .filter
+        text.filter
             .chains
             .iter()
             .find(|(n, _)| n == name)
@@ -74,7 +80,7 @@ fn endpoints_get_anti_spoofing_and_their_profiles_chains() {
         "-m set --match-set tabby-t-A src -j MARK --set-xmark 0x100000/0x100000"
     );
     assert_eq!(
-        state.ipsets["tabby-t-A"],
+        state.sets["tabby-t-A"],
         BTreeSet::from(["198.18.64.1".parse().unwrap()])
     );
 }
@@ -87,7 +93,7 @@ fn a_tag_change_touches_sets_only_and_rules_per_endpoint_stay_constant() {
     b.tags.insert("A".into());
     let after = render_with(&eps, &[a.clone(), b]);
     assert_eq!(before.ruleset, after.ruleset, "no rule changes");
-    assert_eq!(after.ipsets["tabby-t-A"].len(), 2);
+    assert_eq!(after.sets["tabby-t-A"].len(), 2);
 
     let count = |n: usize| {
         let eps: Vec<Endpoint> = (0..n)
@@ -98,13 +104,9 @@ fn a_tag_change_touches_sets_only_and_rules_per_endpoint_stay_constant() {
                 e
             })
             .collect();
-        render_with(&eps, std::slice::from_ref(&a))
-            .ruleset
+        lay_out(&render_with(&eps, std::slice::from_ref(&a)).ruleset)
             .filter
-            .chains
-            .iter()
-            .map(|(_, r)| r.len())
-            .sum::<usize>()
+            .rule_count()
     };
     let (ten, hundred) = (count(10), count(100));
     assert_eq!(
@@ -151,14 +153,9 @@ fn loopback_exposures_only_dnat_locally_and_chains_are_recognised() {
         exposures: &exposures,
         quarantined: &[],
     });
+    let text = lay_out(&state.ruleset);
     let nat = |name: &str| {
-        let (_, rules) = state
-            .ruleset
-            .nat
-            .chains
-            .iter()
-            .find(|(n, _)| n == name)
-            .unwrap();
+        let (_, rules) = text.nat.chains.iter().find(|(n, _)| n == name).unwrap();
         rules.join("\n")
     };
     let (pre, out) = (nat(PREROUTING), nat(OUTPUT));
@@ -166,11 +163,13 @@ fn loopback_exposures_only_dnat_locally_and_chains_are_recognised() {
         !pre.contains("13306"),
         "loopback is never reachable from outside: {pre}"
     );
-    assert!(out.contains("-d 127.0.0.1/32 -m addrtype --dst-type LOCAL -p tcp --dport 13306"));
+    assert!(out.contains(
+        "-d 127.0.0.1/32 -m addrtype --dst-type LOCAL -p tcp -m multiport --dports 13306"
+    ));
     assert!(pre.contains("-d 198.18.0.11/32 ") && out.contains("-d 198.18.0.11/32 "));
-    assert!(pre.contains("--dport 13307") && !pre.contains("-d 0.0.0.0"));
+    assert!(pre.contains("--dports 13307") && !pre.contains("-d 0.0.0.0"));
     assert!(nat(POSTROUTING).contains("-s 127.0.0.0/8 -o tabby+"));
-    for table in [&state.ruleset.filter, &state.ruleset.nat] {
+    for table in [&text.filter, &text.nat] {
         for (name, _) in &table.chains {
             assert!(is_own_chain(name), "{name} would never be cleaned up");
         }
@@ -191,8 +190,9 @@ fn foreign_interfaces_get_no_verdict_and_quarantined_veths_drop() {
         exposures: &[],
         quarantined: &quarantined,
     });
+    let text = lay_out(&state.ruleset);
     let chain = |name: &str| {
-        let chains = &state.ruleset.filter.chains;
+        let chains = &text.filter.chains;
         chains.iter().find(|(n, _)| n == name).unwrap().1.clone()
     };
     for (root, flag) in [("TABBY-FROM-WL", "-i"), ("TABBY-TO-WL", "-o")] {

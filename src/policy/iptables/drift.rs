@@ -12,9 +12,10 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::Ipv4Addr;
 
-use super::firewall::{Error, Table};
-use super::iptables::run;
-use super::render::{PolicyState, SET_PREFIX};
+use super::text::TextTable as Table;
+use super::{Applied, run};
+use crate::policy::firewall::Error;
+use crate::policy::names::SET_PREFIX;
 
 /// Chains (tabby's and the built-ins it hooks) as the kernel holds them.
 pub type KernelTable = BTreeMap<String, Vec<String>>;
@@ -199,8 +200,8 @@ fn repair_sets(desired: &BTreeMap<String, BTreeSet<Ipv4Addr>>) -> Result<Vec<Str
 
 /// Makes the kernel hold `applied` again where it drifted; what was
 /// repaired, one line each. Sets first: the rules use them.
-pub fn repair(applied: &PolicyState, base: &mut Baseline) -> Result<Vec<String>, Error> {
-    let mut repaired = repair_sets(&applied.ipsets)?;
+pub fn repair(applied: &Applied, base: &mut Baseline) -> Result<Vec<String>, Error> {
+    let mut repaired = repair_sets(&applied.sets)?;
     repaired.extend(repair_table("filter", &applied.ruleset.filter, base)?);
     repaired.extend(repair_table("nat", &applied.ruleset.nat, base)?);
     Ok(repaired)

@@ -4,23 +4,35 @@
 //! iptables crate. What was applied last is remembered, so a pass that
 //! changes nothing runs nothing.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::io::Write;
-use std::net::Ipv4Addr;
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
 use tracing::{debug, info};
 
-use super::firewall::{Error, Firewall, Ruleset};
-use super::render::{PolicyState, SET_PREFIX, is_own_chain};
+use super::firewall::{Error, Firewall};
+use super::model::{Sets, Table};
+use super::names::{SET_PREFIX, is_own_chain};
+use super::render::PolicyState;
+use text::{TextRuleset, lay_out};
 
-type Sets = BTreeMap<String, BTreeSet<Ipv4Addr>>;
+pub mod drift;
+pub mod text;
+
+/// What was applied last, in iptables' words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    pub ruleset: TextRuleset,
+    pub sets: Sets,
+}
 
 #[derive(Default)]
 pub struct IptablesFirewall {
-    applied: Mutex<Option<PolicyState>>,
+    applied: Mutex<Option<Applied>>,
+    /// The kernel's reading of chains seen intact, for drift checks.
+    baseline: Mutex<drift::Baseline>,
 }
 
 /// Runs a firewall tool, feeding it `input`; its stdout, or its stderr
@@ -111,7 +123,7 @@ fn apply_sets(sets: &Sets, before: Option<&Sets>) -> Result<(), Error> {
 /// Both tables in one `iptables-restore` run (each table commits
 /// atomically). Only chains that differ from `before` are rewritten, so
 /// adding one endpoint among thousands rewrites a handful of chains.
-fn apply_chains(ruleset: &Ruleset, before: Option<&Ruleset>) -> Result<(), Error> {
+fn apply_chains(ruleset: &TextRuleset, before: Option<&TextRuleset>) -> Result<(), Error> {
     let mut text = String::new();
     let tables = [
         ("filter", &ruleset.filter, before.map(|b| &b.filter)),
@@ -171,29 +183,78 @@ fn destroy_stale_sets(sets: &Sets) -> Result<(), Error> {
     Ok(())
 }
 
+/// Removes every chain, hook and set of this backend, tabby's by exact
+/// name or shape only: what a switch to nftables leaves no trace of.
+/// Returns what it removed.
+pub fn remove_all() -> Result<Vec<String>, Error> {
+    if !super::nftables::hook::iptables_present() {
+        return Ok(Vec::new());
+    }
+    let mut removed = Vec::new();
+    for (table, builtins) in [
+        ("filter", &["FORWARD", "INPUT"][..]),
+        ("nat", &["PREROUTING", "OUTPUT", "POSTROUTING"][..]),
+    ] {
+        let chains = existing_chains(table)?;
+        if chains.is_empty() {
+            continue;
+        }
+        let ipt = iptables::new(false).map_err(|e| Error::Iptables(e.to_string()))?;
+        for builtin in builtins {
+            for chain in &chains {
+                let rule = format!("-j {chain}");
+                while ipt
+                    .exists(table, builtin, &rule)
+                    .map_err(|e| Error::Iptables(e.to_string()))?
+                {
+                    ipt.delete(table, builtin, &rule)
+                        .map_err(|e| Error::Iptables(e.to_string()))?;
+                }
+            }
+        }
+        let text = text::TextTable::default().restore_text(table, &chains);
+        run("iptables-restore", &["--noflush", "--wait"], Some(&text))?;
+        removed.extend(chains);
+    }
+    let ipset = Command::new("ipset").arg("version").output();
+    if ipset.is_ok_and(|o| o.status.success()) {
+        for set in existing_sets()? {
+            run("ipset", &["destroy", &set], None)?;
+            removed.push(set);
+        }
+    }
+    Ok(removed)
+}
+
 impl IptablesFirewall {
     fn apply_blocking(&self, state: &PolicyState) -> Result<(), Error> {
         let mut applied = self.applied.lock().expect("not poisoned");
+        if applied.is_none() {
+            // A switch from nftables leaves no table behind.
+            super::nftables::remove_table()?;
+        }
         let before = applied.as_ref();
-        apply_sets(&state.ipsets, before.map(|b| &b.ipsets))?;
-        if before.map(|b| &b.ruleset) != Some(&state.ruleset) {
-            apply_chains(&state.ruleset, before.map(|b| &b.ruleset))?;
-            debug!(rules = state.ruleset.filter.rule_count(), "chains replaced");
+        let ruleset = lay_out(&state.ruleset);
+        apply_sets(&state.sets, before.map(|b| &b.sets))?;
+        if before.map(|b| &b.ruleset) != Some(&ruleset) {
+            apply_chains(&ruleset, before.map(|b| &b.ruleset))?;
+            debug!(rules = ruleset.filter.rule_count(), "chains replaced");
         }
         let hooks_known = before.is_some_and(|b| {
-            b.ruleset.filter.hooks == state.ruleset.filter.hooks
-                && b.ruleset.nat.hooks == state.ruleset.nat.hooks
+            b.ruleset.filter.hooks == ruleset.filter.hooks
+                && b.ruleset.nat.hooks == ruleset.nat.hooks
         });
         if !hooks_known {
-            ensure_hooks("filter", &state.ruleset.filter.hooks)?;
-            ensure_hooks("nat", &state.ruleset.nat.hooks)?;
+            ensure_hooks("filter", &ruleset.filter.hooks)?;
+            ensure_hooks("nat", &ruleset.nat.hooks)?;
         }
-        if before.map(|b| b.ipsets.keys().collect::<Vec<_>>())
-            != Some(state.ipsets.keys().collect())
-        {
-            destroy_stale_sets(&state.ipsets)?;
+        if before.map(|b| b.sets.keys().collect::<Vec<_>>()) != Some(state.sets.keys().collect()) {
+            destroy_stale_sets(&state.sets)?;
         }
-        *applied = Some(state.clone());
+        *applied = Some(Applied {
+            ruleset,
+            sets: state.sets.clone(),
+        });
         Ok(())
     }
 }
@@ -205,22 +266,20 @@ impl Firewall for IptablesFirewall {
         tokio::task::block_in_place(|| self.apply_blocking(state))
     }
 
-    async fn repair_drift(
-        &self,
-        baseline: &mut super::drift::Baseline,
-    ) -> Result<Vec<String>, Error> {
+    async fn repair_drift(&self) -> Result<Vec<String>, Error> {
         tokio::task::block_in_place(|| {
             // Held throughout: no apply runs while the kernel is compared.
             let applied = self.applied.lock().expect("not poisoned");
+            let mut baseline = self.baseline.lock().expect("not poisoned");
             match applied.as_ref() {
-                Some(state) => super::drift::repair(state, baseline),
+                Some(state) => drift::repair(state, &mut baseline),
                 None => Ok(Vec::new()),
             }
         })
     }
 
-    async fn apply_piece(&self, filter: &super::Table) -> Result<(), Error> {
-        let text = filter.restore_text("filter", &[]);
+    async fn apply_piece(&self, filter: &Table) -> Result<(), Error> {
+        let text = text::filter_piece(filter).restore_text("filter", &[]);
         tokio::task::block_in_place(|| {
             run("iptables-restore", &["--noflush", "--wait"], Some(&text)).map(drop)
         })

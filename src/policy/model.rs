@@ -1,0 +1,156 @@
+//! The firewall as typed values: what `render` computes from the datastore
+//! and each backend lays out in its own tool (iptables chains and ipsets,
+//! or one nftables table). No backend syntax lives here.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use ipnet::Ipv4Net;
+
+use crate::model::{PortRange, Protocol};
+
+/// The packet-mark bit an allow sets (filter only; Docker uses none
+/// there). With nftables it also tells iptables' `FORWARD` to accept.
+pub const ACCEPT_BIT: u32 = 0x100000;
+
+/// Tag sets by name: the addresses of every endpoint carrying the tag.
+pub type Sets = BTreeMap<String, BTreeSet<Ipv4Addr>>;
+
+/// An interface, by exact name or by a name prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Iface {
+    Name(String),
+    Prefix(String),
+}
+
+/// Connection-tracking conditions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ct {
+    Invalid,
+    /// Established or related.
+    Established,
+    /// Made by a DNAT (an exposed port).
+    Dnat,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Match {
+    In(Iface),
+    Out(Iface),
+    Src(Ipv4Net),
+    NotSrc(Ipv4Net),
+    Dst(Ipv4Net),
+    /// Source address in a tag set.
+    SrcSet(String),
+    DstSet(String),
+    Protocol(Protocol),
+    SrcPorts(Vec<PortRange>),
+    DstPorts(Vec<PortRange>),
+    /// An endpoint's policy allowed the packet (the accept mark is set).
+    Accepted,
+    Ct(Ct),
+    NotCt(Ct),
+    /// Addressed to one of this host's own addresses.
+    DstLocal,
+}
+
+/// Which side of an endpoint a packet is on: leaving it (`From`, matched
+/// by input interface) or going to it (`To`, by output interface).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    From,
+    To,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Accept,
+    Drop,
+    Return,
+    Jump(String),
+    /// Sets the accept mark and carries on.
+    MarkAccepted,
+    /// Clears the accept mark and carries on.
+    ClearAccepted,
+    /// Into the endpoint's own chain, chosen by interface (`Dispatch`).
+    Dispatch(Direction),
+    Dnat(SocketAddrV4),
+    Masquerade,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    pub matches: Vec<Match>,
+    pub verdict: Verdict,
+}
+
+impl Rule {
+    pub fn new(matches: Vec<Match>, verdict: Verdict) -> Rule {
+        Rule { matches, verdict }
+    }
+
+    /// A rule that matches everything.
+    pub fn always(verdict: Verdict) -> Rule {
+        Rule::new(Vec::new(), verdict)
+    }
+}
+
+/// tabby's chains of one table (filter or nat), and where the built-in
+/// hooks (`FORWARD`, `INPUT`, `PREROUTING`, `OUTPUT`, `POSTROUTING`) enter
+/// them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Table {
+    pub chains: Vec<(String, Vec<Rule>)>,
+    /// (built-in hook, tabby chain): the chain sees the hook's packets
+    /// before anything else does.
+    pub hooks: Vec<(String, String)>,
+}
+
+impl Table {
+    pub fn chain(&mut self, name: &str, rules: Vec<Rule>) {
+        self.chains.push((name.to_string(), rules));
+    }
+
+    pub fn hook(&mut self, builtin: &str, chain: &str) {
+        self.hooks.push((builtin.to_string(), chain.to_string()));
+    }
+
+    pub fn rules(&self, name: &str) -> Option<&[Rule]> {
+        self.chains
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, r)| r.as_slice())
+    }
+
+    pub fn rule_count(&self) -> usize {
+        self.chains.iter().map(|(_, r)| r.len()).sum()
+    }
+}
+
+/// Which endpoint chain a packet enters, by interface.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Dispatch {
+    /// Host-side veth -> the chain of its endpoint's outgoing traffic.
+    pub from: BTreeMap<String, String>,
+    /// Host-side veth -> the chain of its endpoint's incoming traffic.
+    pub to: BTreeMap<String, String>,
+    /// Veths whose every packet is dropped (records that fail checks).
+    pub quarantined: BTreeSet<String>,
+}
+
+impl Dispatch {
+    pub fn entries(&self, direction: Direction) -> &BTreeMap<String, String> {
+        match direction {
+            Direction::From => &self.from,
+            Direction::To => &self.to,
+        }
+    }
+}
+
+/// Everything tabby's firewall holds on one host.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ruleset {
+    pub filter: Table,
+    pub nat: Table,
+    pub dispatch: Dispatch,
+}

@@ -1,0 +1,68 @@
+//! The names tabby gives its chains and sets, shared by every backend:
+//! a chain or set is tabby's only if its name is one of these exactly or
+//! has one of these shapes.
+
+pub const FORWARD: &str = "TABBY-FORWARD";
+pub const INPUT: &str = "TABBY-INPUT";
+pub const FROM_WL: &str = "TABBY-FROM-WL";
+pub const TO_WL: &str = "TABBY-TO-WL";
+pub const PREROUTING: &str = "TABBY-PREROUTING";
+pub const OUTPUT: &str = "TABBY-OUTPUT";
+pub const POSTROUTING: &str = "TABBY-POSTROUTING";
+pub const SET_PREFIX: &str = "tabby-t-";
+pub const CHAIN_PREFIX: &str = "TABBY-";
+
+/// Whether a chain found in the kernel is one tabby renders, by the exact
+/// names and name shapes above: a user's `TABBY-MINE` is not tabby's and
+/// is never flushed or deleted.
+pub fn is_own_chain(name: &str) -> bool {
+    const FIXED: [&str; 7] = [
+        FORWARD,
+        INPUT,
+        FROM_WL,
+        TO_WL,
+        PREROUTING,
+        OUTPUT,
+        POSTROUTING,
+    ];
+    const SHAPES: [&str; 6] = [
+        "TABBY-FROM-WL-",
+        "TABBY-TO-WL-",
+        "TABBY-FW-",
+        "TABBY-TW-",
+        "TABBY-PI-",
+        "TABBY-PO-",
+    ];
+    FIXED.contains(&name) || SHAPES.iter().any(|p| name.starts_with(p))
+}
+
+/// Ipset and chain names have small limits (31 and 28): long names are
+/// replaced by a stable hash.
+fn short_name(prefix: &str, name: &str, max: usize) -> String {
+    if prefix.len() + name.len() <= max {
+        return format!("{prefix}{name}");
+    }
+    format!("{prefix}~{:016x}", fnv1a(name.as_bytes()))
+}
+
+/// A stable 64-bit hash (FNV-1a): the same on every host and release.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf29ce484222325u64, |h, b| {
+        (h ^ *b as u64).wrapping_mul(0x100000001b3)
+    })
+}
+
+pub fn tag_set(tag: &str) -> String {
+    short_name(SET_PREFIX, tag, 31)
+}
+
+pub fn profile_chain(direction: &str, profile: &str) -> String {
+    short_name(&format!("TABBY-P{direction}-"), profile, 28)
+}
+
+pub fn endpoint_chain(direction: &str, endpoint_id: &str) -> String {
+    format!(
+        "TABBY-{direction}W-{}",
+        crate::validate::prefix(endpoint_id, 12)
+    )
+}

@@ -1,0 +1,176 @@
+//! nftables backend: one table, `inet tabby`, changed in place. Each pass
+//! is one `nft -j -f -` transaction holding only what changed since the
+//! last (the whole table on the first pass, or when a check finds the
+//! kernel's copy drifted). One static rule in iptables' `FORWARD` lets
+//! through what this table accepted (see `hook`).
+
+mod batch;
+pub mod hook;
+mod translate;
+mod verify;
+
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use serde_json::{Value, json};
+use tracing::{debug, info, warn};
+
+use super::firewall::{Error, Firewall};
+use super::model::{Match, Table};
+use super::render::PolicyState;
+
+pub use translate::TABLE;
+
+#[derive(Default)]
+pub struct NftablesFirewall {
+    applied: Mutex<Option<PolicyState>>,
+}
+
+/// Runs one transaction.
+fn run(cmds: Vec<Value>) -> Result<(), Error> {
+    if cmds.is_empty() {
+        return Ok(());
+    }
+    let payload = json!({ "nftables": cmds }).to_string();
+    nftables::helper::apply_ruleset_raw(&payload, None::<&str>, std::iter::empty::<&str>())
+        .map(drop)
+        .map_err(nft_error)
+}
+
+fn nft_error(err: nftables::helper::NftablesError) -> Error {
+    match err {
+        nftables::helper::NftablesError::NftFailed { stderr, .. } => Error::Failed {
+            command: "nft -j -f -".into(),
+            stderr: stderr.trim().to_string(),
+        },
+        other => Error::Nftables(other.to_string()),
+    }
+}
+
+/// `nft -j list table inet tabby`, or None when there is no such table.
+fn listing() -> Result<Option<Value>, Error> {
+    let args = ["list", "table", "inet", TABLE];
+    match nftables::helper::get_current_ruleset_raw(None::<&str>, args) {
+        Ok(text) => serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| Error::Nftables(format!("cannot read the table back: {e}"))),
+        Err(nftables::helper::NftablesError::NftFailed { stderr, .. })
+            if stderr.contains("No such file or directory") =>
+        {
+            Ok(None)
+        }
+        Err(err) => Err(nft_error(err)),
+    }
+}
+
+/// Whether this host can run the backend: an `nft` that speaks JSON and a
+/// kernel with nf_tables.
+pub fn available() -> bool {
+    nftables::helper::get_current_ruleset_raw(None::<&str>, ["list", "tables"]).is_ok()
+}
+
+/// Removes the table if it is tabby's (it holds tabby's FORWARD chain):
+/// what a switch to the iptables backend leaves no trace of.
+pub fn remove_table() -> Result<bool, Error> {
+    if !available() {
+        return Ok(false);
+    }
+    let Some(table) = listing()? else {
+        return Ok(false);
+    };
+    let view = verify::kernel(&table);
+    if !view.chains.contains_key(super::names::FORWARD) {
+        warn!("an inet {TABLE} table that tabby did not make is left alone");
+        return Ok(false);
+    }
+    run(vec![
+        json!({"delete": {"table": {"family": "inet", "name": TABLE}}}),
+    ])?;
+    hook::remove()?;
+    info!("removed the nftables table of the other backend");
+    Ok(true)
+}
+
+/// Tag sets a few chains' rules name.
+fn sets_named(filter: &Table) -> BTreeSet<String> {
+    filter
+        .chains
+        .iter()
+        .flat_map(|(_, rules)| rules.iter().flat_map(|r| &r.matches))
+        .filter_map(|m| match m {
+            Match::SrcSet(s) | Match::DstSet(s) => Some(s.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+impl NftablesFirewall {
+    fn apply_blocking(&self, state: &PolicyState) -> Result<(), Error> {
+        let mut applied = self.applied.lock().expect("not poisoned");
+        let Some(before) = applied.as_ref() else {
+            // A switch from iptables leaves none of its chains or sets.
+            let removed = super::iptables::remove_all()?;
+            if !removed.is_empty() {
+                info!(
+                    objects = removed.len(),
+                    "removed the iptables backend's chains and sets"
+                );
+            }
+            run(batch::full(state))?;
+            hook::ensure()?;
+            *applied = Some(state.clone());
+            return Ok(());
+        };
+        if before == state {
+            return Ok(());
+        }
+        let outcome = match batch::changes(before, state) {
+            Some(cmds) => run(cmds),
+            None => run(batch::full(state)),
+        };
+        if let Err(err) = outcome {
+            // The kernel's copy may have drifted from what we think it
+            // holds: replace the table whole, once.
+            debug!(error = %err, "incremental change refused; replacing the table");
+            run(batch::full(state))?;
+        }
+        *applied = Some(state.clone());
+        Ok(())
+    }
+
+    fn repair_blocking(&self) -> Result<Vec<String>, Error> {
+        let applied = self.applied.lock().expect("not poisoned");
+        let Some(state) = applied.as_ref() else {
+            return Ok(Vec::new());
+        };
+        let want = verify::desired(state);
+        let mut repaired = match listing()? {
+            None => vec![format!("table inet {TABLE} missing")],
+            Some(table) => verify::differences(&want, &verify::kernel(&table)),
+        };
+        if !repaired.is_empty() {
+            run(batch::full(state))?;
+        }
+        if hook::ensure()? {
+            repaired.push("iptables FORWARD: tabby's accept was not first".into());
+        }
+        Ok(repaired)
+    }
+}
+
+#[async_trait]
+impl Firewall for NftablesFirewall {
+    async fn apply(&self, state: &PolicyState) -> Result<(), Error> {
+        tokio::task::block_in_place(|| self.apply_blocking(state))
+    }
+
+    async fn repair_drift(&self) -> Result<Vec<String>, Error> {
+        tokio::task::block_in_place(|| self.repair_blocking())
+    }
+
+    async fn apply_piece(&self, filter: &Table) -> Result<(), Error> {
+        let cmds = batch::piece(filter, &sets_named(filter));
+        tokio::task::block_in_place(|| run(cmds))
+    }
+}

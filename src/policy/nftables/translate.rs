@@ -1,0 +1,359 @@
+//! The typed ruleset in nftables' JSON words, built with the `nftables`
+//! crate's schema types. Every object lives in one table, `inet tabby`;
+//! endpoint dispatch is two verdict maps keyed by interface name, so
+//! finding an endpoint's chain costs the same at 10 or 10,000 endpoints.
+
+use std::borrow::Cow;
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+use nftables::expr::{
+    BinaryOperation, Expression, Fib, FibFlag, FibResult, Meta, MetaKey, NamedExpression, Payload,
+    PayloadField, Prefix, Range, SetItem, Verdict as NftVerdict,
+};
+use nftables::schema::{Chain, NfListObject, Rule as NftRule, Set, SetType, SetTypeValue};
+use nftables::stmt::{JumpTarget, Mangle, Match as NftMatch, NAT, NATFamily, Operator, Statement};
+use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
+use serde_json::{Value, json};
+
+use crate::model::{PortRange, Protocol};
+use crate::policy::model::{ACCEPT_BIT, Ct, Direction, Iface, Match, Rule, Verdict};
+use crate::policy::names::fnv1a;
+
+pub const TABLE: &str = "tabby";
+pub const FAMILY: NfFamily = NfFamily::INet;
+pub const FROM_MAP: &str = "tabby-from-wl";
+pub const TO_MAP: &str = "tabby-to-wl";
+
+pub fn map_name(direction: Direction) -> &'static str {
+    match direction {
+        Direction::From => FROM_MAP,
+        Direction::To => TO_MAP,
+    }
+}
+
+fn text(s: impl Into<String>) -> Expression<'static> {
+    Expression::String(Cow::Owned(s.into()))
+}
+
+fn meta(key: MetaKey) -> Expression<'static> {
+    Expression::Named(NamedExpression::Meta(Meta { key }))
+}
+
+fn payload(protocol: &'static str, field: &'static str) -> Expression<'static> {
+    Expression::Named(NamedExpression::Payload(Payload::PayloadField(
+        PayloadField {
+            protocol: protocol.into(),
+            field: field.into(),
+        },
+    )))
+}
+
+fn ct(key: &'static str) -> Expression<'static> {
+    Expression::Named(NamedExpression::CT(nftables::expr::CT {
+        key: key.into(),
+        family: None,
+        dir: None,
+    }))
+}
+
+fn compare(
+    left: Expression<'static>,
+    op: Operator,
+    right: Expression<'static>,
+) -> Statement<'static> {
+    Statement::Match(NftMatch { left, right, op })
+}
+
+fn address(net: Ipv4Net) -> Expression<'static> {
+    if net.prefix_len() == 32 {
+        text(net.addr().to_string())
+    } else {
+        Expression::Named(NamedExpression::Prefix(Prefix {
+            addr: Box::new(text(net.network().to_string())),
+            len: net.prefix_len().into(),
+        }))
+    }
+}
+
+fn interface(iface: &Iface) -> Expression<'static> {
+    match iface {
+        Iface::Name(name) => text(name.clone()),
+        Iface::Prefix(prefix) => text(format!("{prefix}*")),
+    }
+}
+
+fn ports(ranges: &[PortRange]) -> Expression<'static> {
+    let item = |p: &PortRange| {
+        if p.first == p.last {
+            Expression::Number(p.first.into())
+        } else {
+            Expression::Range(Box::new(Range {
+                range: [
+                    Expression::Number(p.first.into()),
+                    Expression::Number(p.last.into()),
+                ],
+            }))
+        }
+    };
+    match ranges {
+        [one] => item(one),
+        many => Expression::Named(NamedExpression::Set(
+            many.iter().map(|p| SetItem::Element(item(p))).collect(),
+        )),
+    }
+}
+
+fn protocol(p: Protocol) -> &'static str {
+    match p {
+        Protocol::Tcp => "tcp",
+        Protocol::Udp => "udp",
+        Protocol::Icmp => "icmp",
+    }
+}
+
+/// A conntrack condition. These are flags: "in" tests that one of the
+/// bits is set; the negation must test that none is (`!=` would compare
+/// the whole value and hold for almost every packet).
+fn ct_match(state: Ct, negate: bool) -> Statement<'static> {
+    let (key, values): (&str, &[&str]) = match state {
+        Ct::Invalid => ("state", &["invalid"]),
+        Ct::Established => ("state", &["established", "related"]),
+        Ct::Dnat => ("status", &["dnat"]),
+    };
+    if negate {
+        let bits = match values {
+            [one] => text(*one),
+            many => Expression::BinaryOperation(Box::new(BinaryOperation::OR(
+                many.iter().map(|v| text(*v)).collect(),
+            ))),
+        };
+        let masked = BinaryOperation::AND(ct(key), bits);
+        return compare(
+            Expression::BinaryOperation(Box::new(masked)),
+            Operator::EQ,
+            Expression::Number(0),
+        );
+    }
+    let right = match values {
+        [one] => text(*one),
+        many => Expression::List(many.iter().map(|v| text(*v)).collect()),
+    };
+    compare(ct(key), Operator::IN, right)
+}
+
+fn accepted() -> Statement<'static> {
+    compare(
+        Expression::BinaryOperation(Box::new(BinaryOperation::AND(
+            meta(MetaKey::Mark),
+            Expression::Number(ACCEPT_BIT),
+        ))),
+        Operator::EQ,
+        Expression::Number(ACCEPT_BIT),
+    )
+}
+
+fn match_statement(m: &Match) -> Statement<'static> {
+    let eq = |left, right| compare(left, Operator::EQ, right);
+    match m {
+        Match::In(i) => eq(meta(MetaKey::Iifname), interface(i)),
+        Match::Out(i) => eq(meta(MetaKey::Oifname), interface(i)),
+        Match::Src(net) => eq(payload("ip", "saddr"), address(*net)),
+        Match::NotSrc(net) => compare(payload("ip", "saddr"), Operator::NEQ, address(*net)),
+        Match::Dst(net) => eq(payload("ip", "daddr"), address(*net)),
+        Match::SrcSet(set) => eq(payload("ip", "saddr"), text(format!("@{set}"))),
+        Match::DstSet(set) => eq(payload("ip", "daddr"), text(format!("@{set}"))),
+        Match::Protocol(p) => eq(meta(MetaKey::L4proto), text(protocol(*p))),
+        Match::SrcPorts(p) => eq(payload("th", "sport"), ports(p)),
+        Match::DstPorts(p) => eq(payload("th", "dport"), ports(p)),
+        Match::Accepted => accepted(),
+        Match::Ct(state) => ct_match(*state, false),
+        Match::NotCt(state) => ct_match(*state, true),
+        Match::DstLocal => eq(
+            Expression::Named(NamedExpression::Fib(Fib {
+                result: FibResult::Type,
+                flags: [FibFlag::Daddr].into(),
+            })),
+            text("local"),
+        ),
+    }
+}
+
+fn set_mark(bit_on: bool) -> Statement<'static> {
+    let value = if bit_on {
+        BinaryOperation::OR(vec![meta(MetaKey::Mark), Expression::Number(ACCEPT_BIT)])
+    } else {
+        BinaryOperation::AND(meta(MetaKey::Mark), Expression::Number(!ACCEPT_BIT))
+    };
+    Statement::Mangle(Mangle {
+        key: meta(MetaKey::Mark),
+        value: Expression::BinaryOperation(Box::new(value)),
+    })
+}
+
+fn jump(chain: &str) -> Statement<'static> {
+    Statement::Jump(JumpTarget {
+        target: chain.to_string().into(),
+    })
+}
+
+/// A verdict's statements. An accept also sets the accept mark: iptables'
+/// `FORWARD` (dockerd's, policy DROP) sees the packet after this table
+/// and lets through what carries the mark.
+fn verdict_statements(v: &Verdict) -> Vec<Statement<'static>> {
+    match v {
+        Verdict::Accept => vec![set_mark(true), Statement::Accept(None)],
+        Verdict::Drop => vec![Statement::Drop(None)],
+        Verdict::Return => vec![Statement::Return(None)],
+        Verdict::Jump(chain) => vec![jump(chain)],
+        Verdict::MarkAccepted => vec![set_mark(true)],
+        Verdict::ClearAccepted => vec![set_mark(false)],
+        Verdict::Dispatch(direction) => {
+            let key = match direction {
+                Direction::From => MetaKey::Iifname,
+                Direction::To => MetaKey::Oifname,
+            };
+            vec![Statement::VerdictMap(nftables::stmt::VerdictMap {
+                key: meta(key),
+                data: text(format!("@{}", map_name(*direction))),
+            })]
+        }
+        Verdict::Dnat(to) => vec![Statement::DNAT(Some(NAT {
+            addr: Some(text(to.ip().to_string())),
+            family: Some(NATFamily::IP),
+            port: Some(Expression::Number(to.port().into())),
+            flags: None,
+        }))],
+        Verdict::Masquerade => vec![Statement::Masquerade(None)],
+    }
+}
+
+/// The comment that identifies a rule when the kernel's table is read
+/// back: nft prints expressions in its own words, not in ours.
+pub fn rule_tag(rule: &Rule) -> String {
+    format!("{:016x}", fnv1a(format!("{rule:?}").as_bytes()))
+}
+
+pub fn rule(chain: &str, rule: &Rule) -> NfListObject<'static> {
+    let mut expr: Vec<Statement<'static>> = rule.matches.iter().map(match_statement).collect();
+    expr.extend(verdict_statements(&rule.verdict));
+    NfListObject::Rule(NftRule {
+        family: FAMILY,
+        table: TABLE.into(),
+        chain: chain.to_string().into(),
+        expr: expr.into(),
+        handle: None,
+        index: None,
+        comment: Some(rule_tag(rule).into()),
+    })
+}
+
+pub fn chain(name: &str) -> NfListObject<'static> {
+    NfListObject::Chain(Chain {
+        family: FAMILY,
+        table: TABLE.into(),
+        name: name.to_string().into(),
+        ..Chain::default()
+    })
+}
+
+/// The base chain of a built-in hook, named after it in lower case, and
+/// the rule that enters tabby's chain. Priorities put tabby first: before
+/// iptables' filter (0), dstnat (-100) and srcnat (100).
+pub fn base_chain(builtin: &str, target: &str) -> Option<[NfListObject<'static>; 2]> {
+    let (hook, kind, prio) = match builtin {
+        "FORWARD" => (NfHook::Forward, NfChainType::Filter, -1),
+        "INPUT" => (NfHook::Input, NfChainType::Filter, -1),
+        "PREROUTING" => (NfHook::Prerouting, NfChainType::NAT, -101),
+        "OUTPUT" => (NfHook::Output, NfChainType::NAT, -101),
+        "POSTROUTING" => (NfHook::Postrouting, NfChainType::NAT, 99),
+        _ => return None,
+    };
+    let name = builtin.to_lowercase();
+    let base = NfListObject::Chain(Chain {
+        family: FAMILY,
+        table: TABLE.into(),
+        name: name.clone().into(),
+        _type: Some(kind),
+        hook: Some(hook),
+        prio: Some(prio),
+        policy: Some(NfChainPolicy::Accept),
+        ..Chain::default()
+    });
+    Some([
+        base,
+        rule(&name, &Rule::always(Verdict::Jump(target.into()))),
+    ])
+}
+
+fn addresses(members: &BTreeSet<Ipv4Addr>) -> Vec<Expression<'static>> {
+    members.iter().map(|ip| text(ip.to_string())).collect()
+}
+
+pub fn set(name: &str, members: &BTreeSet<Ipv4Addr>) -> NfListObject<'static> {
+    NfListObject::Set(Box::new(Set {
+        family: FAMILY,
+        table: TABLE.into(),
+        name: name.to_string().into(),
+        set_type: SetTypeValue::Single(SetType::Ipv4Addr),
+        elem: (!members.is_empty()).then(|| addresses(members).into()),
+        ..Set::default()
+    }))
+}
+
+pub fn set_elements(name: &str, members: &BTreeSet<Ipv4Addr>) -> NfListObject<'static> {
+    NfListObject::Element(nftables::schema::Element {
+        family: FAMILY,
+        table: TABLE.into(),
+        name: name.to_string().into(),
+        elem: addresses(members).into(),
+    })
+}
+
+/// What a dispatch entry does: jump into the endpoint's chain, or drop
+/// (a quarantined veth).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    Jump(String),
+    Drop,
+}
+
+fn entry_verdict(entry: &Entry) -> Expression<'static> {
+    Expression::Verdict(match entry {
+        Entry::Jump(chain) => NftVerdict::Jump(JumpTarget {
+            target: chain.clone().into(),
+        }),
+        Entry::Drop => NftVerdict::Drop,
+    })
+}
+
+pub fn map_elements<'a>(
+    map: &str,
+    entries: impl IntoIterator<Item = (&'a String, &'a Entry)>,
+) -> NfListObject<'static> {
+    NfListObject::Element(nftables::schema::Element {
+        family: FAMILY,
+        table: TABLE.into(),
+        name: map.to_string().into(),
+        elem: entries
+            .into_iter()
+            .map(|(veth, entry)| Expression::List(vec![text(veth.clone()), entry_verdict(entry)]))
+            .collect::<Vec<_>>()
+            .into(),
+    })
+}
+
+/// A verdict map keyed by interface name. The crate's schema has no
+/// "verdict" data type, so this one object is written as JSON by hand.
+pub fn verdict_map(name: &str) -> Value {
+    json!({"map": {"family": "inet", "table": TABLE, "name": name, "type": "ifname", "map": "verdict"}})
+}
+
+pub fn table() -> NfListObject<'static> {
+    NfListObject::Table(nftables::schema::Table {
+        family: FAMILY,
+        name: TABLE.into(),
+        handle: None,
+    })
+}
