@@ -1,36 +1,39 @@
 //! `cargo bench --bench policy` (or `scripts/bench policy`):
-//! 1. time to program the firewall and the number of iptables rules for
-//!    10, 100 and 1,000 endpoints on one host (in a scratch network
-//!    namespace, with synthetic endpoints), and the time to add one
-//!    endpoint when 1,000 exist;
+//! 1. for each firewall backend (nftables, iptables) side by side, in a
+//!    scratch network namespace with synthetic endpoints of one host, for
+//!    10, 100, 1,000 and 10,000 endpoints: the time to program them all
+//!    from scratch, then to add one endpoint, remove one, and change a
+//!    tag's membership (an endpoint of another host joins a tag), and the
+//!    rules per endpoint;
 //! 2. TCP throughput between containers on two lab hosts with tabby's
-//!    policy in the path, against the same path with FORWARD short-cut to
-//!    ACCEPT, alternated in one run.
+//!    policy in the path, against the same path with the policy short-cut
+//!    to accept, alternated in one run (the lab's default backend, or
+//!    `TABBY_FIREWALL`).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
 
 use std::process::Command;
+use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::Utc;
 use support::Lab;
 use tabby::model::{Endpoint, EndpointState};
-use tabby::policy::iptables::IptablesFirewall;
 use tabby::policy::rules::{default_profile, parse_rule};
-use tabby::policy::{Firewall, PolicyInput, PolicyState, render};
+use tabby::policy::{Backend, Firewall, PolicyInput, PolicyState, render};
 
 const INSIDE: &str = "TABBY_BENCH_POLICY_INSIDE";
 
-fn endpoints(n: usize) -> Vec<Endpoint> {
-    (0..n)
+fn endpoints(range: std::ops::Range<usize>, host: &str) -> Vec<Endpoint> {
+    range
         .map(|i| {
             let id = format!("{i:064x}");
             Endpoint {
                 veth: tabby::dataplane::host_veth_name(&id),
                 id,
                 network_id: "bench".into(),
-                host: "bench".into(),
+                host: host.into(),
                 ip: std::net::Ipv4Addr::from(
                     u32::from(std::net::Ipv4Addr::new(198, 18, 64, 0)) + i as u32,
                 ),
@@ -47,62 +50,106 @@ fn endpoints(n: usize) -> Vec<Endpoint> {
         .collect()
 }
 
-fn state(n: usize) -> PolicyState {
+/// `n` local endpoints, and `remote` endpoints of another host (they
+/// only fill tag sets).
+fn state(n: usize, remote: usize) -> PolicyState {
     let mut db = default_profile("db");
     db.inbound
         .push(parse_rule(&["allow", "tcp", "from", "tag", "web", "to", "ports", "3306"]).unwrap());
     let profiles = [default_profile("web"), db];
-    let eps = endpoints(n);
+    let local = endpoints(0..n, "bench");
+    let mut all = local.clone();
+    all.extend(endpoints(100_000..100_000 + remote, "other"));
     render(&PolicyInput {
-        local: &eps,
-        all: &eps,
+        local: &local,
+        all: &all,
         profiles: &profiles,
         exposures: &[],
         quarantined: &[],
     })
 }
 
-/// iptables rules, dispatch included.
-fn rules(state: &PolicyState) -> usize {
-    let text = tabby::policy::iptables::text::lay_out(&state.ruleset);
-    text.filter.rule_count() + text.nat.rule_count()
+/// Rules in the backend's own terms: iptables rule specs (dispatch tree
+/// included); nftables rules (dispatch is map elements, not rules).
+fn rules(backend: Backend, state: &PolicyState) -> usize {
+    match backend {
+        Backend::Iptables => {
+            let text = tabby::policy::iptables::text::lay_out(&state.ruleset);
+            text.filter.rule_count() + text.nat.rule_count()
+        }
+        _ => state.ruleset.filter.rule_count() + state.ruleset.nat.rule_count(),
+    }
 }
 
-async fn timed(fw: &IptablesFirewall, state: &PolicyState) -> f64 {
+async fn timed(fw: &dyn Firewall, state: &PolicyState) -> f64 {
     let started = Instant::now();
     fw.apply(state).await.expect("firewall applies");
     started.elapsed().as_secs_f64() * 1000.0
 }
 
-/// Runs inside a scratch network namespace: its iptables are its own.
+/// Median of five changes, each timed from the state `base` to `change`
+/// and back (only the first leg is timed).
+async fn median_change(fw: &dyn Firewall, base: &PolicyState, change: &PolicyState) -> f64 {
+    let mut times = Vec::new();
+    for _ in 0..5 {
+        times.push(timed(fw, change).await);
+        fw.apply(base).await.expect("firewall applies");
+    }
+    times.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    times[2]
+}
+
+/// Leaves nothing of either backend in the namespace.
+fn clean() {
+    tabby::policy::iptables::remove_all().expect("iptables cleanup");
+    tabby::policy::nftables::remove_table().expect("nftables cleanup");
+}
+
+async fn one_size(backend: Backend, n: usize, base_rules: usize) {
+    clean();
+    let fw: Arc<dyn Firewall> = backend.firewall();
+    let base = state(n, 0);
+    let scratch = timed(fw.as_ref(), &base).await;
+    let add = median_change(fw.as_ref(), &base, &state(n + 1, 0)).await;
+    let fw_less: Arc<dyn Firewall> = backend.firewall();
+    let fuller = state(n + 1, 0);
+    fw_less.apply(&fuller).await.expect("firewall applies");
+    let remove = median_change(fw_less.as_ref(), &fuller, &state(n, 0)).await;
+    let tag = median_change(fw_less.as_ref(), &fuller, &state(n + 1, 1)).await;
+    let count = rules(backend, &base);
+    println!(
+        "{:8} {n:6} endpoints: from scratch {scratch:8.1} ms; add one {add:6.1} ms; remove one {remove:6.1} ms; tag change {tag:6.1} ms; {count:6} rules, {:.1} per endpoint",
+        backend.name(),
+        (count - base_rules) as f64 / n as f64,
+    );
+}
+
+/// Runs inside a scratch network namespace: its firewall is its own.
 #[tokio::main]
 async fn inside() {
-    let base = rules(&state(0));
-    for n in [10, 100, 1000] {
-        let fw = IptablesFirewall::default();
-        // Start from nothing each time.
-        fw.apply(&state(0)).await.unwrap();
-        let fw = IptablesFirewall::default();
-        let s = state(n);
-        let ms = timed(&fw, &s).await;
-        println!(
-            "{n:5} endpoints: programmed in {ms:7.1} ms, {:6} rules, {:.1} rules per endpoint, {} ipsets",
-            rules(&s),
-            (rules(&s) - base) as f64 / n as f64,
-            s.sets.len()
-        );
+    for backend in [Backend::Nftables, Backend::Iptables] {
+        let base_rules = rules(backend, &state(0, 0));
+        for n in [10, 100, 1000, 10_000] {
+            one_size(backend, n, base_rules).await;
+        }
     }
-    let fw = IptablesFirewall::default();
-    fw.apply(&state(1000)).await.unwrap();
-    let mut adds = Vec::new();
-    for extra in 1..=5 {
-        adds.push(timed(&fw, &state(1000 + extra)).await);
-    }
-    adds.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    println!(
-        "add one endpoint when 1,000 exist: median {:.1} ms, max {:.1} ms (5 tries)",
-        adds[2], adds[4]
-    );
+    clean();
+}
+
+/// Inserts (or removes) an accept ahead of tabby's policy on a lab host:
+/// the baseline path without policy.
+fn short_cut(lab: &Lab, host: &str, on: bool) {
+    let command = match (support::firewall::nftables(), on) {
+        (true, true) => {
+            "nft insert rule inet tabby forward meta mark set meta mark or 0x100000 accept comment shortcut"
+        }
+        (true, false) => {
+            "nft -a list chain inet tabby forward | awk '/comment \"shortcut\"/ {print $NF}' | xargs -r -n1 nft delete rule inet tabby forward handle"
+        }
+        (false, true) => "iptables -I FORWARD 1 -j ACCEPT",
+        (false, false) => "iptables -D FORWARD -j ACCEPT",
+    };
+    lab.sh(host, command);
 }
 
 fn main() {
@@ -144,11 +191,11 @@ fn main() {
     for _ in 0..3 {
         on.push(lab.iperf_gbps(("h1", Some("c1")), ("h2", Some("c2")), &c2));
         for h in ["h1", "h2"] {
-            lab.sh(h, "iptables -I FORWARD 1 -j ACCEPT");
+            short_cut(&lab, h, true);
         }
         off.push(lab.iperf_gbps(("h1", Some("c1")), ("h2", Some("c2")), &c2));
         for h in ["h1", "h2"] {
-            lab.sh(h, "iptables -D FORWARD -j ACCEPT");
+            short_cut(&lab, h, false);
         }
     }
     let median = |mut v: Vec<f64>| {
@@ -159,5 +206,9 @@ fn main() {
     println!(
         "iperf3 h1 -> h2 containers, 3 x 4 s alternated: policy on {mon:.2} Gbit/s {on:.2?}, off {moff:.2} Gbit/s {off:.2?}"
     );
-    println!("ratio on/off {:.3}", mon / moff);
+    println!(
+        "ratio on/off {:.3} ({} backend)",
+        mon / moff,
+        support::firewall::backend()
+    );
 }

@@ -104,6 +104,8 @@ fn start() -> Shared {
         3,
         &[
             ("PATH", &path),
+            // The refusal is staged in iptables-restore (above).
+            ("TABBY_FIREWALL", "iptables"),
             ("TABBY_RESYNC_INTERVAL", "3600"),
             // The leak check would rewrite a corrupt endpoint record.
             ("TABBY_IPAM_CHECK_INTERVAL", "0"),

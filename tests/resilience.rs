@@ -8,6 +8,7 @@ mod support;
 
 use std::time::Duration;
 
+use support::firewall::forward_hook;
 use support::{Lab, eventually, http, stderr};
 
 const REPAIR: Duration = Duration::from_secs(30);
@@ -60,31 +61,32 @@ fn drift_is_repaired_and_an_agent_waits_for_etcd() {
         "docker inspect -f '{{.NetworkSettings.Networks.na.EndpointID}}' a1",
     );
     let chain = format!("TABBY-TW-{}", &id.trim()[..12]);
-    let before = lab.sh("h1", &format!("iptables -S {chain}"));
+    let before = lab.fw_chain("h1", "filter", &chain);
     assert!(before.lines().count() > 2, "{chain}: {before}");
-    lab.sh("h1", &format!("iptables -F {chain}"));
+    lab.fw_flush_chain("h1", &chain);
     eventually(REPAIR, "the flushed chain to come back", || {
-        (lab.sh("h1", &format!("iptables -S {chain}")) == before).then_some(())
+        (lab.fw_chain("h1", "filter", &chain) == before).then_some(())
     });
     policy_holds(&lab, &a1);
 
     // The FORWARD hook removed and an ACCEPT put first, as a firewall
     // script or a dockerd restart can: tabby's hook is first again.
+    let hook = forward_hook();
     lab.sh(
         "h1",
-        "iptables -D FORWARD -j TABBY-FORWARD && iptables -I FORWARD 1 -j ACCEPT",
+        &format!("iptables -D FORWARD {hook} && iptables -I FORWARD 1 -j ACCEPT"),
     );
     eventually(REPAIR, "the FORWARD hook to be first again", || {
         let forward = lab.sh("h1", "iptables -S FORWARD");
         let first = forward.lines().find(|l| l.starts_with("-A FORWARD"));
-        (first == Some("-A FORWARD -j TABBY-FORWARD")).then_some(())
+        (first == Some(format!("-A FORWARD {hook}").as_str())).then_some(())
     });
     policy_holds(&lab, &a1);
 
     // A tag set emptied: the allowed pair is back once it is refilled.
-    lab.sh("h1", "ipset flush tabby-t-A");
+    lab.fw_flush_set("h1", "tabby-t-A");
     eventually(REPAIR, "the set to be refilled", || {
-        let set = lab.sh("h1", "ipset list tabby-t-A");
+        let set = lab.fw_set("h1", "tabby-t-A");
         (set.contains(&a1) && set.contains(&a2)).then_some(())
     });
     policy_holds(&lab, &a1);
@@ -101,7 +103,7 @@ fn drift_is_repaired_and_an_agent_waits_for_etcd() {
     };
     for _ in 0..2 {
         let seen = repairs(&lab);
-        lab.sh("h1", "ipset flush tabby-t-A");
+        lab.fw_flush_set("h1", "tabby-t-A");
         eventually(REPAIR, "another pass to refill the set", || {
             (repairs(&lab) > seen).then_some(())
         });

@@ -2,6 +2,7 @@
 //! test starts is torn down by Drop, also when the test fails.
 #![allow(dead_code)]
 
+pub mod firewall;
 pub mod http;
 mod networks;
 mod shared;

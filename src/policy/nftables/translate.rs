@@ -204,7 +204,12 @@ fn jump(chain: &str) -> Statement<'static> {
 fn verdict_statements(v: &Verdict) -> Vec<Statement<'static>> {
     match v {
         Verdict::Accept => vec![set_mark(true), Statement::Accept(None)],
-        Verdict::Drop => vec![Statement::Drop(None)],
+        // Counted, as every iptables rule is: `nft list` shows what each
+        // drop stopped.
+        Verdict::Drop => vec![
+            Statement::Counter(nftables::stmt::Counter::Anonymous(None)),
+            Statement::Drop(None),
+        ],
         Verdict::Return => vec![Statement::Return(None)],
         Verdict::Jump(chain) => vec![jump(chain)],
         Verdict::MarkAccepted => vec![set_mark(true)],
