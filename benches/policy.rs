@@ -28,7 +28,11 @@ const INSIDE: &str = "TABBY_BENCH_POLICY_INSIDE";
 fn endpoints(range: std::ops::Range<usize>, host: &str) -> Vec<Endpoint> {
     range
         .map(|i| {
-            let id = format!("{i:064x}");
+            // Random-looking like Docker's: chain and veth names take the
+            // first 12 and 10 hex digits, and iptables' dispatch tree
+            // buckets by the first.
+            let hash = tabby::policy::names::fnv1a(&(i as u64).to_le_bytes());
+            let id = format!("{hash:016x}{i:048x}");
             Endpoint {
                 veth: tabby::dataplane::host_veth_name(&id),
                 id,
@@ -127,9 +131,15 @@ async fn one_size(backend: Backend, n: usize, base_rules: usize) {
 /// Runs inside a scratch network namespace: its firewall is its own.
 #[tokio::main]
 async fn inside() {
+    let only: Option<usize> = std::env::var("TABBY_BENCH_ONLY")
+        .ok()
+        .and_then(|v| v.parse().ok());
     for backend in [Backend::Nftables, Backend::Iptables] {
         let base_rules = rules(backend, &state(0, 0));
-        for n in [10, 100, 1000, 10_000] {
+        for n in [10, 100, 1000, 10_000]
+            .into_iter()
+            .filter(|n| only.is_none_or(|o| o == *n))
+        {
             one_size(backend, n, base_rules).await;
         }
     }

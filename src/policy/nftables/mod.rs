@@ -122,11 +122,12 @@ impl NftablesFirewall {
             *applied = Some(state.clone());
             return Ok(());
         };
-        if before == state {
-            return Ok(());
-        }
         let outcome = match batch::changes(before, state) {
-            Some(cmds) => run(cmds),
+            Some(cmds) if cmds.is_empty() => return Ok(()),
+            Some(cmds) => {
+                debug!(commands = cmds.len(), "nftables change");
+                run(cmds)
+            }
             None => run(batch::full(state)),
         };
         if let Err(err) = outcome {
