@@ -56,6 +56,7 @@ impl Deref for LabGuard {
 }
 
 fn lab() -> LabGuard {
+    support::skip_unless_root("a lab and a stand-in iptables-restore");
     // A test that failed poisons the lock; its cleanup guards still ran.
     let mut guard = SHARED.lock().unwrap_or_else(PoisonError::into_inner);
     if guard.is_none() {

@@ -43,6 +43,24 @@ pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
+/// A plain `cargo test` as a normal user skips what needs root: the test
+/// binary ends here, successfully, with one line saying why. scripts/test
+/// runs as root and runs everything.
+pub fn skip_unless_root(what: &str) {
+    if nix::unistd::geteuid().is_root() {
+        return;
+    }
+    let binary = std::env::args().next().unwrap_or_default();
+    let name = Path::new(&binary)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or(binary);
+    // Past libtest's capture of the test's output: the process ends here.
+    let line = format!("skipped: {name} needs root for {what}; scripts/test runs it as root\n");
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
+    std::process::exit(0);
+}
+
 /// Polls `check` until it returns Some, or panics after `timeout`.
 pub fn eventually<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + timeout;
@@ -84,6 +102,7 @@ impl Lab {
     /// A lab that is not up yet: a script brings it up (`scripts/quickstart
     /// seed` with `command_env`); it is torn down on drop all the same.
     pub fn unstarted() -> Lab {
+        skip_unless_root("a lab (network namespaces, dockerd, iptables)");
         let id = unique_id();
         Lab {
             dir: PathBuf::from(format!("/tmp/tabby-lab{id}")),
