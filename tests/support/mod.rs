@@ -2,17 +2,20 @@
 //! test starts is torn down by Drop, also when the test fails.
 #![allow(dead_code)]
 
+mod etcd;
 pub mod firewall;
 pub mod http;
 mod networks;
 mod shared;
+mod sql;
 
+#[allow(unused_imports)]
+pub use etcd::Etcd;
 #[allow(unused_imports)]
 pub use shared::shared_lab;
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -121,41 +124,6 @@ impl Lab {
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null());
         command
-    }
-
-    /// Runs SQL as root inside a MariaDB container, whatever the outcome.
-    /// The password goes through the environment, never a command line:
-    /// tests check that no process list shows it.
-    pub fn sql_output(&self, host: &str, container: &str, password: &str, sql: &str) -> Output {
-        self.command(&[
-            "exec",
-            host,
-            "docker",
-            "exec",
-            "-e",
-            "MYSQL_PWD",
-            container,
-            "mariadb",
-            "-uroot",
-            "-N",
-            "-B",
-            "-e",
-            sql,
-        ])
-        .env("MYSQL_PWD", password)
-        .output()
-        .expect("scripts/lab runs")
-    }
-
-    /// Runs SQL as root inside a MariaDB container; tab-separated rows.
-    pub fn sql(&self, host: &str, container: &str, password: &str, sql: &str) -> String {
-        let out = self.sql_output(host, container, password, sql);
-        assert!(
-            out.status.success(),
-            "SQL on {container}: {sql}: {}",
-            stderr(&out)
-        );
-        stdout(&out).trim().to_string()
     }
 
     /// `scripts/lab ARGS…` for this lab, not yet started.
@@ -402,70 +370,5 @@ impl Drop for Lab {
         if !out.status.success() {
             eprintln!("lab down failed: {}", stderr(&out));
         }
-    }
-}
-
-/// A single etcd on loopback, on free ports, in a temporary directory.
-pub struct Etcd {
-    child: Child,
-    pub endpoint: String,
-    _dir: tempfile::TempDir,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-impl Etcd {
-    pub fn start() -> Etcd {
-        let dir = tempfile::tempdir().unwrap();
-        let (client, peer) = (free_port(), free_port());
-        let endpoint = format!("http://127.0.0.1:{client}");
-        let peer_url = format!("http://127.0.0.1:{peer}");
-        let child = Command::new("etcd")
-            .args(["--name", "t", "--data-dir"])
-            .arg(dir.path().join("data"))
-            .args([
-                "--listen-client-urls",
-                &endpoint,
-                "--advertise-client-urls",
-                &endpoint,
-            ])
-            .args([
-                "--listen-peer-urls",
-                &peer_url,
-                "--initial-advertise-peer-urls",
-                &peer_url,
-            ])
-            .args(["--initial-cluster", &format!("t={peer_url}")])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("etcd is installed (scripts/test installs it)");
-        let etcd = Etcd {
-            child,
-            endpoint,
-            _dir: dir,
-        };
-        eventually(Duration::from_secs(20), "etcd to answer", || {
-            Command::new("etcdctl")
-                .env("ETCDCTL_API", "3")
-                .args(["--endpoints", &etcd.endpoint, "endpoint", "health"])
-                .output()
-                .ok()
-                .filter(|o| o.status.success())
-        });
-        etcd
-    }
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }

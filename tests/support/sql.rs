@@ -1,0 +1,42 @@
+//! SQL inside the lab's MariaDB containers.
+
+use std::process::Output;
+
+use super::{Lab, stderr, stdout};
+
+impl Lab {
+    /// Runs SQL as root inside a MariaDB container, whatever the outcome.
+    /// The password goes through the environment, never a command line:
+    /// tests check that no process list shows it.
+    pub fn sql_output(&self, host: &str, container: &str, password: &str, sql: &str) -> Output {
+        self.command(&[
+            "exec",
+            host,
+            "docker",
+            "exec",
+            "-e",
+            "MYSQL_PWD",
+            container,
+            "mariadb",
+            "-uroot",
+            "-N",
+            "-B",
+            "-e",
+            sql,
+        ])
+        .env("MYSQL_PWD", password)
+        .output()
+        .expect("scripts/lab runs")
+    }
+
+    /// Runs SQL as root inside a MariaDB container; tab-separated rows.
+    pub fn sql(&self, host: &str, container: &str, password: &str, sql: &str) -> String {
+        let out = self.sql_output(host, container, password, sql);
+        assert!(
+            out.status.success(),
+            "SQL on {container}: {sql}: {}",
+            stderr(&out)
+        );
+        stdout(&out).trim().to_string()
+    }
+}
