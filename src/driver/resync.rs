@@ -31,6 +31,9 @@ impl Driver {
     /// Programs the firewall for the datastore's endpoints and profiles.
     /// Cheap when nothing changed: the backend skips what it applied last.
     pub async fn converge_policy(&self) -> Result<(), Error> {
+        // The IDs first: an endpoint recorded between the two reads is then
+        // in the listing and never taken for a quarantined one.
+        let ids = self.store.host_endpoint_ids(self.host()).await?;
         let all = self.store.endpoints().await?;
         let (profiles, invalid) = self.store.profiles_checked().await?;
         let local: Vec<_> = all
@@ -41,12 +44,10 @@ impl Driver {
         let exposures = self.store.exposures().await?;
         // Recorded here but left out of the listing: its record fails its
         // checks, so its veth stays (resync keeps it) with no traffic.
-        let quarantined: Vec<String> = self
-            .store
-            .host_endpoint_ids(self.host())
-            .await?
+        let listed: HashSet<&str> = local.iter().map(|e| e.id.as_str()).collect();
+        let quarantined: Vec<String> = ids
             .iter()
-            .filter(|id| !local.iter().any(|e| &e.id == *id))
+            .filter(|id| !listed.contains(id.as_str()))
             .map(|id| dataplane::host_veth_name(id))
             .collect();
         let input = crate::policy::PolicyInput {

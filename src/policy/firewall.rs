@@ -2,6 +2,9 @@
 //! backend (iptables, nftables) implements over the typed ruleset, and a
 //! do-nothing backend for tests of the logic above it.
 
+use std::io::Write;
+use std::process::{Command, Stdio};
+
 use async_trait::async_trait;
 
 use super::model::Table;
@@ -21,6 +24,37 @@ pub enum Error {
     Iptables(String),
     #[error("nftables: {0}")]
     Nftables(String),
+}
+
+/// Runs a firewall tool (iptables, ipset, nft), feeding it `input`; its
+/// stdout, or its stderr as the error.
+pub(super) fn run(program: &str, args: &[&str], input: Option<&str>) -> Result<String, Error> {
+    let command = format!("{program} {}", args.join(" "));
+    let spawn_err = |source| Error::Spawn {
+        command: command.clone(),
+        source,
+    };
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(spawn_err)?;
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    if let Some(input) = input {
+        stdin.write_all(input.as_bytes()).map_err(spawn_err)?;
+    }
+    drop(stdin);
+    let output = child.wait_with_output().map_err(spawn_err)?;
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    } else {
+        Err(Error::Failed {
+            command,
+            stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+        })
+    }
 }
 
 #[async_trait]

@@ -12,9 +12,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::Ipv4Addr;
 
+use super::Applied;
 use super::text::TextTable as Table;
-use super::{Applied, run};
-use crate::policy::firewall::Error;
+use crate::policy::firewall::{Error, run};
 use crate::policy::names::SET_PREFIX;
 
 /// Chains (tabby's and the built-ins it hooks) as the kernel holds them.

@@ -5,14 +5,13 @@
 //! changes nothing runs nothing.
 
 use std::collections::BTreeSet;
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
 use tracing::{debug, info};
 
-use super::firewall::{Error, Firewall};
+use super::firewall::{Error, Firewall, run};
 use super::model::{Sets, Table};
 use super::names::{SET_PREFIX, is_own_chain};
 use super::render::PolicyState;
@@ -33,37 +32,6 @@ pub struct IptablesFirewall {
     applied: Mutex<Option<Applied>>,
     /// The kernel's reading of chains seen intact, for drift checks.
     baseline: Mutex<drift::Baseline>,
-}
-
-/// Runs a firewall tool, feeding it `input`; its stdout, or its stderr
-/// as the error.
-pub(super) fn run(program: &str, args: &[&str], input: Option<&str>) -> Result<String, Error> {
-    let command = format!("{program} {}", args.join(" "));
-    let spawn_err = |source| Error::Spawn {
-        command: command.clone(),
-        source,
-    };
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(spawn_err)?;
-    let mut stdin = child.stdin.take().expect("stdin is piped");
-    if let Some(input) = input {
-        stdin.write_all(input.as_bytes()).map_err(spawn_err)?;
-    }
-    drop(stdin);
-    let output = child.wait_with_output().map_err(spawn_err)?;
-    if output.status.success() {
-        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-    } else {
-        Err(Error::Failed {
-            command,
-            stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
-        })
-    }
 }
 
 /// tabby's chains that exist now in a table (not every `TABBY-` one).

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use nftables::schema::{FlushObject, NfCmd, NfListObject};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::translate::{self as t, Entry, map_name};
 use crate::policy::model::{Direction, Dispatch, Rule, Ruleset, Table};
@@ -62,10 +62,10 @@ pub fn full(state: &PolicyState) -> Vec<Value> {
     cmds.extend(state.sets.iter().map(|(name, m)| add(t::set(name, m))));
     for direction in [Direction::From, Direction::To] {
         let map = map_name(direction);
-        cmds.push(serde_json::json!({ "add": t::verdict_map(map) }));
+        cmds.push(json!({ "add": t::verdict_map(map) }));
         let entries = entries(&ruleset.dispatch, direction);
         if !entries.is_empty() {
-            cmds.push(add(t::map_elements(map, &entries)));
+            cmds.push(json!({ "add": t::map_elements(map, &entries) }));
         }
     }
     for (name, rules) in chains(ruleset) {
@@ -111,10 +111,10 @@ pub fn changes(before: &PolicyState, after: &PolicyState) -> Option<Vec<Value>> 
         let gone: Vec<_> = was.iter().filter(|(k, v)| now.get(*k) != Some(v)).collect();
         let came: Vec<_> = now.iter().filter(|(k, v)| was.get(*k) != Some(v)).collect();
         if !gone.is_empty() {
-            cmds.push(delete(t::map_elements(map, gone)));
+            cmds.push(json!({ "delete": t::map_elements(map, gone) }));
         }
         if !came.is_empty() {
-            cmds.push(add(t::map_elements(map, came)));
+            cmds.push(json!({ "add": t::map_elements(map, came) }));
         }
     }
     for name in old_chains.keys().filter(|n| !new_chains.contains_key(*n)) {

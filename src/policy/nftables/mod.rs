@@ -27,47 +27,32 @@ pub struct NftablesFirewall {
     applied: Mutex<Option<PolicyState>>,
 }
 
-/// Runs one transaction.
+/// Runs one transaction; nft's own message is the error.
 fn run(cmds: Vec<Value>) -> Result<(), Error> {
     if cmds.is_empty() {
         return Ok(());
     }
     let payload = json!({ "nftables": cmds }).to_string();
-    nftables::helper::apply_ruleset_raw(&payload, None::<&str>, std::iter::empty::<&str>())
-        .map(drop)
-        .map_err(nft_error)
-}
-
-fn nft_error(err: nftables::helper::NftablesError) -> Error {
-    match err {
-        nftables::helper::NftablesError::NftFailed { stderr, .. } => Error::Failed {
-            command: "nft -j -f -".into(),
-            stderr: stderr.trim().to_string(),
-        },
-        other => Error::Nftables(other.to_string()),
-    }
+    super::firewall::run("nft", &["-j", "-f", "-"], Some(&payload)).map(drop)
 }
 
 /// `nft -j list table inet tabby`, or None when there is no such table.
 fn listing() -> Result<Option<Value>, Error> {
-    let args = ["list", "table", "inet", TABLE];
-    match nftables::helper::get_current_ruleset_raw(None::<&str>, args) {
+    match super::firewall::run("nft", &["-j", "list", "table", "inet", TABLE], None) {
         Ok(text) => serde_json::from_str(&text)
             .map(Some)
             .map_err(|e| Error::Nftables(format!("cannot read the table back: {e}"))),
-        Err(nftables::helper::NftablesError::NftFailed { stderr, .. })
-            if stderr.contains("No such file or directory") =>
-        {
+        Err(Error::Failed { stderr, .. }) if stderr.contains("No such file or directory") => {
             Ok(None)
         }
-        Err(err) => Err(nft_error(err)),
+        Err(err) => Err(err),
     }
 }
 
 /// Whether this host can run the backend: an `nft` that speaks JSON and a
 /// kernel with nf_tables.
 pub fn available() -> bool {
-    nftables::helper::get_current_ruleset_raw(None::<&str>, ["list", "tables"]).is_ok()
+    super::firewall::run("nft", &["-j", "list", "tables"], None).is_ok()
 }
 
 /// Removes the table if it is tabby's (it holds tabby's FORWARD chain):

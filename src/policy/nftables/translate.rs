@@ -10,7 +10,7 @@ use std::net::Ipv4Addr;
 use ipnet::Ipv4Net;
 use nftables::expr::{
     BinaryOperation, Expression, Fib, FibFlag, FibResult, Meta, MetaKey, NamedExpression, Payload,
-    PayloadField, Prefix, Range, SetItem, Verdict as NftVerdict,
+    PayloadField, Prefix, Range, SetItem,
 };
 use nftables::schema::{Chain, NfListObject, Rule as NftRule, Set, SetType, SetTypeValue};
 use nftables::stmt::{JumpTarget, Mangle, Match as NftMatch, NAT, NATFamily, Operator, Statement};
@@ -324,29 +324,26 @@ pub enum Entry {
     Drop,
 }
 
-fn entry_verdict(entry: &Entry) -> Expression<'static> {
-    Expression::Verdict(match entry {
-        Entry::Jump(chain) => NftVerdict::Jump(JumpTarget {
-            target: chain.clone().into(),
-        }),
-        Entry::Drop => NftVerdict::Drop,
-    })
+/// A map element's verdict as nft's JSON wants it (`{"drop": null}`);
+/// the crate's schema writes a bare `"drop"`, which nft refuses.
+fn entry_verdict(entry: &Entry) -> Value {
+    match entry {
+        Entry::Jump(chain) => json!({"jump": {"target": chain}}),
+        Entry::Drop => json!({"drop": null}),
+    }
 }
 
+/// Elements of a verdict map, as JSON by hand for the same reason as the
+/// map itself.
 pub fn map_elements<'a>(
     map: &str,
     entries: impl IntoIterator<Item = (&'a String, &'a Entry)>,
-) -> NfListObject<'static> {
-    NfListObject::Element(nftables::schema::Element {
-        family: FAMILY,
-        table: TABLE.into(),
-        name: map.to_string().into(),
-        elem: entries
-            .into_iter()
-            .map(|(veth, entry)| Expression::List(vec![text(veth.clone()), entry_verdict(entry)]))
-            .collect::<Vec<_>>()
-            .into(),
-    })
+) -> Value {
+    let elem: Vec<Value> = entries
+        .into_iter()
+        .map(|(veth, entry)| json!([veth, entry_verdict(entry)]))
+        .collect();
+    json!({"element": {"family": "inet", "table": TABLE, "name": map, "elem": elem}})
 }
 
 /// A verdict map keyed by interface name. The crate's schema has no
@@ -361,4 +358,35 @@ pub fn table() -> NfListObject<'static> {
         name: TABLE.into(),
         handle: None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn map_elements_carry_verdicts_as_nft_reads_them() {
+        let (a, q) = ("tabbya".to_string(), "tabbyq".to_string());
+        let entries = [(&a, &Entry::Jump("TABBY-FW-a".into())), (&q, &Entry::Drop)];
+        let elements = map_elements(FROM_MAP, entries);
+        assert_eq!(
+            elements["element"]["elem"],
+            json!([["tabbya", {"jump": {"target": "TABBY-FW-a"}}], ["tabbyq", {"drop": null}]])
+        );
+    }
+
+    #[test]
+    fn a_negated_flag_test_is_bitwise_and_an_accept_marks() {
+        let rule = Rule::new(vec![Match::NotCt(Ct::Established)], Verdict::Accept);
+        let json = serde_json::to_value(super::rule("C", &rule)).unwrap();
+        let expr = &json["rule"]["expr"];
+        assert_eq!(expr[0]["match"]["op"], "==");
+        assert_eq!(expr[0]["match"]["right"], 0);
+        assert_eq!(
+            expr[0]["match"]["left"]["&"][1],
+            json!({"|": ["established", "related"]})
+        );
+        assert!(expr[1].get("mangle").is_some(), "{expr}");
+        assert!(expr[2].get("accept").is_some(), "{expr}");
+    }
 }
