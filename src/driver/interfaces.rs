@@ -9,12 +9,10 @@ use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
 
+use super::names::{Updated, update_endpoint};
 use super::{Driver, Error};
 use crate::dataplane::{self, MAX_INTERFACES, Route};
 use crate::model::Endpoint;
-use crate::store::Expect;
-
-const SWAP_ATTEMPTS: usize = 10;
 
 /// A route Join hands Docker to install in the container.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -171,28 +169,18 @@ impl Driver {
         sandbox: Option<String>,
         gateway: Ipv4Addr,
     ) -> Result<(), Error> {
-        for _ in 0..SWAP_ATTEMPTS {
-            let Some(current) = self
-                .store
-                .endpoint_versioned(self.host(), endpoint_id)
-                .await?
-            else {
-                return Err(Error::UnknownEndpoint(endpoint_id.to_string()));
-            };
-            let mut endpoint = current.value;
-            endpoint.sandbox = sandbox.clone();
-            endpoint.gateway = Some(gateway);
-            if self
-                .store
-                .swap_endpoint(&endpoint, Expect::Revision(current.revision))
-                .await?
-            {
-                return Ok(());
-            }
+        let outcome = update_endpoint(&self.store, self.host(), endpoint_id, |e| {
+            e.sandbox = sandbox.clone();
+            e.gateway = Some(gateway);
+        })
+        .await?;
+        match outcome {
+            Updated::Applied => Ok(()),
+            Updated::Gone => Err(Error::UnknownEndpoint(endpoint_id.to_string())),
+            Updated::Contended => Err(Error::Invalid(format!(
+                "endpoint {endpoint_id} kept changing while its interface was recorded"
+            ))),
         }
-        Err(Error::Invalid(format!(
-            "endpoint {endpoint_id} kept changing while its interface was recorded"
-        )))
     }
 }
 

@@ -16,27 +16,42 @@ use crate::store::{Expect, Store};
 const NAME_ATTEMPTS: u32 = 20;
 const SWAP_ATTEMPTS: usize = 10;
 
+/// How an endpoint update ended.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Updated {
+    Applied,
+    /// The endpoint is no longer recorded.
+    Gone,
+    /// Every attempt lost to a concurrent write.
+    Contended,
+}
+
 /// Applies `change` to the stored endpoint unless it is gone. Compare-and-
-/// swap, so a late update never resurrects a deleted endpoint.
+/// swap, so a late update never resurrects a deleted endpoint; a failed
+/// swap is tried again, and the last error is returned if none applied.
 pub(super) async fn update_endpoint(
     store: &Store,
     host: &str,
     id: &str,
     change: impl Fn(&mut Endpoint),
-) {
+) -> Result<Updated, crate::store::Error> {
+    let mut failed = None;
     for _ in 0..SWAP_ATTEMPTS {
-        let Ok(Some(current)) = store.endpoint_versioned(host, id).await else {
-            return;
+        let Some(current) = store.endpoint_versioned(host, id).await? else {
+            return Ok(Updated::Gone);
         };
         let mut endpoint = current.value;
         change(&mut endpoint);
-        if let Ok(true) = store
+        match store
             .swap_endpoint(&endpoint, Expect::Revision(current.revision))
             .await
         {
-            return;
+            Ok(true) => return Ok(Updated::Applied),
+            Ok(false) => {}
+            Err(err) => failed = Some(err),
         }
     }
+    failed.map_or(Ok(Updated::Contended), Err)
 }
 
 /// Adds details to the handle of an endpoint's address, if the endpoint
@@ -101,7 +116,7 @@ impl Driver {
                     debug!(error = %err, "cannot read container labels");
                     Default::default()
                 });
-                update_endpoint(&store, &endpoint.host, &endpoint.id, |e| {
+                let _ = update_endpoint(&store, &endpoint.host, &endpoint.id, |e| {
                     e.container = Some(name.clone());
                     e.labels = labels.clone();
                 })

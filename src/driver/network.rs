@@ -1,7 +1,6 @@
 //! NetworkDriver calls.
 
 use std::collections::BTreeMap;
-
 use std::net::Ipv4Addr;
 
 use chrono::Utc;
@@ -212,7 +211,7 @@ impl Driver {
         };
         let (store, host, mac) = (self.store.clone(), endpoint.host.clone(), attached.mac);
         tokio::spawn(async move {
-            update_endpoint(&store, &host, &endpoint.id, |e| {
+            let _ = update_endpoint(&store, &host, &endpoint.id, |e| {
                 e.state = EndpointState::Joined;
                 e.mac = mac.clone();
             })
@@ -232,7 +231,7 @@ impl Driver {
         self.detach_later(endpoint.veth.clone());
         let store = self.store.clone();
         tokio::spawn(async move {
-            update_endpoint(&store, &endpoint.host, &endpoint.id, |e| {
+            let _ = update_endpoint(&store, &endpoint.host, &endpoint.id, |e| {
                 e.state = EndpointState::Created;
             })
             .await;
