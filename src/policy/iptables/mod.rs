@@ -123,18 +123,43 @@ fn apply_chains(ruleset: &TextRuleset, before: Option<&TextRuleset>) -> Result<(
     Ok(())
 }
 
+/// A host with no iptables has no chains to coexist with.
+pub fn present() -> bool {
+    Command::new("iptables")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// The crate's errors are not Send: they become strings here, on the
+/// blocking thread.
+pub(in crate::policy) fn ipt_error(err: Box<dyn std::error::Error>) -> Error {
+    Error::Iptables(err.to_string())
+}
+
+pub(in crate::policy) fn ipt() -> Result<iptables::IPTables, Error> {
+    iptables::new(false).map_err(ipt_error)
+}
+
+/// Deletes every copy of `rule` from `chain`.
+pub(in crate::policy) fn delete_every(
+    ipt: &iptables::IPTables,
+    table: &str,
+    chain: &str,
+    rule: &str,
+) -> Result<(), Error> {
+    while ipt.exists(table, chain, rule).map_err(ipt_error)? {
+        ipt.delete(table, chain, rule).map_err(ipt_error)?;
+    }
+    Ok(())
+}
+
 fn ensure_hooks(table: &str, hooks: &[(String, String)]) -> Result<(), Error> {
-    // The crate's errors are not Send: turn them into strings here, on the
-    // blocking thread.
-    let ipt = iptables::new(false).map_err(|e| Error::Iptables(e.to_string()))?;
+    let ipt = ipt()?;
     for (builtin, chain) in hooks {
         let rule = format!("-j {chain}");
-        let present = ipt
-            .exists(table, builtin, &rule)
-            .map_err(|e| Error::Iptables(e.to_string()))?;
-        if !present {
-            ipt.insert(table, builtin, &rule, 1)
-                .map_err(|e| Error::Iptables(e.to_string()))?;
+        if !ipt.exists(table, builtin, &rule).map_err(ipt_error)? {
+            ipt.insert(table, builtin, &rule, 1).map_err(ipt_error)?;
             info!(builtin, chain, "hooked chain");
         }
     }
@@ -155,7 +180,7 @@ fn destroy_stale_sets(sets: &Sets) -> Result<(), Error> {
 /// name or shape only: what a switch to nftables leaves no trace of.
 /// Returns what it removed.
 pub fn remove_all() -> Result<Vec<String>, Error> {
-    if !super::nftables::hook::iptables_present() {
+    if !present() {
         return Ok(Vec::new());
     }
     let mut removed = Vec::new();
@@ -167,17 +192,10 @@ pub fn remove_all() -> Result<Vec<String>, Error> {
         if chains.is_empty() {
             continue;
         }
-        let ipt = iptables::new(false).map_err(|e| Error::Iptables(e.to_string()))?;
+        let ipt = ipt()?;
         for builtin in builtins {
             for chain in &chains {
-                let rule = format!("-j {chain}");
-                while ipt
-                    .exists(table, builtin, &rule)
-                    .map_err(|e| Error::Iptables(e.to_string()))?
-                {
-                    ipt.delete(table, builtin, &rule)
-                        .map_err(|e| Error::Iptables(e.to_string()))?;
-                }
+                delete_every(&ipt, table, builtin, &format!("-j {chain}"))?;
             }
         }
         let text = text::TextTable::default().restore_text(table, &chains);

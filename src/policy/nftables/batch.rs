@@ -47,6 +47,11 @@ fn hooks(ruleset: &Ruleset) -> impl Iterator<Item = &(String, String)> {
     ruleset.filter.hooks.iter().chain(&ruleset.nat.hooks)
 }
 
+/// Removes the table and everything in it.
+pub fn drop_table() -> Vec<Value> {
+    vec![delete(t::table())]
+}
+
 /// The whole table, replacing any earlier one in the same transaction.
 pub fn full(state: &PolicyState) -> Vec<Value> {
     let ruleset = &state.ruleset;

@@ -8,54 +8,36 @@
 use tracing::info;
 
 use crate::policy::firewall::Error;
+use crate::policy::iptables;
 use crate::policy::model::ACCEPT_BIT;
 
 fn rule() -> String {
     format!("-m mark --mark {ACCEPT_BIT:#x}/{ACCEPT_BIT:#x} -j ACCEPT")
 }
 
-fn ipt_error(err: Box<dyn std::error::Error>) -> Error {
-    Error::Iptables(err.to_string())
-}
-
-/// A host with no iptables has no `FORWARD` to get past.
-pub fn iptables_present() -> bool {
-    std::process::Command::new("iptables")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
 /// Makes the rule `FORWARD`'s first; whether it had to be put there.
 pub fn ensure() -> Result<bool, Error> {
-    if !iptables_present() {
+    if !iptables::present() {
         return Ok(false);
     }
-    let ipt = iptables::new(false).map_err(ipt_error)?;
+    let ipt = iptables::ipt()?;
     let rule = rule();
-    let listed = ipt.list("filter", "FORWARD").map_err(ipt_error)?;
+    let listed = ipt.list("filter", "FORWARD").map_err(iptables::ipt_error)?;
     let first = listed.iter().find(|r| r.starts_with("-A "));
     if first.map(String::as_str) == Some(format!("-A FORWARD {rule}").as_str()) {
         return Ok(false);
     }
-    while ipt.exists("filter", "FORWARD", &rule).map_err(ipt_error)? {
-        ipt.delete("filter", "FORWARD", &rule).map_err(ipt_error)?;
-    }
+    iptables::delete_every(&ipt, "filter", "FORWARD", &rule)?;
     ipt.insert("filter", "FORWARD", &rule, 1)
-        .map_err(ipt_error)?;
+        .map_err(iptables::ipt_error)?;
     info!("iptables FORWARD accepts what tabby's nftables table accepted");
     Ok(true)
 }
 
 /// Removes the rule (a switch back to the iptables backend).
 pub fn remove() -> Result<(), Error> {
-    if !iptables_present() {
+    if !iptables::present() {
         return Ok(());
     }
-    let ipt = iptables::new(false).map_err(ipt_error)?;
-    let rule = rule();
-    while ipt.exists("filter", "FORWARD", &rule).map_err(ipt_error)? {
-        ipt.delete("filter", "FORWARD", &rule).map_err(ipt_error)?;
-    }
-    Ok(())
+    iptables::delete_every(&iptables::ipt()?, "filter", "FORWARD", &rule())
 }

@@ -69,9 +69,7 @@ pub fn remove_table() -> Result<bool, Error> {
         warn!("an inet {TABLE} table that tabby did not make is left alone");
         return Ok(false);
     }
-    run(vec![
-        json!({"delete": {"table": {"family": "inet", "name": TABLE}}}),
-    ])?;
+    run(batch::drop_table())?;
     hook::remove()?;
     info!("removed the nftables table of the other backend");
     Ok(true)
