@@ -192,6 +192,17 @@ pub enum Protocol {
     Icmp,
 }
 
+impl Protocol {
+    /// The name every tool (iptables, nft) and tabby's keys use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+            Protocol::Icmp => "icmp",
+        }
+    }
+}
+
 /// `first..=last`; a single port has first == last.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PortRange {
@@ -261,11 +272,7 @@ impl Exposure {
     /// The key it is stored under: one exposure per protocol and host port
     /// and target.
     pub fn id(&self) -> String {
-        let proto = match self.protocol {
-            Protocol::Tcp => "tcp",
-            Protocol::Udp => "udp",
-            Protocol::Icmp => "icmp",
-        };
+        let proto = self.protocol.name();
         match self.host_ip {
             // Unchanged for every address, so older records keep their key.
             None => format!("{proto}-{}-{}", self.host_port, self.target),

@@ -7,7 +7,7 @@ use serde_json::json;
 use super::output::{or_dash, print};
 use super::{EtcdArgs, Format};
 use crate::model::{Exposure, Protocol};
-use crate::policy::exposures::{self, proto_name};
+use crate::policy::exposures;
 
 #[derive(Copy, Clone, Debug, ValueEnum)]
 pub enum Proto {
@@ -86,7 +86,7 @@ pub async fn run(cmd: ExposeCommand, etcd: &EtcdArgs, format: Format) -> Result<
             .await?;
             println!(
                 "Exposed {} port {} of {} as host port {}",
-                proto_name(x.protocol),
+                x.protocol.name(),
                 x.port,
                 x.target,
                 x.host_port
@@ -116,7 +116,7 @@ pub async fn run(cmd: ExposeCommand, etcd: &EtcdArgs, format: Format) -> Result<
                     x.target.clone()
                 };
                 rows.push(vec![
-                    proto_name(x.protocol).to_string(),
+                    x.protocol.name().to_string(),
                     x.host_port.to_string(),
                     target,
                     x.port.to_string(),

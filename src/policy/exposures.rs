@@ -29,14 +29,6 @@ pub enum Error {
     Missing(u16, String),
 }
 
-pub fn proto_name(p: Protocol) -> &'static str {
-    match p {
-        Protocol::Tcp => "tcp",
-        Protocol::Udp => "udp",
-        Protocol::Icmp => "icmp",
-    }
-}
-
 fn find_target<'a>(endpoints: &'a [Endpoint], probe: &Exposure) -> Option<&'a Endpoint> {
     endpoints.iter().find(|e| probe.matches(e))
 }
@@ -79,7 +71,7 @@ pub async fn add(store: &Store, exposure: Exposure) -> Result<Exposure, Error> {
         let same_host = find_target(&endpoints, &other).is_some_and(|e| e.host == target.host);
         if same_port && same_host && other.id() != exposure.id() {
             return Err(Error::Taken {
-                proto: proto_name(exposure.protocol),
+                proto: exposure.protocol.name(),
                 port: exposure.host_port,
                 host: target.host.clone(),
                 other: other.target,
@@ -88,7 +80,7 @@ pub async fn add(store: &Store, exposure: Exposure) -> Result<Exposure, Error> {
     }
     if !store.create_exposure(&exposure).await? {
         return Err(Error::Taken {
-            proto: proto_name(exposure.protocol),
+            proto: exposure.protocol.name(),
             port: exposure.host_port,
             host: target.host.clone(),
             other: exposure.target,

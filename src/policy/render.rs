@@ -44,6 +44,12 @@ pub struct PolicyState {
     pub sets: Sets,
 }
 
+fn loopback() -> ipnet::Ipv4Net {
+    ipnet::Ipv4Net::new(std::net::Ipv4Addr::LOCALHOST, 8)
+        .expect("a prefix length")
+        .trunc()
+}
+
 fn veths() -> Iface {
     Iface::Prefix(VETH_PREFIX.to_string())
 }
@@ -141,12 +147,11 @@ fn render_nat<'a>(input: &'a PolicyInput, nat: &mut Table) -> Vec<(&'a Endpoint,
     }
     nat.chain(PREROUTING, pre);
     nat.chain(OUTPUT, out);
-    let loopback: ipnet::Ipv4Net = "127.0.0.0/8".parse().expect("a network");
     nat.chain(
         POSTROUTING,
         vec![Rule::new(
             vec![
-                Match::Src(loopback),
+                Match::Src(loopback()),
                 Match::Out(veths()),
                 Match::Ct(Ct::Dnat),
             ],
@@ -186,12 +191,15 @@ fn fixed_chains(filter: &mut Table) {
     // policed (as in Calico). Veths accept loopback addresses
     // (`route_localnet`, for exposures on 127.0.0.1): only the replies of
     // those connections may use them.
-    let loopback: ipnet::Ipv4Net = "127.0.0.0/8".parse().expect("a network");
     filter.chain(
         INPUT,
         vec![
             Rule::new(
-                vec![from(), Match::Dst(loopback), Match::NotCt(Ct::Established)],
+                vec![
+                    from(),
+                    Match::Dst(loopback()),
+                    Match::NotCt(Ct::Established),
+                ],
                 Verdict::Drop,
             ),
             Rule::new(vec![from()], Verdict::Dispatch(Direction::From)),

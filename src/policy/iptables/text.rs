@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 
 use crate::dataplane::VETH_PREFIX;
-use crate::model::Protocol;
 use crate::policy::model::{
     ACCEPT_BIT, Ct, Direction, Dispatch, Iface, Match, Rule, Ruleset, Table, Verdict,
 };
@@ -98,14 +97,6 @@ fn ct(state: Ct) -> &'static str {
     }
 }
 
-pub fn proto_name(p: Protocol) -> &'static str {
-    match p {
-        Protocol::Tcp => "tcp",
-        Protocol::Udp => "udp",
-        Protocol::Icmp => "icmp",
-    }
-}
-
 fn match_text(m: &Match) -> String {
     match m {
         Match::In(i) => iface("-i", i),
@@ -115,7 +106,7 @@ fn match_text(m: &Match) -> String {
         Match::Dst(net) => format!("-d {net}"),
         Match::SrcSet(set) => format!("-m set --match-set {set} src"),
         Match::DstSet(set) => format!("-m set --match-set {set} dst"),
-        Match::Protocol(p) => format!("-p {}", proto_name(*p)),
+        Match::Protocol(p) => format!("-p {}", p.name()),
         Match::SrcPorts(ports) => format!("-m multiport --sports {}", port_list(ports)),
         Match::DstPorts(ports) => format!("-m multiport --dports {}", port_list(ports)),
         Match::Accepted => format!("-m mark --mark {}", mark()),

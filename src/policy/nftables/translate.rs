@@ -17,7 +17,7 @@ use nftables::stmt::{JumpTarget, Mangle, Match as NftMatch, NAT, NATFamily, Oper
 use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
 use serde_json::{Value, json};
 
-use crate::model::{PortRange, Protocol};
+use crate::model::PortRange;
 use crate::policy::model::{ACCEPT_BIT, Ct, Direction, Iface, Match, Rule, Verdict};
 use crate::policy::names::fnv1a;
 
@@ -105,14 +105,6 @@ fn ports(ranges: &[PortRange]) -> Expression<'static> {
     }
 }
 
-fn protocol(p: Protocol) -> &'static str {
-    match p {
-        Protocol::Tcp => "tcp",
-        Protocol::Udp => "udp",
-        Protocol::Icmp => "icmp",
-    }
-}
-
 /// A conntrack condition. These are flags: "in" tests that one of the
 /// bits is set; the negation must test that none is (`!=` would compare
 /// the whole value and hold for almost every packet).
@@ -164,7 +156,7 @@ fn match_statement(m: &Match) -> Statement<'static> {
         Match::Dst(net) => eq(payload("ip", "daddr"), address(*net)),
         Match::SrcSet(set) => eq(payload("ip", "saddr"), text(format!("@{set}"))),
         Match::DstSet(set) => eq(payload("ip", "daddr"), text(format!("@{set}"))),
-        Match::Protocol(p) => eq(meta(MetaKey::L4proto), text(protocol(*p))),
+        Match::Protocol(p) => eq(meta(MetaKey::L4proto), text(p.name())),
         Match::SrcPorts(p) => eq(payload("th", "sport"), ports(p)),
         Match::DstPorts(p) => eq(payload("th", "dport"), ports(p)),
         Match::Accepted => accepted(),
