@@ -6,20 +6,14 @@ mod support;
 
 use std::time::Duration;
 
-use support::{Lab, eventually, stderr};
+use support::{Lab, eventually};
 
 const WAIT: Duration = Duration::from_secs(30);
 /// The nftables backend's one rule in iptables.
 const NFT_ACCEPT: &str = "-A FORWARD -m mark --mark 0x100000/0x100000 -j ACCEPT";
 
 fn restart_agent(lab: &Lab, backend: &str) {
-    lab.stop("h1", "agent");
-    let out = lab
-        .command(&["start", "h1", "agent"])
-        .env("TABBY_FIREWALL", backend)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "agent start: {}", stderr(&out));
+    lab.restart_agent("h1", &[("TABBY_FIREWALL", backend)]);
 }
 
 fn iptables_objects(lab: &Lab) -> String {

@@ -184,15 +184,11 @@ fn failpoint_file(lab: &Lab, host: &str) -> std::path::PathBuf {
 /// Starts `host`'s agent (stopping it first if it runs) with the
 /// failpoint file armed from outside and no periodic repair.
 fn start_agent(lab: &Lab, host: &str, env: &[(&str, &str)]) {
-    lab.stop(host, "agent");
     let file = failpoint_file(lab, host);
-    let out = lab
-        .command(&["start", host, "agent"])
-        .env("TABBY_FAILPOINT_FILE", &file)
-        .envs(env.iter().copied())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "agent start: {}", stderr(&out));
+    let file = file.to_str().expect("a UTF-8 lab path");
+    let mut env = env.to_vec();
+    env.push(("TABBY_FAILPOINT_FILE", file));
+    lab.restart_agent(host, &env);
 }
 
 /// Starts the next container of the loop on n1, with no kill armed.

@@ -199,6 +199,17 @@ impl Lab {
         assert!(out.status.success(), "stop {component}: {}", stderr(&out));
     }
 
+    /// Stops `host`'s agent and starts it again with `env` added.
+    pub fn restart_agent(&self, host: &str, env: &[(&str, &str)]) {
+        self.stop(host, "agent");
+        let out = self
+            .command(&["start", host, "agent"])
+            .envs(env.iter().copied())
+            .output()
+            .expect("scripts/lab runs");
+        assert!(out.status.success(), "agent start: {}", stderr(&out));
+    }
+
     pub fn start(&self, host: &str, component: &str) {
         let out = self.script(&["start", host, component]);
         assert!(out.status.success(), "start {component}: {}", stderr(&out));
