@@ -56,7 +56,7 @@ fn endpoints(range: std::ops::Range<usize>, host: &str) -> Vec<Endpoint> {
 
 /// `n` local endpoints, and `remote` endpoints of another host (they
 /// only fill tag sets).
-fn state(n: usize, remote: usize) -> PolicyState {
+fn state(n: usize, remote: usize) -> Arc<PolicyState> {
     let mut db = default_profile("db");
     db.inbound
         .push(parse_rule(&["allow", "tcp", "from", "tag", "web", "to", "ports", "3306"]).unwrap());
@@ -64,13 +64,13 @@ fn state(n: usize, remote: usize) -> PolicyState {
     let local = endpoints(0..n, "bench");
     let mut all = local.clone();
     all.extend(endpoints(100_000..100_000 + remote, "other"));
-    render(&PolicyInput {
+    Arc::new(render(&PolicyInput {
         local: &local,
         all: &all,
         profiles: &profiles,
         exposures: &[],
         quarantined: &[],
-    })
+    }))
 }
 
 /// Rules in the backend's own terms: iptables rule specs (dispatch tree
@@ -85,19 +85,23 @@ fn rules(backend: Backend, state: &PolicyState) -> usize {
     }
 }
 
-async fn timed(fw: &dyn Firewall, state: &PolicyState) -> f64 {
+async fn timed(fw: &dyn Firewall, state: &Arc<PolicyState>) -> f64 {
     let started = Instant::now();
-    fw.apply(state).await.expect("firewall applies");
+    fw.apply(state.clone()).await.expect("firewall applies");
     started.elapsed().as_secs_f64() * 1000.0
 }
 
 /// Median of five changes, each timed from the state `base` to `change`
 /// and back (only the first leg is timed).
-async fn median_change(fw: &dyn Firewall, base: &PolicyState, change: &PolicyState) -> f64 {
+async fn median_change(
+    fw: &dyn Firewall,
+    base: &Arc<PolicyState>,
+    change: &Arc<PolicyState>,
+) -> f64 {
     let mut times = Vec::new();
     for _ in 0..5 {
         times.push(timed(fw, change).await);
-        fw.apply(base).await.expect("firewall applies");
+        fw.apply(base.clone()).await.expect("firewall applies");
     }
     times.sort_by(|a, b| a.partial_cmp(b).unwrap());
     times[2]
@@ -117,7 +121,10 @@ async fn one_size(backend: Backend, n: usize, base_rules: usize) {
     let add = median_change(fw.as_ref(), &base, &state(n + 1, 0)).await;
     let fw_less: Arc<dyn Firewall> = backend.firewall();
     let fuller = state(n + 1, 0);
-    fw_less.apply(&fuller).await.expect("firewall applies");
+    fw_less
+        .apply(fuller.clone())
+        .await
+        .expect("firewall applies");
     let remove = median_change(fw_less.as_ref(), &fuller, &state(n, 0)).await;
     let tag = median_change(fw_less.as_ref(), &fuller, &state(n + 1, 1)).await;
     let count = rules(backend, &base);

@@ -260,3 +260,52 @@ impl DockerEngine {
         ))
     }
 }
+
+/// What the driver asks Docker, behind a trait so that unit tests answer
+/// with a fake.
+#[async_trait::async_trait]
+pub trait Engine: Send + Sync {
+    /// The name of the container attached by an endpoint, once Docker has
+    /// recorded the attachment.
+    async fn container_for_endpoint(
+        &self,
+        network_id: &str,
+        endpoint_id: &str,
+    ) -> Result<Option<String>, Error>;
+    /// A container's `tabby.*` labels (empty if it is gone).
+    async fn container_labels(
+        &self,
+        name_or_id: &str,
+    ) -> Result<std::collections::BTreeMap<String, String>, Error>;
+    /// Endpoint ID -> IPv4 address of a network's endpoints, or None if
+    /// Docker has no such network.
+    async fn network_endpoints(
+        &self,
+        network_id: &str,
+    ) -> Result<Option<HashMap<String, std::net::Ipv4Addr>>, Error>;
+}
+
+#[async_trait::async_trait]
+impl Engine for DockerEngine {
+    async fn container_for_endpoint(
+        &self,
+        network_id: &str,
+        endpoint_id: &str,
+    ) -> Result<Option<String>, Error> {
+        DockerEngine::container_for_endpoint(self, network_id, endpoint_id).await
+    }
+
+    async fn container_labels(
+        &self,
+        name_or_id: &str,
+    ) -> Result<std::collections::BTreeMap<String, String>, Error> {
+        DockerEngine::container_labels(self, name_or_id).await
+    }
+
+    async fn network_endpoints(
+        &self,
+        network_id: &str,
+    ) -> Result<Option<HashMap<String, std::net::Ipv4Addr>>, Error> {
+        DockerEngine::network_endpoints(self, network_id).await
+    }
+}

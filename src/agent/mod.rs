@@ -81,7 +81,7 @@ pub async fn run(config: AgentConfig) -> Result<()> {
             default_pool: config.default_pool,
             block_prefix: config.block_prefix,
         },
-        Some(docker.clone()),
+        Some(docker.clone() as Arc<dyn crate::docker::Engine>),
     ));
 
     // The socket answers from the start: dockerd gets a clear error while

@@ -2,6 +2,9 @@
 //! routes, and the sysctls that make Calico's 169.254.1.1 gateway trick
 //! work. `reconcile` converges the routing table to a desired set.
 
+#[cfg(test)]
+pub mod fake;
+mod kernel;
 pub mod netlink;
 mod ownership;
 mod reconcile;
@@ -9,10 +12,12 @@ pub mod sysctl;
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use ipnet::Ipv4Net;
 use tracing::{debug, info};
 
+pub use kernel::{Kernel, ProcSysctl, Sysctl};
 pub use netlink::{LinkSummary, Netlink, Route, RouteTarget};
 pub use ownership::{is_tabby_link, owner_alias, proven_owner, recorded_links};
 pub use reconcile::RouteDiff;
@@ -105,7 +110,8 @@ pub fn endpoint_route(ip: Ipv4Addr, veth: &str) -> Route {
 
 #[derive(Clone)]
 pub struct Dataplane {
-    netlink: Netlink,
+    netlink: Arc<dyn Kernel>,
+    sysctl: Arc<dyn Sysctl>,
     mtu: u32,
 }
 
@@ -116,21 +122,36 @@ pub struct Attached {
 }
 
 impl Dataplane {
+    /// The host's kernel, through netlink and /proc/sys.
     pub fn new(mtu: u32) -> Result<Self, Error> {
-        Ok(Dataplane {
-            netlink: Netlink::connect()?,
+        Ok(Self::with(
+            Arc::new(Netlink::connect()?),
+            Arc::new(ProcSysctl),
             mtu,
-        })
+        ))
     }
 
-    pub fn netlink(&self) -> &Netlink {
-        &self.netlink
+    /// Over any kernel: the fakes in unit tests.
+    pub fn with(netlink: Arc<dyn Kernel>, sysctl: Arc<dyn Sysctl>, mtu: u32) -> Self {
+        Dataplane {
+            netlink,
+            sysctl,
+            mtu,
+        }
+    }
+
+    pub fn netlink(&self) -> &dyn Kernel {
+        self.netlink.as_ref()
+    }
+
+    pub fn sysctl(&self) -> &dyn Sysctl {
+        self.sysctl.as_ref()
     }
 
     /// Host-wide prerequisites: writable sysctls, forwarding on.
     pub fn prepare_host(&self) -> Result<(), Error> {
-        sysctl::ensure_writable()?;
-        sysctl::enable_ip_forwarding()
+        self.sysctl.ensure_writable()?;
+        self.sysctl.enable_ip_forwarding()
     }
 
     /// Creates the endpoint's veth pair, marks both ends as tabby's,
@@ -150,7 +171,7 @@ impl Dataplane {
             self.netlink.delete_link(&host).await?;
             return Err(err);
         }
-        sysctl::configure_endpoint_interface(&host)?;
+        self.sysctl.configure_endpoint_interface(&host)?;
         let links = self.netlink.links().await?;
         let route = endpoint_route(ip, &host);
         match self.netlink.install_route(&route, &links, false).await {

@@ -9,6 +9,8 @@ mod ipam;
 mod names;
 mod network;
 mod resync;
+#[cfg(test)]
+mod tests;
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -65,7 +67,7 @@ pub struct Driver {
     firewall: Arc<dyn Firewall>,
     config: DriverConfig,
     /// Where container names are learned from, if a daemon is reachable.
-    docker: Option<Arc<crate::docker::DockerEngine>>,
+    docker: Option<Arc<dyn crate::docker::Engine>>,
     /// Serialises kernel changes of plugin calls and resyncs, so a resync
     /// never sees a half-made endpoint and removes it.
     kernel: Arc<tokio::sync::Mutex<()>>,
@@ -84,7 +86,7 @@ impl Driver {
         dataplane: Dataplane,
         firewall: Arc<dyn Firewall>,
         config: DriverConfig,
-        docker: Option<Arc<crate::docker::DockerEngine>>,
+        docker: Option<Arc<dyn crate::docker::Engine>>,
     ) -> Self {
         Driver {
             ipam: Ipam::new(store.clone(), &config.host),

@@ -28,6 +28,7 @@ fn network_profile(network: &Network) -> String {
 
 /// What Join answers: the container end of the veth, the interface's
 /// gateway and the routes to install through it.
+#[derive(Debug)]
 pub struct JoinInfo {
     pub src_name: String,
     pub gateway: Ipv4Addr,

@@ -9,7 +9,7 @@ use ipnet::Ipv4Net;
 use tracing::{debug, info, warn};
 
 use super::{Driver, Error};
-use crate::dataplane::{self, Route, endpoint_route, host_veth_name, peer_veth_name, sysctl};
+use crate::dataplane::{self, Route, endpoint_route, host_veth_name, peer_veth_name};
 use crate::model::{EndpointState, NodeStatus};
 use crate::routing::{ClusterView, desired_routes};
 
@@ -124,7 +124,9 @@ impl Driver {
         for ep in &endpoints {
             keep.insert(ep.veth.clone());
             if links.contains(&ep.veth) {
-                sysctl::configure_endpoint_interface(&ep.veth)?;
+                self.dataplane
+                    .sysctl()
+                    .configure_endpoint_interface(&ep.veth)?;
                 desired.insert(ep.ip.into(), endpoint_route(ep.ip, &ep.veth));
             } else if ep.state == EndpointState::Joined {
                 debug!(endpoint = %ep.id, veth = %ep.veth, "joined endpoint has no veth");

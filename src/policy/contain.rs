@@ -4,6 +4,7 @@
 //! profile's rules still apply.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use tracing::warn;
 
@@ -108,8 +109,8 @@ pub async fn apply_contained(
     invalid: &Failures,
 ) -> Result<Failures, Error> {
     let mut failed = invalid.clone();
-    let state = render_contained(input, &failed);
-    let Err(batch_err) = firewall.apply(&state).await else {
+    let state = Arc::new(render_contained(input, &failed));
+    let Err(batch_err) = firewall.apply(state.clone()).await else {
         return Ok(failed);
     };
     let mut found = false;
@@ -130,7 +131,9 @@ pub async fn apply_contained(
     if !found {
         return Err(batch_err);
     }
-    firewall.apply(&render_contained(input, &failed)).await?;
+    firewall
+        .apply(Arc::new(render_contained(input, &failed)))
+        .await?;
     Ok(failed)
 }
 

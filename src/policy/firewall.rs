@@ -5,6 +5,8 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 
 use super::model::Table;
@@ -61,7 +63,10 @@ pub(super) fn run(program: &str, args: &[&str], input: Option<&str>) -> Result<S
 pub trait Firewall: Send + Sync {
     /// Makes tabby's sets and chains exactly `state` (sets before the rules
     /// that use them, stale sets after), and ensures the hooks.
-    async fn apply(&self, state: &PolicyState) -> Result<(), Error>;
+    /// The state is shared, not copied: a backend keeps it as "what was
+    /// applied" for the next change, and at 10,000 endpoints a copy costs
+    /// more than the change.
+    async fn apply(&self, state: Arc<PolicyState>) -> Result<(), Error>;
 
     /// Reads the kernel back and rewrites what drifted from the last
     /// `apply`; what was repaired, one line each.
@@ -81,7 +86,7 @@ pub struct NoopFirewall;
 
 #[async_trait]
 impl Firewall for NoopFirewall {
-    async fn apply(&self, _state: &PolicyState) -> Result<(), Error> {
+    async fn apply(&self, _state: Arc<PolicyState>) -> Result<(), Error> {
         Ok(())
     }
 }

@@ -29,11 +29,11 @@ fn failed() -> Error {
 
 #[async_trait]
 impl Firewall for PickyFirewall {
-    async fn apply(&self, state: &PolicyState) -> Result<(), Error> {
+    async fn apply(&self, state: Arc<PolicyState>) -> Result<(), Error> {
         if refused(&state.ruleset.filter) {
             return Err(failed());
         }
-        *self.applied.lock().unwrap() = Some(state.clone());
+        *self.applied.lock().unwrap() = Some((*state).clone());
         Ok(())
     }
 

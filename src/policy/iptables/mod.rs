@@ -6,7 +6,7 @@
 
 use std::collections::BTreeSet;
 use std::process::Command;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use tracing::{debug, info};
@@ -247,9 +247,9 @@ impl IptablesFirewall {
 
 #[async_trait]
 impl Firewall for IptablesFirewall {
-    async fn apply(&self, state: &PolicyState) -> Result<(), Error> {
+    async fn apply(&self, state: Arc<PolicyState>) -> Result<(), Error> {
         // One pass at a time, off the async threads.
-        tokio::task::block_in_place(|| self.apply_blocking(state))
+        tokio::task::block_in_place(|| self.apply_blocking(&state))
     }
 
     async fn repair_drift(&self) -> Result<Vec<String>, Error> {

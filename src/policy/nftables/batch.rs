@@ -2,13 +2,14 @@
 //! only what changed between two states. A new endpoint among thousands
 //! is two chains, two map elements and its tag sets' new member.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use nftables::schema::{FlushObject, NfCmd, NfListObject};
 use serde_json::{Value, json};
 
-use super::translate::{self as t, Entry, map_name};
-use crate::policy::model::{Direction, Dispatch, Rule, Ruleset, Table};
+use super::ops::{Op, chains, entries};
+use super::translate::{self as t, map_name};
+use crate::policy::model::{Direction, Ruleset, Table};
 use crate::policy::render::PolicyState;
 
 fn add(obj: NfListObject<'static>) -> Value {
@@ -24,23 +25,6 @@ fn flush_chain(name: &str) -> Value {
         unreachable!("t::chain makes a chain")
     };
     serde_json::to_value(NfCmd::Flush(FlushObject::Chain(chain))).expect("serializable")
-}
-
-/// Dispatch entries per interface; a quarantined veth only drops.
-pub fn entries(dispatch: &Dispatch, direction: Direction) -> BTreeMap<String, Entry> {
-    let mut out: BTreeMap<String, Entry> = dispatch
-        .entries(direction)
-        .iter()
-        .map(|(veth, chain)| (veth.clone(), Entry::Jump(chain.clone())))
-        .collect();
-    for veth in &dispatch.quarantined {
-        out.insert(veth.clone(), Entry::Drop);
-    }
-    out
-}
-
-fn chains(ruleset: &Ruleset) -> impl Iterator<Item = &(String, Vec<Rule>)> {
-    ruleset.filter.chains.iter().chain(&ruleset.nat.chains)
 }
 
 fn hooks(ruleset: &Ruleset) -> impl Iterator<Item = &(String, String)> {
@@ -80,79 +64,29 @@ pub fn full(state: &PolicyState) -> Vec<Value> {
     cmds
 }
 
-fn chain_map(ruleset: &Ruleset) -> BTreeMap<&str, &[Rule]> {
-    chains(ruleset)
-        .map(|(n, r)| (n.as_str(), r.as_slice()))
-        .collect()
+/// An operation in nft's JSON words.
+fn op_json(op: &Op) -> Value {
+    match op {
+        Op::AddSet(name, members) => add(t::set(name, members)),
+        Op::AddElements(name, members) => add(t::set_elements(name, members)),
+        Op::DeleteElements(name, members) => delete(t::set_elements(name, members)),
+        Op::DeleteSet(name) => delete(t::set(name, &BTreeSet::new())),
+        Op::AddChain(name) => add(t::chain(name)),
+        Op::FlushChain(name) => flush_chain(name),
+        Op::AddRule(chain, rule) => add(t::rule(chain, rule)),
+        Op::DeleteChain(name) => delete(t::chain(name)),
+        Op::AddEntries(direction, entries) => {
+            json!({ "add": t::map_elements(map_name(*direction), entries.iter().map(|(k, v)| (k, v))) })
+        }
+        Op::DeleteEntries(direction, entries) => {
+            json!({ "delete": t::map_elements(map_name(*direction), entries.iter().map(|(k, v)| (k, v))) })
+        }
+    }
 }
 
-/// Only what changed from `before` to `after`, in an order the kernel
-/// accepts in one transaction: new sets and chains first, then rules and
-/// map elements, and what is no longer wanted last, once nothing refers
-/// to it. `None` when the hooks changed: then the whole table goes anew.
-pub fn changes(before: &PolicyState, after: &PolicyState) -> Option<Vec<Value>> {
-    let (old, new) = (&before.ruleset, &after.ruleset);
-    if old.filter.hooks != new.filter.hooks || old.nat.hooks != new.nat.hooks {
-        return None;
-    }
-    let mut cmds = Vec::new();
-    let mut removals = Vec::new();
-    set_changes(&before.sets, &after.sets, &mut cmds, &mut removals);
-    let (old_chains, new_chains) = (chain_map(old), chain_map(new));
-    for (name, rules) in &new_chains {
-        match old_chains.get(name) {
-            Some(was) if was == rules => continue,
-            Some(_) => cmds.push(flush_chain(name)),
-            None => cmds.push(add(t::chain(name))),
-        }
-        cmds.extend(rules.iter().map(|r| add(t::rule(name, r))));
-    }
-    for direction in [Direction::From, Direction::To] {
-        let map = map_name(direction);
-        let (was, now) = (
-            entries(&old.dispatch, direction),
-            entries(&new.dispatch, direction),
-        );
-        let gone: Vec<_> = was.iter().filter(|(k, v)| now.get(*k) != Some(v)).collect();
-        let came: Vec<_> = now.iter().filter(|(k, v)| was.get(*k) != Some(v)).collect();
-        if !gone.is_empty() {
-            cmds.push(json!({ "delete": t::map_elements(map, gone) }));
-        }
-        if !came.is_empty() {
-            cmds.push(json!({ "add": t::map_elements(map, came) }));
-        }
-    }
-    for name in old_chains.keys().filter(|n| !new_chains.contains_key(*n)) {
-        removals.insert(0, flush_chain(name));
-        removals.push(delete(t::chain(name)));
-    }
-    cmds.extend(removals);
-    Some(cmds)
-}
-
-fn set_changes(
-    before: &crate::policy::model::Sets,
-    after: &crate::policy::model::Sets,
-    cmds: &mut Vec<Value>,
-    removals: &mut Vec<Value>,
-) {
-    for (name, members) in after {
-        let Some(was) = before.get(name) else {
-            cmds.push(add(t::set(name, members)));
-            continue;
-        };
-        let came: BTreeSet<_> = members.difference(was).copied().collect();
-        let gone: BTreeSet<_> = was.difference(members).copied().collect();
-        if !came.is_empty() {
-            cmds.push(add(t::set_elements(name, &came)));
-        }
-        if !gone.is_empty() {
-            cmds.push(delete(t::set_elements(name, &gone)));
-        }
-    }
-    for name in before.keys().filter(|n| !after.contains_key(*n)) {
-        removals.push(delete(t::set(name, &BTreeSet::new())));
-    }
+/// A transaction's operations as nft commands.
+pub fn json(ops: &[Op]) -> Vec<Value> {
+    ops.iter().map(op_json).collect()
 }
 
 /// A few filter chains on their own, with the sets their rules name (made

@@ -6,11 +6,14 @@
 
 mod batch;
 pub mod hook;
+mod netlink;
+mod ops;
 mod translate;
 mod verify;
 
 use std::collections::BTreeSet;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use serde_json::{Value, json};
@@ -24,7 +27,7 @@ pub use translate::TABLE;
 
 #[derive(Default)]
 pub struct NftablesFirewall {
-    applied: Mutex<Option<PolicyState>>,
+    applied: Mutex<Option<Arc<PolicyState>>>,
 }
 
 /// Runs one transaction; nft's own message is the error.
@@ -34,6 +37,27 @@ fn run(cmds: Vec<Value>) -> Result<(), Error> {
     }
     let payload = json!({ "nftables": cmds }).to_string();
     super::firewall::run("nft", &["-j", "-f", "-"], Some(&payload)).map(drop)
+}
+
+static NETLINK_TRANSACTIONS: AtomicU64 = AtomicU64::new(0);
+
+/// How many changes this process applied over netlink rather than nft.
+pub fn netlink_transactions() -> u64 {
+    NETLINK_TRANSACTIONS.load(Ordering::Relaxed)
+}
+
+/// One change: straight to the kernel over netlink where every operation
+/// is one the encoder knows (no `nft` process, no cache of the whole
+/// table), else through nft.
+fn commit(ops: &[ops::Op]) -> Result<(), Error> {
+    match netlink::commit(ops) {
+        Ok(true) => {
+            NETLINK_TRANSACTIONS.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        }
+        Ok(false) => run(batch::json(ops)),
+        Err(err) => Err(err),
+    }
 }
 
 /// `nft -j list table inet tabby`, or None when there is no such table.
@@ -89,7 +113,7 @@ fn sets_named(filter: &Table) -> BTreeSet<String> {
 }
 
 impl NftablesFirewall {
-    fn apply_blocking(&self, state: &PolicyState) -> Result<(), Error> {
+    fn apply_blocking(&self, state: Arc<PolicyState>) -> Result<(), Error> {
         let mut applied = self.applied.lock().expect("not poisoned");
         let Some(before) = applied.as_ref() else {
             // A switch from iptables leaves none of its chains or sets.
@@ -100,26 +124,26 @@ impl NftablesFirewall {
                     "removed the iptables backend's chains and sets"
                 );
             }
-            run(batch::full(state))?;
+            run(batch::full(&state))?;
             hook::ensure()?;
-            *applied = Some(state.clone());
+            *applied = Some(state);
             return Ok(());
         };
-        let outcome = match batch::changes(before, state) {
-            Some(cmds) if cmds.is_empty() => return Ok(()),
-            Some(cmds) => {
-                debug!(commands = cmds.len(), "nftables change");
-                run(cmds)
+        let outcome = match ops::changes(before, &state) {
+            Some(ops) if ops.is_empty() => return Ok(()),
+            Some(ops) => {
+                debug!(operations = ops.len(), "nftables change");
+                commit(&ops)
             }
-            None => run(batch::full(state)),
+            None => run(batch::full(&state)),
         };
         if let Err(err) = outcome {
             // The kernel's copy may have drifted from what we think it
             // holds: replace the table whole, once.
             debug!(error = %err, "incremental change refused; replacing the table");
-            run(batch::full(state))?;
+            run(batch::full(&state))?;
         }
-        *applied = Some(state.clone());
+        *applied = Some(state);
         Ok(())
     }
 
@@ -145,7 +169,7 @@ impl NftablesFirewall {
 
 #[async_trait]
 impl Firewall for NftablesFirewall {
-    async fn apply(&self, state: &PolicyState) -> Result<(), Error> {
+    async fn apply(&self, state: Arc<PolicyState>) -> Result<(), Error> {
         tokio::task::block_in_place(|| self.apply_blocking(state))
     }
 

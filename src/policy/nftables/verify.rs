@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
-use super::batch::entries;
+use super::ops::entries;
 use super::translate::{Entry, TABLE, map_name, rule_tag};
 use crate::policy::model::{Direction, Rule, Verdict};
 use crate::policy::render::PolicyState;

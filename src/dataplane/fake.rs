@@ -1,0 +1,233 @@
+//! An in-memory host for unit tests: links and routes that behave as the
+//! kernel's do for what tabby asks (a route over a missing link is
+//! refused, a foreign route is in the way), and a log of every call.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::Ipv4Addr;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use ipnet::Ipv4Net;
+
+use super::{Error, Kernel, LinkSummary, Route, RouteTarget, Sysctl};
+
+#[derive(Default)]
+struct Host {
+    links: BTreeMap<String, LinkSummary>,
+    /// Destination -> (route, made by tabby).
+    routes: BTreeMap<Ipv4Net, (Route, bool)>,
+    next_index: u32,
+}
+
+pub struct FakeKernel {
+    host: Mutex<Host>,
+    calls: Mutex<Vec<String>>,
+}
+
+/// A host with its loopback and one uplink, as every real one has.
+impl Default for FakeKernel {
+    fn default() -> Self {
+        let kernel = FakeKernel {
+            host: Mutex::default(),
+            calls: Mutex::default(),
+        };
+        kernel.add_foreign_link("lo", false, None);
+        kernel.add_foreign_link("eth0", false, None);
+        kernel
+    }
+}
+
+impl FakeKernel {
+    fn record(&self, call: String) {
+        self.calls.lock().unwrap().push(call);
+    }
+
+    /// Every call that changed something, in order.
+    pub fn calls(&self) -> Vec<String> {
+        self.calls.lock().unwrap().clone()
+    }
+
+    pub fn clear_calls(&self) {
+        self.calls.lock().unwrap().clear();
+    }
+
+    /// A link someone else made.
+    pub fn add_foreign_link(&self, name: &str, veth: bool, alias: Option<&str>) {
+        let mut host = self.host.lock().unwrap();
+        host.next_index += 1;
+        let link = LinkSummary {
+            name: name.into(),
+            index: host.next_index,
+            veth,
+            alias: alias.map(str::to_string),
+        };
+        host.links.insert(name.into(), link);
+    }
+
+    /// A route someone else made.
+    pub fn add_foreign_route(&self, route: Route) {
+        let mut host = self.host.lock().unwrap();
+        host.routes.insert(route.dst, (route, false));
+    }
+
+    pub fn link_names(&self) -> Vec<String> {
+        self.host.lock().unwrap().links.keys().cloned().collect()
+    }
+
+    pub fn alias(&self, name: &str) -> Option<String> {
+        self.host.lock().unwrap().links.get(name)?.alias.clone()
+    }
+
+    /// Every route, tabby's and others'.
+    pub fn routes(&self) -> Vec<Route> {
+        let host = self.host.lock().unwrap();
+        host.routes.values().map(|(r, _)| r.clone()).collect()
+    }
+}
+
+#[async_trait]
+impl Kernel for FakeKernel {
+    async fn links(&self) -> Result<HashMap<String, u32>, Error> {
+        let host = self.host.lock().unwrap();
+        Ok(host
+            .links
+            .values()
+            .map(|l| (l.name.clone(), l.index))
+            .collect())
+    }
+
+    async fn link_summaries(&self) -> Result<Vec<LinkSummary>, Error> {
+        Ok(self.host.lock().unwrap().links.values().cloned().collect())
+    }
+
+    async fn link_summary(&self, name: &str) -> Result<Option<LinkSummary>, Error> {
+        Ok(self.host.lock().unwrap().links.get(name).cloned())
+    }
+
+    async fn link_mac(&self, name: &str) -> Result<Option<String>, Error> {
+        let host = self.host.lock().unwrap();
+        Ok(host
+            .links
+            .get(name)
+            .map(|l| format!("ee:00:00:00:00:{:02x}", l.index % 256)))
+    }
+
+    async fn create_veth(&self, host_end: &str, peer: &str, mtu: u32) -> Result<(), Error> {
+        self.record(format!("create veth {host_end} {peer} mtu {mtu}"));
+        let mut host = self.host.lock().unwrap();
+        for name in [host_end, peer] {
+            if host.links.contains_key(name) {
+                return Err(Error::Foreign(name.into()));
+            }
+        }
+        for name in [host_end, peer] {
+            host.next_index += 1;
+            let link = LinkSummary {
+                name: name.into(),
+                index: host.next_index,
+                veth: true,
+                alias: None,
+            };
+            host.links.insert(name.into(), link);
+        }
+        Ok(())
+    }
+
+    async fn set_alias(&self, name: &str, alias: &str) -> Result<(), Error> {
+        self.record(format!("set alias {name} {alias}"));
+        let mut host = self.host.lock().unwrap();
+        let link = host
+            .links
+            .get_mut(name)
+            .ok_or_else(|| Error::LinkMissing(name.into()))?;
+        link.alias = Some(alias.into());
+        Ok(())
+    }
+
+    async fn delete_link(&self, name: &str) -> Result<bool, Error> {
+        self.record(format!("delete link {name}"));
+        let mut host = self.host.lock().unwrap();
+        if host.links.remove(name).is_none() {
+            return Ok(false);
+        }
+        // As the kernel does: the routes over the link go with it.
+        host.routes
+            .retain(|_, (r, _)| r.target != RouteTarget::Dev(name.into()));
+        Ok(true)
+    }
+
+    async fn install_route(
+        &self,
+        route: &Route,
+        links: &HashMap<String, u32>,
+        replace: bool,
+    ) -> Result<(), Error> {
+        self.record(format!("install route {route}"));
+        if let RouteTarget::Dev(dev) = &route.target {
+            if !links.contains_key(dev) {
+                return Err(Error::LinkMissing(dev.clone()));
+            }
+        }
+        let mut host = self.host.lock().unwrap();
+        if !replace && host.routes.contains_key(&route.dst) {
+            return Err(Error::RouteTaken(route.dst));
+        }
+        host.routes.insert(route.dst, (route.clone(), true));
+        Ok(())
+    }
+
+    async fn delete_route(&self, route: &Route, _: &HashMap<String, u32>) -> Result<(), Error> {
+        self.record(format!("delete route {route}"));
+        let mut host = self.host.lock().unwrap();
+        if host.routes.get(&route.dst).is_some_and(|(_, ours)| *ours) {
+            host.routes.remove(&route.dst);
+        }
+        Ok(())
+    }
+
+    async fn tabby_routes(&self) -> Result<Vec<Route>, Error> {
+        let host = self.host.lock().unwrap();
+        Ok(host
+            .routes
+            .values()
+            .filter(|(_, ours)| *ours)
+            .map(|(r, _)| r.clone())
+            .collect())
+    }
+
+    async fn has_route_to(&self, ip: Ipv4Addr) -> Result<bool, Error> {
+        let host = self.host.lock().unwrap();
+        Ok(host.routes.keys().any(|dst| dst.contains(&ip)))
+    }
+
+    async fn host_address(&self) -> Result<Option<Ipv4Addr>, Error> {
+        Ok(Some(Ipv4Addr::new(198, 18, 0, 11)))
+    }
+}
+
+/// Records which interfaces were configured; touches no /proc.
+#[derive(Default)]
+pub struct FakeSysctl {
+    configured: Mutex<Vec<String>>,
+}
+
+impl FakeSysctl {
+    pub fn configured(&self) -> Vec<String> {
+        self.configured.lock().unwrap().clone()
+    }
+}
+
+impl Sysctl for FakeSysctl {
+    fn ensure_writable(&self) -> Result<(), Error> {
+        Ok(())
+    }
+
+    fn enable_ip_forwarding(&self) -> Result<(), Error> {
+        Ok(())
+    }
+
+    fn configure_endpoint_interface(&self, ifname: &str) -> Result<(), Error> {
+        self.configured.lock().unwrap().push(ifname.into());
+        Ok(())
+    }
+}

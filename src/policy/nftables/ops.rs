@@ -1,0 +1,126 @@
+//! One transaction's changes as typed operations, computed from two
+//! policy states. Both writers take them: nft's JSON (any change) and the
+//! kernel's netlink protocol (the hot path: endpoint chains, map and set
+//! elements), so what changes is decided once.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::Ipv4Addr;
+
+use super::translate::Entry;
+use crate::policy::model::{Direction, Dispatch, Rule, Ruleset, Sets};
+use crate::policy::render::PolicyState;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// A new tag set with its members.
+    AddSet(String, BTreeSet<Ipv4Addr>),
+    AddElements(String, BTreeSet<Ipv4Addr>),
+    DeleteElements(String, BTreeSet<Ipv4Addr>),
+    DeleteSet(String),
+    AddChain(String),
+    /// Removes every rule of a chain.
+    FlushChain(String),
+    /// Appends a rule at the chain's end.
+    AddRule(String, Rule),
+    DeleteChain(String),
+    AddEntries(Direction, Vec<(String, Entry)>),
+    DeleteEntries(Direction, Vec<(String, Entry)>),
+}
+
+/// Dispatch entries per interface; a quarantined veth only drops.
+pub fn entries(dispatch: &Dispatch, direction: Direction) -> BTreeMap<String, Entry> {
+    let mut out: BTreeMap<String, Entry> = dispatch
+        .entries(direction)
+        .iter()
+        .map(|(veth, chain)| (veth.clone(), Entry::Jump(chain.clone())))
+        .collect();
+    for veth in &dispatch.quarantined {
+        out.insert(veth.clone(), Entry::Drop);
+    }
+    out
+}
+
+/// Every chain of both tables.
+pub fn chains(ruleset: &Ruleset) -> impl Iterator<Item = &(String, Vec<Rule>)> {
+    ruleset.filter.chains.iter().chain(&ruleset.nat.chains)
+}
+
+fn chain_map(ruleset: &Ruleset) -> HashMap<&str, &[Rule]> {
+    let mut map = HashMap::with_capacity(ruleset.filter.chains.len() + ruleset.nat.chains.len());
+    map.extend(chains(ruleset).map(|(n, r)| (n.as_str(), r.as_slice())));
+    map
+}
+
+/// Only what changed from `before` to `after`, in an order the kernel
+/// accepts in one transaction: new sets and chains first, then rules and
+/// map elements, and what is no longer wanted last, once nothing refers
+/// to it. `None` when the hooks changed: then the whole table goes anew.
+pub fn changes(before: &PolicyState, after: &PolicyState) -> Option<Vec<Op>> {
+    let (old, new) = (&before.ruleset, &after.ruleset);
+    if old.filter.hooks != new.filter.hooks || old.nat.hooks != new.nat.hooks {
+        return None;
+    }
+    let mut ops = Vec::new();
+    let mut removals = Vec::new();
+    set_changes(&before.sets, &after.sets, &mut ops, &mut removals);
+    let old_chains = chain_map(old);
+    for (name, rules) in chains(new) {
+        match old_chains.get(name.as_str()) {
+            Some(was) if *was == rules.as_slice() => continue,
+            Some(_) => ops.push(Op::FlushChain(name.clone())),
+            None => ops.push(Op::AddChain(name.clone())),
+        }
+        ops.extend(rules.iter().map(|r| Op::AddRule(name.clone(), r.clone())));
+    }
+    for direction in [Direction::From, Direction::To] {
+        entry_changes(old, new, direction, &mut ops);
+    }
+    let new_chains = chain_map(new);
+    for (name, _) in chains(old).filter(|(n, _)| !new_chains.contains_key(n.as_str())) {
+        removals.insert(0, Op::FlushChain(name.clone()));
+        removals.push(Op::DeleteChain(name.clone()));
+    }
+    ops.extend(removals);
+    Some(ops)
+}
+
+fn entry_changes(old: &Ruleset, new: &Ruleset, direction: Direction, ops: &mut Vec<Op>) {
+    let (was, now) = (
+        entries(&old.dispatch, direction),
+        entries(&new.dispatch, direction),
+    );
+    let differing = |a: &BTreeMap<String, Entry>, b: &BTreeMap<String, Entry>| {
+        a.iter()
+            .filter(|(k, v)| b.get(*k) != Some(v))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect::<Vec<_>>()
+    };
+    let gone = differing(&was, &now);
+    let came = differing(&now, &was);
+    if !gone.is_empty() {
+        ops.push(Op::DeleteEntries(direction, gone));
+    }
+    if !came.is_empty() {
+        ops.push(Op::AddEntries(direction, came));
+    }
+}
+
+fn set_changes(before: &Sets, after: &Sets, ops: &mut Vec<Op>, removals: &mut Vec<Op>) {
+    for (name, members) in after {
+        let Some(was) = before.get(name) else {
+            ops.push(Op::AddSet(name.clone(), members.clone()));
+            continue;
+        };
+        let came: BTreeSet<_> = members.difference(was).copied().collect();
+        let gone: BTreeSet<_> = was.difference(members).copied().collect();
+        if !came.is_empty() {
+            ops.push(Op::AddElements(name.clone(), came));
+        }
+        if !gone.is_empty() {
+            ops.push(Op::DeleteElements(name.clone(), gone));
+        }
+    }
+    for name in before.keys().filter(|n| !after.contains_key(*n)) {
+        removals.push(Op::DeleteSet(name.clone()));
+    }
+}

@@ -1,0 +1,223 @@
+//! The nftables backend's netlink path against nft itself, in scratch
+//! network namespaces (one per thread): a change applied over netlink
+//! leaves a table that `nft -j list` reads back exactly as the same state
+//! programmed whole through nft's JSON, and the periodic check finds
+//! nothing to repair.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::process::Command;
+
+use chrono::Utc;
+use serde_json::Value;
+use tabby::model::{Endpoint, EndpointState, Profile};
+use tabby::policy::rules::{default_profile, parse_rule};
+use tabby::policy::{Backend, PolicyInput, PolicyState, render};
+
+fn endpoint(i: u32, host: &str, profile: &str) -> Endpoint {
+    // Chain and veth names take the first digits: they must differ there.
+    let id = format!("{:04x}{:060x}", 0xa000 + i, 0);
+    Endpoint {
+        veth: tabby::dataplane::host_veth_name(&id),
+        id,
+        network_id: "n".into(),
+        host: host.into(),
+        ip: std::net::Ipv4Addr::from(u32::from(std::net::Ipv4Addr::new(198, 18, 64, 0)) + i),
+        mac: None,
+        container: None,
+        state: EndpointState::Joined,
+        created: Utc::now(),
+        profiles: vec![profile.into()],
+        labels: Default::default(),
+        sandbox: None,
+        gateway: None,
+    }
+}
+
+fn profiles(extra_rules: bool) -> Vec<Profile> {
+    let mut db = default_profile("db");
+    db.inbound
+        .push(parse_rule(&["allow", "tcp", "from", "tag", "web", "to", "ports", "3306"]).unwrap());
+    if extra_rules {
+        // Every match the netlink encoder writes: a port range, a CIDR,
+        // ICMP, a deny, a source port.
+        for words in [
+            &["allow", "udp", "to", "ports", "1000:2000"][..],
+            &["deny", "from", "cidr", "198.19.0.0/16"],
+            &["allow", "icmp", "from", "cidr", "198.18.0.0/15"],
+            &["allow", "tcp", "from", "ports", "53"],
+        ] {
+            db.inbound.push(parse_rule(words).unwrap());
+        }
+        db.outbound
+            .push(parse_rule(&["deny", "to", "tag", "web"]).unwrap());
+    }
+    vec![default_profile("web"), db]
+}
+
+fn state(local: u32, remote: u32, quarantine: bool, extra_rules: bool) -> PolicyState {
+    let mine: Vec<Endpoint> = (0..local)
+        .map(|i| endpoint(i, "h1", if i % 2 == 0 { "web" } else { "db" }))
+        .collect();
+    let mut all = mine.clone();
+    all.extend((100..100 + remote).map(|i| endpoint(i, "h2", "web")));
+    let quarantined: Vec<String> = quarantine
+        .then(|| mine[0].veth.clone())
+        .into_iter()
+        .collect();
+    render(&PolicyInput {
+        local: &mine,
+        all: &all,
+        profiles: &profiles(extra_rules),
+        exposures: &[],
+        quarantined: &quarantined,
+    })
+}
+
+/// The table as nft lists it, without handles, with rules grouped by
+/// chain in their order and set and map elements sorted.
+fn listing() -> BTreeMap<String, Value> {
+    let out = Command::new("nft")
+        .args(["-j", "list", "table", "inet", "tabby"])
+        .output()
+        .expect("nft runs");
+    assert!(out.status.success(), "{}", support::stderr(&out));
+    let json: Value = serde_json::from_slice(&out.stdout).expect("nft JSON");
+    let mut view = BTreeMap::new();
+    for mut object in json["nftables"].as_array().unwrap().clone() {
+        let Some((kind, body)) = object.as_object_mut().and_then(|o| o.iter_mut().next()) else {
+            continue;
+        };
+        if kind == "metainfo" {
+            continue;
+        }
+        let body = body.as_object_mut().unwrap();
+        body.remove("handle");
+        if let Some(Value::Array(elems)) = body.get_mut("elem") {
+            elems.sort_by_key(|e| e.to_string());
+        }
+        let name = body.get("name").or(body.get("chain")).unwrap().to_string();
+        let key = format!("{kind} {name}");
+        match view.entry(key).or_insert(Value::Array(Vec::new())) {
+            Value::Array(items) => items.push(Value::Object(body.clone())),
+            _ => unreachable!(),
+        }
+    }
+    view
+}
+
+/// Runs `body` on a thread in a network namespace of its own: its
+/// firewall, and the nft it spawns, see only that namespace.
+fn in_scratch_namespace<T: Send + 'static>(body: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::spawn(move || {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare");
+        body()
+    })
+    .join()
+    .expect("scratch thread")
+}
+
+/// A runtime on the calling thread's namespace (the firewall's blocking
+/// sections run where they are called).
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .build()
+        .unwrap()
+}
+
+fn apply(fw: &dyn tabby::policy::Firewall, state: &PolicyState) {
+    runtime()
+        .block_on(fw.apply(std::sync::Arc::new(state.clone())))
+        .expect("firewall applies");
+}
+
+/// Applies `steps` in order through one firewall (the first whole, the
+/// rest as changes) and returns the listing and how many changes went
+/// over netlink.
+fn changed(steps: Vec<PolicyState>) -> (BTreeMap<String, Value>, u64, Vec<String>) {
+    in_scratch_namespace(move || {
+        let fw = Backend::Nftables.firewall();
+        let before = tabby::policy::nftables::netlink_transactions();
+        for step in &steps {
+            apply(fw.as_ref(), step);
+        }
+        let used = tabby::policy::nftables::netlink_transactions() - before;
+        let repaired = runtime().block_on(fw.repair_drift()).expect("check runs");
+        (listing(), used, repaired)
+    })
+}
+
+fn whole(state: PolicyState) -> BTreeMap<String, Value> {
+    in_scratch_namespace(move || {
+        apply(Backend::Nftables.firewall().as_ref(), &state);
+        listing()
+    })
+}
+
+#[test]
+fn changes_over_netlink_read_back_as_nft_writes_them() {
+    support::skip_unless_root("network namespaces and nftables");
+    // Add endpoints, a remote tag member, new profile rules, a quarantine;
+    // then take some away again.
+    let steps = vec![
+        state(3, 1, false, false),
+        state(5, 1, false, false),
+        state(5, 3, false, true),
+        state(5, 3, true, true),
+        state(4, 2, true, true),
+    ];
+    let last = steps.last().unwrap().clone();
+    let (via_netlink, used, repaired) = changed(steps);
+    assert_eq!(used, 4, "every change after the first went over netlink");
+    assert!(repaired.is_empty(), "the check found drift: {repaired:?}");
+    let via_nft = whole(last);
+    assert_eq!(
+        via_netlink.keys().collect::<Vec<_>>(),
+        via_nft.keys().collect::<Vec<_>>()
+    );
+    for (key, value) in &via_nft {
+        assert_eq!(&via_netlink[key], value, "{key} differs");
+    }
+}
+
+#[test]
+fn a_refused_netlink_change_leaves_the_table_whole() {
+    support::skip_unless_root("network namespaces and nftables");
+    let (listed, used, repaired) = in_scratch_namespace(|| {
+        let fw = Backend::Nftables.firewall();
+        let before = state(3, 1, false, false);
+        apply(fw.as_ref(), &before);
+        // Someone deletes the chain of the endpoint that is about to go,
+        // behind tabby's back: the change's delete of it is refused, and
+        // the table is replaced whole.
+        let after = state(2, 1, false, false);
+        let (veth, chain) = before
+            .ruleset
+            .dispatch
+            .from
+            .iter()
+            .find(|(veth, _)| !after.ruleset.dispatch.from.contains_key(*veth))
+            .unwrap();
+        let nft = |cmd: String| {
+            let status = Command::new("sh")
+                .args(["-c", &format!("nft {cmd}")])
+                .status();
+            assert!(status.unwrap().success(), "nft {cmd}");
+        };
+        nft(format!(
+            "delete element inet tabby tabby-from-wl '{{ \"{veth}\" }}'"
+        ));
+        nft(format!("flush chain inet tabby {chain}"));
+        nft(format!("delete chain inet tabby {chain}"));
+        let counted = tabby::policy::nftables::netlink_transactions();
+        apply(fw.as_ref(), &after);
+        let used = tabby::policy::nftables::netlink_transactions() - counted;
+        let repaired = runtime().block_on(fw.repair_drift()).unwrap();
+        (listing(), used, repaired)
+    });
+    assert_eq!(used, 0, "the refused transaction is not counted as applied");
+    assert!(repaired.is_empty(), "{repaired:?}");
+    assert_eq!(listed, whole(state(2, 1, false, false)));
+}
