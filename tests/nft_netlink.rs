@@ -11,9 +11,10 @@ use std::process::Command;
 
 use chrono::Utc;
 use serde_json::Value;
-use tabby::model::{Endpoint, EndpointState, Profile};
+use tabby::model::{Endpoint, EndpointState, Exposure, Profile, Protocol};
+use tabby::policy::nftables::NftablesFirewall;
 use tabby::policy::rules::{default_profile, parse_rule};
-use tabby::policy::{Backend, PolicyInput, PolicyState, render};
+use tabby::policy::{Firewall, PolicyInput, PolicyState, render};
 
 fn endpoint(i: u32, host: &str, profile: &str) -> Endpoint {
     // Chain and veth names take the first digits: they must differ there.
@@ -56,6 +57,25 @@ fn profiles(extra_rules: bool) -> Vec<Profile> {
     vec![default_profile("web"), db]
 }
 
+/// Exposures of the first two local endpoints: one on every host address,
+/// one on loopback only, one on an interface.
+fn exposures() -> Vec<Exposure> {
+    let exposure = |port, target: u32, host_ip: Option<&str>, interface: Option<&str>| Exposure {
+        protocol: Protocol::Tcp,
+        port,
+        host_port: port + 8000,
+        target: endpoint(target, "h1", "web").ip.to_string(),
+        interface: interface.map(str::to_string),
+        docker_endpoint: None,
+        host_ip: host_ip.map(|ip| ip.parse().unwrap()),
+    };
+    vec![
+        exposure(80, 0, None, None),
+        exposure(81, 1, Some("127.0.0.1"), None),
+        exposure(82, 1, None, Some("eth9")),
+    ]
+}
+
 fn state(local: u32, remote: u32, quarantine: bool, extra_rules: bool) -> PolicyState {
     let mine: Vec<Endpoint> = (0..local)
         .map(|i| endpoint(i, "h1", if i % 2 == 0 { "web" } else { "db" }))
@@ -70,7 +90,7 @@ fn state(local: u32, remote: u32, quarantine: bool, extra_rules: bool) -> Policy
         local: &mine,
         all: &all,
         profiles: &profiles(extra_rules),
-        exposures: &[],
+        exposures: &exposures()[..local.min(3) as usize],
         quarantined: &quarantined,
     })
 }
@@ -138,20 +158,20 @@ fn apply(fw: &dyn tabby::policy::Firewall, state: &PolicyState) {
 /// over netlink.
 fn changed(steps: Vec<PolicyState>) -> (BTreeMap<String, Value>, u64, Vec<String>) {
     in_scratch_namespace(move || {
-        let fw = Backend::Nftables.firewall();
-        let before = tabby::policy::nftables::netlink_transactions();
+        let fw = NftablesFirewall::default();
         for step in &steps {
-            apply(fw.as_ref(), step);
+            apply(&fw, step);
         }
-        let used = tabby::policy::nftables::netlink_transactions() - before;
+        let used = fw.netlink_transactions();
         let repaired = runtime().block_on(fw.repair_drift()).expect("check runs");
         (listing(), used, repaired)
     })
 }
 
+/// The same state written whole by nft itself.
 fn whole(state: PolicyState) -> BTreeMap<String, Value> {
     in_scratch_namespace(move || {
-        apply(Backend::Nftables.firewall().as_ref(), &state);
+        apply(&NftablesFirewall::nft_only(), &state);
         listing()
     })
 }
@@ -170,7 +190,7 @@ fn changes_over_netlink_read_back_as_nft_writes_them() {
     ];
     let last = steps.last().unwrap().clone();
     let (via_netlink, used, repaired) = changed(steps);
-    assert_eq!(used, 4, "every change after the first went over netlink");
+    assert_eq!(used, 5, "the first load and every change went over netlink");
     assert!(repaired.is_empty(), "the check found drift: {repaired:?}");
     let via_nft = whole(last);
     assert_eq!(
@@ -186,9 +206,9 @@ fn changes_over_netlink_read_back_as_nft_writes_them() {
 fn a_refused_netlink_change_leaves_the_table_whole() {
     support::skip_unless_root("network namespaces and nftables");
     let (listed, used, repaired) = in_scratch_namespace(|| {
-        let fw = Backend::Nftables.firewall();
+        let fw = NftablesFirewall::default();
         let before = state(3, 1, false, false);
-        apply(fw.as_ref(), &before);
+        apply(&fw, &before);
         // Someone deletes the chain of the endpoint that is about to go,
         // behind tabby's back: the change's delete of it is refused, and
         // the table is replaced whole.
@@ -211,13 +231,40 @@ fn a_refused_netlink_change_leaves_the_table_whole() {
         ));
         nft(format!("flush chain inet tabby {chain}"));
         nft(format!("delete chain inet tabby {chain}"));
-        let counted = tabby::policy::nftables::netlink_transactions();
-        apply(fw.as_ref(), &after);
-        let used = tabby::policy::nftables::netlink_transactions() - counted;
+        let counted = fw.netlink_transactions();
+        apply(&fw, &after);
+        let used = fw.netlink_transactions() - counted;
         let repaired = runtime().block_on(fw.repair_drift()).unwrap();
         (listing(), used, repaired)
     });
-    assert_eq!(used, 0, "the refused transaction is not counted as applied");
+    assert_eq!(
+        used, 1,
+        "only the reload of the whole table counts as applied"
+    );
     assert!(repaired.is_empty(), "{repaired:?}");
     assert_eq!(listed, whole(state(2, 1, false, false)));
+}
+
+#[test]
+fn a_port_list_goes_through_nft_and_reads_back_the_same() {
+    support::skip_unless_root("network namespaces and nftables");
+    let with_list = || {
+        let mut state = state(2, 0, false, false);
+        let rule = parse_rule(&["allow", "tcp", "to", "ports", "80,443"]).unwrap();
+        let chain = tabby::policy::names::profile_chain("I", "web");
+        let rules = tabby::policy::render::profile_rule(&rule);
+        let (_, chain_rules) = state
+            .ruleset
+            .filter
+            .chains
+            .iter_mut()
+            .find(|(name, _)| *name == chain)
+            .unwrap();
+        chain_rules.splice(0..0, rules);
+        state
+    };
+    let (listed, used, repaired) = changed(vec![state(2, 0, false, false), with_list()]);
+    assert_eq!(used, 1, "the first load only: nft wrote the port list");
+    assert!(repaired.is_empty(), "{repaired:?}");
+    assert_eq!(listed, whole(with_list()));
 }

@@ -192,12 +192,12 @@ impl Driver {
         endpoint_id: &str,
         sandbox: &str,
     ) -> Result<JoinInfo, Error> {
-        let endpoint = self.local_endpoint(network_id, endpoint_id).await?;
-        let network = self
-            .store
-            .network(network_id)
-            .await?
-            .ok_or_else(|| Error::UnknownNetwork(network_id.to_string()))?;
+        let (endpoint, network) = tokio::join!(
+            self.local_endpoint(network_id, endpoint_id),
+            self.store.network(network_id)
+        );
+        let endpoint = endpoint?;
+        let network = network?.ok_or_else(|| Error::UnknownNetwork(network_id.to_string()))?;
         // The endpoint's chains go in before its veth exists: no packet of
         // it ever crosses the host unpoliced.
         let (plan, policy) = tokio::join!(

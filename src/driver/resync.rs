@@ -33,15 +33,23 @@ impl Driver {
     pub async fn converge_policy(&self) -> Result<(), Error> {
         // The IDs first: an endpoint recorded between the two reads is then
         // in the listing and never taken for a quarantined one.
-        let ids = self.store.host_endpoint_ids(self.host()).await?;
-        let all = self.store.endpoints().await?;
-        let (profiles, invalid) = self.store.profiles_checked().await?;
+        // Profiles and exposures are read beside them: each read is a
+        // round trip to etcd, and Join waits for this pass.
+        let endpoints = async {
+            let ids = self.store.host_endpoint_ids(self.host()).await?;
+            Ok::<_, crate::store::Error>((ids, self.store.endpoints().await?))
+        };
+        let (listed, profiles, exposures) = tokio::join!(
+            endpoints,
+            self.store.profiles_checked(),
+            self.store.exposures()
+        );
+        let ((ids, all), (profiles, invalid), exposures) = (listed?, profiles?, exposures?);
         let local: Vec<_> = all
             .iter()
             .filter(|e| e.host == self.host())
             .cloned()
             .collect();
-        let exposures = self.store.exposures().await?;
         // Recorded here but left out of the listing: its record fails its
         // checks, so its veth stays (resync keeps it) with no traffic.
         let listed: HashSet<&str> = local.iter().map(|e| e.id.as_str()).collect();

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::ops::{Op, chains, entries};
 use super::translate::{self as t, map_name};
-use crate::policy::model::{Direction, Ruleset, Table};
+use crate::policy::model::{Direction, Rule, Ruleset, Table, Verdict};
 use crate::policy::render::PolicyState;
 
 fn add(obj: NfListObject<'static>) -> Value {
@@ -33,40 +33,50 @@ fn hooks(ruleset: &Ruleset) -> impl Iterator<Item = &(String, String)> {
 
 /// Removes the table and everything in it.
 pub fn drop_table() -> Vec<Value> {
-    vec![delete(t::table())]
+    json(&[Op::DeleteTable])
 }
 
-/// The whole table, replacing any earlier one in the same transaction.
-pub fn full(state: &PolicyState) -> Vec<Value> {
+/// The whole table, replacing any earlier one in the same transaction:
+/// chains first, so every jump, map element and rule finds its target.
+pub fn full(state: &PolicyState) -> Vec<Op> {
     let ruleset = &state.ruleset;
-    let mut cmds = vec![add(t::table()), delete(t::table()), add(t::table())];
-    cmds.extend(chains(ruleset).map(|(name, _)| add(t::chain(name))));
+    let mut ops = vec![Op::AddTable, Op::DeleteTable, Op::AddTable];
+    ops.extend(chains(ruleset).map(|(name, _)| Op::AddChain(name.clone())));
     let mut jumps = Vec::new();
     for (builtin, target) in hooks(ruleset) {
-        if let Some([base, jump]) = t::base_chain(builtin, target) {
-            cmds.push(add(base));
-            jumps.push(add(jump));
+        if t::base_hook(builtin).is_some() {
+            ops.push(Op::AddBaseChain(builtin.clone()));
+            let jump = Rule::always(Verdict::Jump(target.clone()));
+            jumps.push(Op::AddRule(builtin.to_lowercase(), jump));
         }
     }
-    cmds.extend(state.sets.iter().map(|(name, m)| add(t::set(name, m))));
+    ops.extend(
+        state
+            .sets
+            .iter()
+            .map(|(name, members)| Op::AddSet(name.clone(), members.clone())),
+    );
     for direction in [Direction::From, Direction::To] {
-        let map = map_name(direction);
-        cmds.push(json!({ "add": t::verdict_map(map) }));
-        let entries = entries(&ruleset.dispatch, direction);
+        ops.push(Op::AddMap(direction));
+        let entries: Vec<_> = entries(&ruleset.dispatch, direction).into_iter().collect();
         if !entries.is_empty() {
-            cmds.push(json!({ "add": t::map_elements(map, &entries) }));
+            ops.push(Op::AddEntries(direction, entries));
         }
     }
     for (name, rules) in chains(ruleset) {
-        cmds.extend(rules.iter().map(|r| add(t::rule(name, r))));
+        ops.extend(rules.iter().map(|r| Op::AddRule(name.clone(), r.clone())));
     }
-    cmds.extend(jumps);
-    cmds
+    ops.extend(jumps);
+    ops
 }
 
 /// An operation in nft's JSON words.
 fn op_json(op: &Op) -> Value {
     match op {
+        Op::AddTable => add(t::table()),
+        Op::DeleteTable => delete(t::table()),
+        Op::AddBaseChain(builtin) => add(t::base_chain(builtin).expect("a built-in hook")),
+        Op::AddMap(direction) => json!({ "add": t::verdict_map(map_name(*direction)) }),
         Op::AddSet(name, members) => add(t::set(name, members)),
         Op::AddElements(name, members) => add(t::set_elements(name, members)),
         Op::DeleteElements(name, members) => delete(t::set_elements(name, members)),

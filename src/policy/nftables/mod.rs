@@ -25,9 +25,25 @@ use super::render::PolicyState;
 
 pub use translate::TABLE;
 
-#[derive(Default)]
 pub struct NftablesFirewall {
     applied: Mutex<Option<Arc<PolicyState>>>,
+    /// Changes go to the kernel over netlink where they can; off, every
+    /// change goes through `nft` (`TABBY_NFT_NETLINK=off`, an escape hatch
+    /// should a kernel read tabby's netlink differently from nft's).
+    netlink: bool,
+    /// Transactions applied over netlink rather than nft.
+    over_netlink: AtomicU64,
+}
+
+impl Default for NftablesFirewall {
+    fn default() -> Self {
+        let off = std::env::var("TABBY_NFT_NETLINK").is_ok_and(|v| v == "off");
+        NftablesFirewall {
+            applied: Mutex::default(),
+            netlink: !off,
+            over_netlink: AtomicU64::new(0),
+        }
+    }
 }
 
 /// Runs one transaction; nft's own message is the error.
@@ -37,27 +53,6 @@ fn run(cmds: Vec<Value>) -> Result<(), Error> {
     }
     let payload = json!({ "nftables": cmds }).to_string();
     super::firewall::run("nft", &["-j", "-f", "-"], Some(&payload)).map(drop)
-}
-
-static NETLINK_TRANSACTIONS: AtomicU64 = AtomicU64::new(0);
-
-/// How many changes this process applied over netlink rather than nft.
-pub fn netlink_transactions() -> u64 {
-    NETLINK_TRANSACTIONS.load(Ordering::Relaxed)
-}
-
-/// One change: straight to the kernel over netlink where every operation
-/// is one the encoder knows (no `nft` process, no cache of the whole
-/// table), else through nft.
-fn commit(ops: &[ops::Op]) -> Result<(), Error> {
-    match netlink::commit(ops) {
-        Ok(true) => {
-            NETLINK_TRANSACTIONS.fetch_add(1, Ordering::Relaxed);
-            Ok(())
-        }
-        Ok(false) => run(batch::json(ops)),
-        Err(err) => Err(err),
-    }
 }
 
 /// `nft -j list table inet tabby`, or None when there is no such table.
@@ -113,6 +108,46 @@ fn sets_named(filter: &Table) -> BTreeSet<String> {
 }
 
 impl NftablesFirewall {
+    /// Every change through `nft`, never netlink.
+    pub fn nft_only() -> Self {
+        NftablesFirewall {
+            netlink: false,
+            ..Self::default()
+        }
+    }
+
+    /// How many transactions went over netlink rather than nft.
+    pub fn netlink_transactions(&self) -> u64 {
+        self.over_netlink.load(Ordering::Relaxed)
+    }
+
+    /// One change: straight to the kernel over netlink where every
+    /// operation is one the encoder knows (no `nft` process, no cache of
+    /// the whole table), else through nft. A refusal over netlink is tried
+    /// again through nft: if nft succeeds, tabby's encoding was wrong.
+    fn commit(&self, ops: &[ops::Op]) -> Result<(), Error> {
+        if !self.netlink {
+            return run(batch::json(ops));
+        }
+        match netlink::commit(ops) {
+            Ok(true) => {
+                self.over_netlink.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Ok(false) => run(batch::json(ops)),
+            Err(refused) => {
+                run(batch::json(ops))?;
+                warn!(error = %refused, "nft applied a change the kernel refused over netlink");
+                Ok(())
+            }
+        }
+    }
+
+    /// The whole table in one transaction, replacing what is there.
+    fn load(&self, state: &PolicyState) -> Result<(), Error> {
+        self.commit(&batch::full(state))
+    }
+
     fn apply_blocking(&self, state: Arc<PolicyState>) -> Result<(), Error> {
         let mut applied = self.applied.lock().expect("not poisoned");
         let Some(before) = applied.as_ref() else {
@@ -124,7 +159,7 @@ impl NftablesFirewall {
                     "removed the iptables backend's chains and sets"
                 );
             }
-            run(batch::full(&state))?;
+            self.load(&state)?;
             hook::ensure()?;
             *applied = Some(state);
             return Ok(());
@@ -133,15 +168,15 @@ impl NftablesFirewall {
             Some(ops) if ops.is_empty() => return Ok(()),
             Some(ops) => {
                 debug!(operations = ops.len(), "nftables change");
-                commit(&ops)
+                self.commit(&ops)
             }
-            None => run(batch::full(&state)),
+            None => self.load(&state),
         };
         if let Err(err) = outcome {
             // The kernel's copy may have drifted from what we think it
             // holds: replace the table whole, once.
             debug!(error = %err, "incremental change refused; replacing the table");
-            run(batch::full(&state))?;
+            self.load(&state)?;
         }
         *applied = Some(state);
         Ok(())
@@ -158,7 +193,7 @@ impl NftablesFirewall {
             Some(table) => verify::differences(&want, &verify::kernel(&table)),
         };
         if !repaired.is_empty() {
-            run(batch::full(state))?;
+            self.load(state)?;
         }
         if hook::ensure()? {
             repaired.push("iptables FORWARD: tabby's accept was not first".into());

@@ -12,6 +12,14 @@ use crate::policy::render::PolicyState;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
+    /// `inet tabby` (adding an existing table changes nothing).
+    AddTable,
+    DeleteTable,
+    /// The base chain of a built-in hook (`FORWARD`...), named after it in
+    /// lower case.
+    AddBaseChain(String),
+    /// An empty dispatch map: interface name -> verdict.
+    AddMap(Direction),
     /// A new tag set with its members.
     AddSet(String, BTreeSet<Ipv4Addr>),
     AddElements(String, BTreeSet<Ipv4Addr>),

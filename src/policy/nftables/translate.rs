@@ -255,33 +255,45 @@ pub fn chain(name: &str) -> NfListObject<'static> {
     })
 }
 
-/// The base chain of a built-in hook, named after it in lower case, and
-/// the rule that enters tabby's chain. Priorities put tabby first: before
-/// iptables' filter (0), dstnat (-100) and srcnat (100).
-pub fn base_chain(builtin: &str, target: &str) -> Option<[NfListObject<'static>; 2]> {
-    let (hook, kind, prio) = match builtin {
-        "FORWARD" => (NfHook::Forward, NfChainType::Filter, -1),
-        "INPUT" => (NfHook::Input, NfChainType::Filter, -1),
-        "PREROUTING" => (NfHook::Prerouting, NfChainType::NAT, -101),
-        "OUTPUT" => (NfHook::Output, NfChainType::NAT, -101),
-        "POSTROUTING" => (NfHook::Postrouting, NfChainType::NAT, 99),
+/// Where a built-in hook's base chain sits. Priorities put tabby first:
+/// before iptables' filter (0), dstnat (-100) and srcnat (100).
+#[derive(Debug, Clone, Copy)]
+pub struct BaseHook {
+    pub hook: NfHook,
+    pub nat: bool,
+    pub prio: i32,
+}
+
+pub fn base_hook(builtin: &str) -> Option<BaseHook> {
+    let (hook, nat, prio) = match builtin {
+        "FORWARD" => (NfHook::Forward, false, -1),
+        "INPUT" => (NfHook::Input, false, -1),
+        "PREROUTING" => (NfHook::Prerouting, true, -101),
+        "OUTPUT" => (NfHook::Output, true, -101),
+        "POSTROUTING" => (NfHook::Postrouting, true, 99),
         _ => return None,
     };
-    let name = builtin.to_lowercase();
-    let base = NfListObject::Chain(Chain {
+    Some(BaseHook { hook, nat, prio })
+}
+
+/// The base chain of a built-in hook, named after it in lower case; the
+/// rule that enters tabby's chain is added separately.
+pub fn base_chain(builtin: &str) -> Option<NfListObject<'static>> {
+    let base = base_hook(builtin)?;
+    Some(NfListObject::Chain(Chain {
         family: FAMILY,
         table: TABLE.into(),
-        name: name.clone().into(),
-        _type: Some(kind),
-        hook: Some(hook),
-        prio: Some(prio),
+        name: builtin.to_lowercase().into(),
+        _type: Some(if base.nat {
+            NfChainType::NAT
+        } else {
+            NfChainType::Filter
+        }),
+        hook: Some(base.hook),
+        prio: Some(base.prio),
         policy: Some(NfChainPolicy::Accept),
         ..Chain::default()
-    });
-    Some([
-        base,
-        rule(&name, &Rule::always(Verdict::Jump(target.into()))),
-    ])
+    }))
 }
 
 fn addresses(members: &BTreeSet<Ipv4Addr>) -> Vec<Expression<'static>> {

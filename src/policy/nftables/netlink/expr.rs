@@ -1,15 +1,14 @@
 //! Rules as nf_tables expressions, byte for byte what nft 1.0 makes of the
 //! same rule in JSON (checked against `nft --debug=netlink`), so that
-//! `nft list` reads them back alike. Only what endpoint and profile chains
-//! use is encoded; anything else is `None` and goes through nft.
-
-use std::net::Ipv4Addr;
+//! `nft list` reads them back alike. A match this does not encode (a port
+//! list, which nft makes an anonymous set) is `None`: nft writes it.
 
 use ipnet::Ipv4Net;
 
 use super::wire::Attrs;
 use crate::model::{PortRange, Protocol};
-use crate::policy::model::{ACCEPT_BIT, Ct, Iface, Match, Rule, Verdict};
+use crate::policy::model::{ACCEPT_BIT, Ct, Direction, Iface, Match, Rule, Verdict};
+use crate::policy::nftables::translate::map_name;
 
 const REG_VERDICT: u32 = 0;
 const REG_1: u32 = 1;
@@ -37,6 +36,12 @@ const CT_STATE: u32 = 0;
 const CT_STATUS: u32 = 2;
 const NFPROTO_IPV4: u8 = 2;
 const IFNAMSIZ: usize = 16;
+const REG_2: u32 = 2;
+const FIB_RESULT_ADDRTYPE: u32 = 3;
+const FIB_F_DADDR: u32 = 2;
+const RTN_LOCAL: u32 = 2;
+const NAT_DNAT: u32 = 1;
+const NAT_RANGE_PROTO_SPECIFIED: u32 = 2;
 
 /// A verdict as set-element or immediate data.
 #[derive(Debug, Clone, Copy)]
@@ -120,6 +125,13 @@ impl Exprs<'_> {
     fn ct_load(&mut self, key: u32) {
         self.expr("ct", |a| {
             a.u32(1, REG_1).u32(2, key);
+        });
+    }
+
+    fn immediate(&mut self, reg: u32, value: &[u8]) {
+        self.expr("immediate", |a| {
+            a.u32(1, reg);
+            value_data(a, 2, value);
         });
     }
 
@@ -215,7 +227,14 @@ impl Exprs<'_> {
             }
             Match::Ct(state) => self.ct(*state, false),
             Match::NotCt(state) => self.ct(*state, true),
-            Match::DstLocal => return None,
+            Match::DstLocal => {
+                self.expr("fib", |a| {
+                    a.u32(1, REG_1)
+                        .u32(2, FIB_RESULT_ADDRTYPE)
+                        .u32(3, FIB_F_DADDR);
+                });
+                self.cmp(CMP_EQ, &RTN_LOCAL.to_ne_bytes());
+            }
         }
         Some(())
     }
@@ -234,7 +253,30 @@ impl Exprs<'_> {
             Verdict::Jump(chain) => self.verdict(Code::Jump(chain)),
             Verdict::MarkAccepted => self.set_mark(true),
             Verdict::ClearAccepted => self.set_mark(false),
-            Verdict::Dispatch(_) | Verdict::Dnat(_) | Verdict::Masquerade => return None,
+            Verdict::Dispatch(direction) => {
+                let key = match direction {
+                    Direction::From => META_IIFNAME,
+                    Direction::To => META_OIFNAME,
+                };
+                self.meta_load(key);
+                self.expr("lookup", |a| {
+                    a.string(1, map_name(*direction))
+                        .u32(2, REG_1)
+                        .u32(3, REG_VERDICT);
+                });
+            }
+            Verdict::Dnat(to) => {
+                self.immediate(REG_1, &to.ip().octets());
+                self.immediate(REG_2, &to.port().to_be_bytes());
+                self.expr("nat", |a| {
+                    a.u32(1, NAT_DNAT)
+                        .u32(2, NFPROTO_IPV4.into())
+                        .u32(3, REG_1)
+                        .u32(5, REG_2)
+                        .u32(7, NAT_RANGE_PROTO_SPECIFIED);
+                });
+            }
+            Verdict::Masquerade => self.expr("masq", |_| {}),
         }
         Some(())
     }
@@ -261,9 +303,4 @@ pub fn rule(attrs: &mut Attrs, kind: u16, rule: &Rule) -> Option<()> {
             .and_then(|()| exprs.verdicts(&rule.verdict));
     });
     ok
-}
-
-/// An address as a set key.
-pub fn address_key(ip: Ipv4Addr) -> [u8; 4] {
-    ip.octets()
 }

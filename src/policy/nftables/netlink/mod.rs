@@ -13,15 +13,30 @@ use std::time::Duration;
 
 use netlink_sys::{Socket, protocols::NETLINK_NETFILTER};
 
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+
+use nftables::types::NfHook;
+
 use super::ops::Op;
-use super::translate::{Entry, TABLE, map_name, rule_tag};
+use super::translate::{Entry, TABLE, base_hook, map_name, rule_tag};
 use crate::policy::firewall::Error;
+use crate::policy::model::Direction;
 use expr::Code;
 use wire::{Attrs, Msg};
 
-/// Larger batches go through nft: one read of its acknowledgements must
-/// fit the socket's receive buffer.
-const MAX_MESSAGES: usize = 512;
+/// (type, extra flags, attributes) of one message.
+type Message = (Msg, u16, Vec<u8>);
+
+/// Elements per message: an attribute's length is 16 bits, and a dispatch
+/// element takes about 60 bytes.
+const ELEMENTS_PER_MESSAGE: usize = 256;
+const NFT_SET_MAP: u32 = 0x8;
+const NFT_DATA_VERDICT: u32 = 0xffff_ff00;
+const NF_ACCEPT: u32 = 1;
+/// nft's datatype numbers, which it reads back to print elements.
+const TYPE_IPADDR: u32 = 7;
+const TYPE_IFNAME: u32 = 41;
 const NFTA_RULE_USERDATA: u16 = 7;
 const UDATA_RULE_COMMENT: u8 = 0;
 
@@ -39,25 +54,41 @@ fn comment(text: &str) -> Vec<u8> {
     out
 }
 
+/// Element messages for a set, a bounded number per message: an
+/// attribute's length is 16 bits.
 fn elements<T>(
-    attrs: &mut Attrs,
+    msg: Msg,
+    flags: u16,
     set: &str,
     items: &[T],
     each: impl Fn(&mut Attrs, &T),
-) -> Vec<u8> {
-    table_and(attrs, 2, set);
-    attrs.nested(3, |list| {
-        for item in items {
-            list.nested(1, |elem| each(elem, item));
-        }
-    });
-    std::mem::take(attrs).into_bytes()
+) -> Vec<Message> {
+    items
+        .chunks(ELEMENTS_PER_MESSAGE)
+        .map(|chunk| {
+            let mut attrs = Attrs::default();
+            table_and(&mut attrs, 2, set);
+            attrs.nested(3, |list| {
+                for item in chunk {
+                    list.nested(1, |elem| each(elem, item));
+                }
+            });
+            (msg, flags, attrs.into_bytes())
+        })
+        .collect()
 }
 
-fn entry_elements(set: &str, entries: &[(String, Entry)], with_data: bool) -> Vec<u8> {
+fn entry_elements(
+    msg: Msg,
+    flags: u16,
+    direction: Direction,
+    entries: &[(String, Entry)],
+) -> Vec<Message> {
+    let with_data = matches!(msg, Msg::NewSetElem);
     elements(
-        &mut Attrs::default(),
-        set,
+        msg,
+        flags,
+        map_name(direction),
         entries,
         |elem, (veth, entry)| {
             expr::value_data(elem, 1, &expr::ifname(veth));
@@ -72,67 +103,129 @@ fn entry_elements(set: &str, entries: &[(String, Entry)], with_data: bool) -> Ve
     )
 }
 
-/// One operation as (message type, extra flags, attributes), or None when
-/// the encoder does not know it.
-fn encode(op: &Op) -> Option<(Msg, u16, Vec<u8>)> {
-    let mut attrs = Attrs::default();
-    let address = |elem: &mut Attrs, ip: &std::net::Ipv4Addr| {
-        expr::value_data(elem, 1, &expr::address_key(*ip));
-    };
-    Some(match op {
-        Op::AddChain(name) => {
-            table_and(&mut attrs, 3, name);
-            (Msg::NewChain, wire::NLM_F_CREATE, attrs.into_bytes())
-        }
-        Op::FlushChain(name) => {
-            table_and(&mut attrs, 2, name);
-            (Msg::DelRule, 0, attrs.into_bytes())
-        }
-        Op::DeleteChain(name) => {
-            table_and(&mut attrs, 3, name);
-            (Msg::DelChain, 0, attrs.into_bytes())
-        }
-        Op::AddRule(chain, rule) => {
-            table_and(&mut attrs, 2, chain);
-            expr::rule(&mut attrs, 4, rule)?;
-            attrs.bytes(NFTA_RULE_USERDATA, &comment(&rule_tag(rule)));
-            let flags = wire::NLM_F_CREATE | wire::NLM_F_APPEND;
-            (Msg::NewRule, flags, attrs.into_bytes())
-        }
-        Op::AddElements(set, members) => {
-            let members: Vec<_> = members.iter().copied().collect();
-            let bytes = elements(&mut attrs, set, &members, address);
-            (Msg::NewSetElem, wire::NLM_F_CREATE, bytes)
-        }
-        Op::DeleteElements(set, members) => {
-            let members: Vec<_> = members.iter().copied().collect();
-            (
-                Msg::DelSetElem,
-                0,
-                elements(&mut attrs, set, &members, address),
-            )
-        }
-        Op::AddEntries(direction, entries) => (
-            Msg::NewSetElem,
-            wire::NLM_F_CREATE,
-            entry_elements(map_name(*direction), entries, true),
-        ),
-        Op::DeleteEntries(direction, entries) => (
-            Msg::DelSetElem,
-            0,
-            entry_elements(map_name(*direction), entries, false),
-        ),
-        Op::AddSet(..) | Op::DeleteSet(_) => return None,
+fn address_elements(msg: Msg, flags: u16, set: &str, members: &BTreeSet<Ipv4Addr>) -> Vec<Message> {
+    let members: Vec<_> = members.iter().copied().collect();
+    elements(msg, flags, set, &members, |elem, ip| {
+        expr::value_data(elem, 1, &ip.octets());
     })
 }
 
-/// The whole batch, with the sequence number of each command; None if
-/// any operation is not one the encoder knows.
-fn batch(ops: &[Op]) -> Option<(Vec<u8>, Vec<u32>)> {
-    if ops.len() > MAX_MESSAGES {
-        return None;
+/// A set's declaration: tag sets of addresses, dispatch maps of interface
+/// names to verdicts.
+fn new_set(name: &str, map: bool) -> Message {
+    let mut attrs = Attrs::default();
+    table_and(&mut attrs, 2, name);
+    // The user data is nft's own (byte order of keys and data), which it
+    // needs to print the elements back: interface names are host-order
+    // strings, addresses big-endian. Byte for byte what nft 1.0 writes.
+    if map {
+        attrs
+            .u32(3, NFT_SET_MAP)
+            .u32(4, TYPE_IFNAME)
+            .u32(5, 16)
+            .u32(6, NFT_DATA_VERDICT)
+            .u32(7, 0)
+            .bytes(13, &[0, 4, 1, 0, 0, 0, 1, 4, 0, 0, 0, 0, 6, 4, 0, 0, 0, 0]);
+    } else {
+        attrs
+            .u32(3, 0)
+            .u32(4, TYPE_IPADDR)
+            .u32(5, 4)
+            .bytes(13, &[0, 4, 2, 0, 0, 0]);
     }
-    let base = SEQUENCE.fetch_add(ops.len() as u32 + 2, Ordering::Relaxed);
+    // The kernel wants an ID, by which a batch may refer to a set it has
+    // not committed yet; tabby refers to sets by name.
+    attrs.u32(10, SEQUENCE.fetch_add(1, Ordering::Relaxed));
+    (Msg::NewSet, wire::NLM_F_CREATE, attrs.into_bytes())
+}
+
+fn named(msg: Msg, flags: u16, name_kind: u16, name: &str) -> Message {
+    let mut attrs = Attrs::default();
+    table_and(&mut attrs, name_kind, name);
+    (msg, flags, attrs.into_bytes())
+}
+
+fn base_chain(builtin: &str) -> Option<Message> {
+    let base = base_hook(builtin)?;
+    let hooknum = match base.hook {
+        NfHook::Prerouting => 0,
+        NfHook::Input => 1,
+        NfHook::Forward => 2,
+        NfHook::Output => 3,
+        NfHook::Postrouting => 4,
+        _ => return None,
+    };
+    let mut attrs = Attrs::default();
+    table_and(&mut attrs, 3, &builtin.to_lowercase());
+    attrs.nested(4, |hook| {
+        hook.u32(1, hooknum).i32(2, base.prio);
+    });
+    attrs
+        .u32(5, NF_ACCEPT)
+        .string(7, if base.nat { "nat" } else { "filter" });
+    Some((Msg::NewChain, wire::NLM_F_CREATE, attrs.into_bytes()))
+}
+
+fn new_rule(chain: &str, rule: &crate::policy::model::Rule) -> Option<Message> {
+    let mut attrs = Attrs::default();
+    table_and(&mut attrs, 2, chain);
+    expr::rule(&mut attrs, 4, rule)?;
+    attrs.bytes(NFTA_RULE_USERDATA, &comment(&rule_tag(rule)));
+    let flags = wire::NLM_F_CREATE | wire::NLM_F_APPEND;
+    Some((Msg::NewRule, flags, attrs.into_bytes()))
+}
+
+/// One operation's messages, or None when the encoder does not know it.
+fn encode(op: &Op) -> Option<Vec<Message>> {
+    let create = wire::NLM_F_CREATE;
+    Some(match op {
+        Op::AddTable => {
+            let mut attrs = Attrs::default();
+            attrs.string(1, TABLE).u32(2, 0);
+            vec![(Msg::NewTable, create, attrs.into_bytes())]
+        }
+        Op::DeleteTable => {
+            let mut attrs = Attrs::default();
+            attrs.string(1, TABLE);
+            vec![(Msg::DelTable, 0, attrs.into_bytes())]
+        }
+        Op::AddBaseChain(builtin) => vec![base_chain(builtin)?],
+        Op::AddMap(direction) => vec![new_set(map_name(*direction), true)],
+        Op::AddChain(name) => vec![named(Msg::NewChain, create, 3, name)],
+        Op::FlushChain(name) => vec![named(Msg::DelRule, 0, 2, name)],
+        Op::DeleteChain(name) => vec![named(Msg::DelChain, 0, 3, name)],
+        Op::AddRule(chain, rule) => vec![new_rule(chain, rule)?],
+        Op::AddSet(name, members) => {
+            let mut out = vec![new_set(name, false)];
+            out.extend(address_elements(Msg::NewSetElem, create, name, members));
+            out
+        }
+        Op::DeleteSet(name) => vec![named(Msg::DelSet, 0, 2, name)],
+        Op::AddElements(set, members) => address_elements(Msg::NewSetElem, create, set, members),
+        Op::DeleteElements(set, members) => address_elements(Msg::DelSetElem, 0, set, members),
+        Op::AddEntries(direction, entries) => {
+            entry_elements(Msg::NewSetElem, create, *direction, entries)
+        }
+        Op::DeleteEntries(direction, entries) => {
+            entry_elements(Msg::DelSetElem, 0, *direction, entries)
+        }
+    })
+}
+
+/// The whole batch and the sequence numbers of its first and last
+/// command; None if any operation is not one the encoder knows. Only the
+/// last command asks for an acknowledgement: the kernel reports every
+/// refused command anyway, before it.
+fn batch(ops: &[Op]) -> Option<(Vec<u8>, u32, u32)> {
+    let mut messages = Vec::with_capacity(ops.len());
+    for op in ops {
+        messages.extend(encode(op)?);
+    }
+    if messages.is_empty() {
+        return Some((Vec::new(), 0, 0));
+    }
+    let count = messages.len() as u32;
+    let base = SEQUENCE.fetch_add(count + 2, Ordering::Relaxed);
     let subsys = wire::NFNL_SUBSYS_NFTABLES;
     let mut out = wire::message(
         wire::NFNL_MSG_BATCH_BEGIN,
@@ -141,15 +234,17 @@ fn batch(ops: &[Op]) -> Option<(Vec<u8>, Vec<u32>)> {
         subsys,
         &[],
     );
-    let mut seqs = Vec::with_capacity(ops.len());
-    for (i, op) in ops.iter().enumerate() {
-        let (msg, flags, attrs) = encode(op)?;
+    for (i, (msg, flags, attrs)) in messages.iter().enumerate() {
         let seq = base + 1 + i as u32;
-        let flags = wire::NLM_F_REQUEST | wire::NLM_F_ACK | flags;
-        out.extend(wire::message(wire::nft_type(msg), flags, seq, 0, &attrs));
-        seqs.push(seq);
+        let ack = if seq == base + count {
+            wire::NLM_F_ACK
+        } else {
+            0
+        };
+        let flags = wire::NLM_F_REQUEST | ack | flags;
+        out.extend(wire::message(wire::nft_type(*msg), flags, seq, 0, attrs));
     }
-    let end = base + 1 + ops.len() as u32;
+    let end = base + 1 + count;
     out.extend(wire::message(
         wire::NFNL_MSG_BATCH_END,
         wire::NLM_F_REQUEST,
@@ -157,43 +252,43 @@ fn batch(ops: &[Op]) -> Option<(Vec<u8>, Vec<u32>)> {
         subsys,
         &[],
     ));
-    Some((out, seqs))
+    Some((out, base + 1, base + count))
 }
 
 fn io(what: &str) -> impl FnOnce(std::io::Error) -> Error + '_ {
     move |e| Error::Nftables(format!("netlink {what}: {e}"))
 }
 
-/// Sends the batch and waits for every command's acknowledgement; the
-/// first refusal is the error (the kernel then applied none of it).
-fn transact(bytes: &[u8], seqs: &[u32]) -> Result<(), Error> {
+/// Sends the batch and waits for the last command's answer; a refusal
+/// of any command is the error (the kernel then applied none of it).
+fn transact(bytes: &[u8], first: u32, last: u32) -> Result<(), Error> {
     let mut socket = Socket::new(NETLINK_NETFILTER).map_err(io("socket"))?;
     socket.bind_auto().map_err(io("bind"))?;
     socket.set_cap_ack(true).map_err(io("option"))?;
-    set_timeout(&socket)?;
+    set_options(&socket, bytes.len())?;
     socket.send(bytes, 0).map_err(io("send"))?;
-    let (first, last) = (seqs[0], seqs[seqs.len() - 1]);
-    let mut answered = 0;
     let mut refused = None;
     let mut buf = vec![0u8; 64 * 1024];
-    while answered < seqs.len() {
+    loop {
         let n = socket.recv(&mut &mut buf[..], 0).map_err(io("receive"))?;
         for (seq, errno) in wire::acks(&buf[..n]) {
             if seq + 1 == first && errno != 0 {
                 // The batch itself was refused: no command will answer.
                 return Err(refused_error(errno, "batch"));
             }
-            if (first..=last).contains(&seq) {
-                answered += 1;
-                if errno != 0 && refused.is_none() {
-                    refused = Some((seq - first, errno));
-                }
+            if !(first..=last).contains(&seq) {
+                continue;
+            }
+            if errno != 0 && refused.is_none() {
+                refused = Some((seq - first, errno));
+            }
+            if seq == last {
+                return match refused {
+                    None => Ok(()),
+                    Some((index, errno)) => Err(refused_error(errno, &format!("message {index}"))),
+                };
             }
         }
-    }
-    match refused {
-        None => Ok(()),
-        Some((index, errno)) => Err(refused_error(errno, &format!("command {index}"))),
     }
 }
 
@@ -202,14 +297,21 @@ fn refused_error(errno: i32, what: &str) -> Error {
     Error::Nftables(format!("the kernel refused {what} of the change: {reason}"))
 }
 
-/// A kernel that never answers must not hang the agent.
-fn set_timeout(socket: &Socket) -> Result<(), Error> {
+/// A kernel that never answers must not hang the agent; a whole table
+/// is one message larger than the default send buffer.
+fn set_options(socket: &Socket, size: usize) -> Result<(), Error> {
+    use nix::sys::socket::{setsockopt, sockopt};
     use std::os::fd::AsRawFd;
-    let timeout = Duration::from_secs(5);
-    let tv = nix::sys::time::TimeVal::new(timeout.as_secs() as i64, 0);
+    // SAFETY: the descriptor is the socket's, open for this whole call.
     let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(socket.as_raw_fd()) };
-    nix::sys::socket::setsockopt(&fd, nix::sys::socket::sockopt::ReceiveTimeout, &tv)
-        .map_err(|e| io("option")(e.into()))
+    let timeout = Duration::from_secs(10);
+    let tv = nix::sys::time::TimeVal::new(timeout.as_secs() as i64, 0);
+    setsockopt(&fd, sockopt::ReceiveTimeout, &tv).map_err(|e| io("option")(e.into()))?;
+    if size > 128 * 1024 {
+        setsockopt(&fd, sockopt::SndBufForce, &(size + 64 * 1024))
+            .map_err(|e| io("send buffer")(e.into()))?;
+    }
+    Ok(())
 }
 
 /// Applies the operations in one netlink transaction. `Ok(false)` when
@@ -218,9 +320,11 @@ pub fn commit(ops: &[Op]) -> Result<bool, Error> {
     if ops.is_empty() {
         return Ok(true);
     }
-    let Some((bytes, seqs)) = batch(ops) else {
+    let Some((bytes, first, last)) = batch(ops) else {
         return Ok(false);
     };
-    transact(&bytes, &seqs)?;
+    if !bytes.is_empty() {
+        transact(&bytes, first, last)?;
+    }
     Ok(true)
 }

@@ -19,10 +19,14 @@ const NLA_F_NESTED: u16 = 0x8000;
 #[derive(Debug, Clone, Copy)]
 #[repr(u16)]
 pub enum Msg {
+    NewTable = 0,
+    DelTable = 2,
     NewChain = 3,
     DelChain = 5,
     NewRule = 6,
     DelRule = 8,
+    NewSet = 9,
+    DelSet = 11,
     NewSetElem = 12,
     DelSetElem = 14,
 }
