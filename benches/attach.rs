@@ -80,7 +80,7 @@ fn plugin_rss_kib(lab: &Lab) -> u64 {
     let pid = lab.sh(
         "h2",
         &format!(
-            "for s in $(pgrep -f 'containerd-shim.*-namespace plugins.moby.*{}/h2/'); do pgrep -P $s; done | head -1",
+            "for s in $(pgrep -f 'containerd-shim.*-namespace plugins.moby.*{}/h2/'); do pgrep -P $s tabby; done | head -1",
             lab.dir().display()
         ),
     );
