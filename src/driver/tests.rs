@@ -160,6 +160,18 @@ impl Host {
         (id(n), ip)
     }
 
+    /// Whether this host's datastore still records the endpoint.
+    async fn recorded(&self, endpoint: &str) -> bool {
+        let found = self.driver.store.endpoint("h1", endpoint).await.unwrap();
+        found.is_some()
+    }
+
+    /// `tabby ipam check` with no grace period.
+    async fn check(&self, repair: bool) -> super::CheckReport {
+        let grace = chrono::Duration::zero();
+        self.driver.check(grace, repair).await.unwrap()
+    }
+
     fn live(&self, endpoints: &[(String, Ipv4Addr)]) {
         let map = endpoints.iter().cloned().collect();
         self.docker.live.lock().unwrap().insert(NET.into(), map);
@@ -317,15 +329,11 @@ async fn ipam_check_judges_by_docker_and_repairs_only_when_asked() {
     let h = host();
     let pool = h.network().await;
     let (live_ep, live_ip) = h.endpoint(&pool, 5).await;
-    let (gone_ep, gone_ip) = h.endpoint(&pool, 6).await;
+    let (gone_ep, _) = h.endpoint(&pool, 6).await;
     h.driver.join(NET, &live_ep, "/x").await.unwrap();
     h.live(&[(live_ep.clone(), live_ip)]);
 
-    let report = h
-        .driver
-        .check(chrono::Duration::zero(), false)
-        .await
-        .unwrap();
+    let report = h.check(false).await;
     let stale: Vec<_> = report
         .findings
         .stale_endpoints
@@ -334,44 +342,14 @@ async fn ipam_check_judges_by_docker_and_repairs_only_when_asked() {
         .collect();
     assert_eq!(stale, vec![&gone_ep]);
     assert!(report.repaired.is_empty());
-    assert!(
-        h.driver
-            .store
-            .endpoint("h1", &gone_ep)
-            .await
-            .unwrap()
-            .is_some()
-    );
+    assert!(h.recorded(&gone_ep).await);
 
-    let repaired = h
-        .driver
-        .check(chrono::Duration::zero(), true)
-        .await
-        .unwrap();
+    let repaired = h.check(true).await;
     assert!(!repaired.repaired.is_empty(), "{repaired:?}");
-    assert!(
-        h.driver
-            .store
-            .endpoint("h1", &gone_ep)
-            .await
-            .unwrap()
-            .is_none()
-    );
-    assert!(
-        h.driver
-            .store
-            .endpoint("h1", &live_ep)
-            .await
-            .unwrap()
-            .is_some()
-    );
-    let after = h
-        .driver
-        .check(chrono::Duration::zero(), false)
-        .await
-        .unwrap();
+    assert!(!h.recorded(&gone_ep).await);
+    assert!(h.recorded(&live_ep).await);
+    let after = h.check(false).await;
     assert!(after.findings.is_clean(), "{:?}", after.findings);
-    let _ = gone_ip;
 }
 
 #[tokio::test]
@@ -380,12 +358,8 @@ async fn ipam_check_judges_nothing_when_docker_does_not_know_the_network() {
     let pool = h.network().await;
     let (ep, _) = h.endpoint(&pool, 8).await;
     // No network in the fake Docker: liveness unknown.
-    let report = h
-        .driver
-        .check(chrono::Duration::zero(), true)
-        .await
-        .unwrap();
+    let report = h.check(true).await;
     assert_eq!(report.findings.unknown_networks, vec![NET.to_string()]);
     assert!(report.repaired.is_empty());
-    assert!(h.driver.store.endpoint("h1", &ep).await.unwrap().is_some());
+    assert!(h.recorded(&ep).await);
 }
