@@ -141,7 +141,12 @@ async fn inside() {
     let only: Option<usize> = std::env::var("TABBY_BENCH_ONLY")
         .ok()
         .and_then(|v| v.parse().ok());
-    for backend in [Backend::Nftables, Backend::Iptables] {
+    let backends = match std::env::var("TABBY_BENCH_BACKEND").as_deref() {
+        Ok("nftables") => vec![Backend::Nftables],
+        Ok("iptables") => vec![Backend::Iptables],
+        _ => vec![Backend::Nftables, Backend::Iptables],
+    };
+    for backend in backends {
         let base_rules = rules(backend, &state(0, 0));
         for n in [10, 100, 1000, 10_000]
             .into_iter()

@@ -57,9 +57,11 @@ fn profiles(extra_rules: bool) -> Vec<Profile> {
     vec![default_profile("web"), db]
 }
 
-/// Exposures of the first two local endpoints: one on every host address,
-/// one on loopback only, one on an interface.
-fn exposures() -> Vec<Exposure> {
+/// Exposures of the first local endpoints, one of each kind of key: on
+/// every host address, on loopback only, on an interface, on an address
+/// and an interface (udp). The first moves to another endpoint when
+/// `moved`.
+fn exposures(moved: bool) -> Vec<Exposure> {
     let exposure = |port, target: u32, host_ip: Option<&str>, interface: Option<&str>| Exposure {
         protocol: Protocol::Tcp,
         port,
@@ -69,10 +71,13 @@ fn exposures() -> Vec<Exposure> {
         docker_endpoint: None,
         host_ip: host_ip.map(|ip| ip.parse().unwrap()),
     };
+    let mut both = exposure(83, 2, Some("198.18.0.1"), Some("eth9"));
+    both.protocol = Protocol::Udp;
     vec![
-        exposure(80, 0, None, None),
+        exposure(80, if moved { 2 } else { 0 }, None, None),
         exposure(81, 1, Some("127.0.0.1"), None),
         exposure(82, 1, None, Some("eth9")),
+        both,
     ]
 }
 
@@ -90,7 +95,8 @@ fn state(local: u32, remote: u32, quarantine: bool, extra_rules: bool) -> Policy
         local: &mine,
         all: &all,
         profiles: &profiles(extra_rules),
-        exposures: &exposures()[..local.min(3) as usize],
+        // Fewer as endpoints come, all four at the end: some go and come back.
+        exposures: &exposures(extra_rules)[..(8 - local as usize).min(4)],
         quarantined: &quarantined,
     })
 }
@@ -193,6 +199,23 @@ fn changes_over_netlink_read_back_as_nft_writes_them() {
     assert_eq!(used, 5, "the first load and every change went over netlink");
     assert!(repaired.is_empty(), "the check found drift: {repaired:?}");
     let via_nft = whole(last);
+    // Each kind of exposed port is an element of its maps, not a rule.
+    // Loopback is only reached from the host itself (OUTPUT).
+    let expected = [
+        ("tabby-pre-any", 1),
+        ("tabby-pre-if-port", 1),
+        ("tabby-pre-ifaddr", 1),
+        ("tabby-out-addr-port", 2),
+        ("tabby-out-any", 2),
+    ];
+    for (map, count) in expected {
+        let elements = &via_netlink[&format!("map \"{map}\"")][0]["elem"];
+        assert_eq!(
+            elements.as_array().map(Vec::len),
+            Some(count),
+            "{map}: {elements}"
+        );
+    }
     assert_eq!(
         via_netlink.keys().collect::<Vec<_>>(),
         via_nft.keys().collect::<Vec<_>>()

@@ -88,6 +88,7 @@ fn profile_piece(state: &PolicyState, name: &str) -> Table {
             .cloned()
             .collect(),
         hooks: Vec::new(),
+        maps: Vec::new(),
     }
 }
 

@@ -75,6 +75,9 @@ pub enum Verdict {
     /// Into the endpoint's own chain, chosen by interface (`Dispatch`).
     Dispatch(Direction),
     Dnat(SocketAddrV4),
+    /// DNAT to the entry of the named map (`Table::maps`, keys of this
+    /// kind) that the packet's key finds; one that finds none carries on.
+    DnatMap(String, DnatKind),
     Masquerade,
 }
 
@@ -104,6 +107,44 @@ pub struct Table {
     /// (built-in hook, tabby chain): the chain sees the hook's packets
     /// before anything else does.
     pub hooks: Vec<(String, String)>,
+    /// DNAT maps by name, which `Verdict::DnatMap` rules consult.
+    pub maps: Vec<(String, DnatMap)>,
+}
+
+/// Which of a connection's fields, besides its protocol and destination
+/// port, find its DNAT entry: the interface it arrived on, the host
+/// address it was sent to, both or neither.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DnatKind {
+    pub iface: bool,
+    pub addr: bool,
+}
+
+/// One exposed port, as its DNAT map keys it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DnatKey {
+    pub iface: Option<String>,
+    pub addr: Option<Ipv4Addr>,
+    pub protocol: Protocol,
+    pub port: u16,
+}
+
+impl DnatKey {
+    pub fn kind(&self) -> DnatKind {
+        DnatKind {
+            iface: self.iface.is_some(),
+            addr: self.addr.is_some(),
+        }
+    }
+}
+
+/// Exposed ports of one kind -> the endpoint address and port each goes
+/// to. A change to one exposure is one entry: nftables keeps it as a map
+/// element, iptables as a rule of its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnatMap {
+    pub kind: DnatKind,
+    pub entries: BTreeMap<DnatKey, SocketAddrV4>,
 }
 
 impl Table {
@@ -113,6 +154,10 @@ impl Table {
 
     pub fn hook(&mut self, builtin: &str, chain: &str) {
         self.hooks.push((builtin.to_string(), chain.to_string()));
+    }
+
+    pub fn map(&self, name: &str) -> Option<&DnatMap> {
+        self.maps.iter().find(|(n, _)| n == name).map(|(_, m)| m)
     }
 
     pub fn rules(&self, name: &str) -> Option<&[Rule]> {

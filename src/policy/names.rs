@@ -66,3 +66,14 @@ pub fn endpoint_chain(direction: &str, endpoint_id: &str) -> String {
         crate::validate::prefix(endpoint_id, 12)
     )
 }
+
+/// A DNAT map's name: its hook (`pre`, `out`) and the fields its keys hold.
+pub fn dnat_map(hook: &str, kind: crate::policy::model::DnatKind) -> String {
+    let key = match (kind.iface, kind.addr) {
+        (true, true) => "ifaddr",
+        (false, true) => "addr",
+        (true, false) => "if",
+        (false, false) => "any",
+    };
+    format!("tabby-{hook}-{key}")
+}

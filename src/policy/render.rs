@@ -15,12 +15,15 @@
 //! bit is set and drops at its end. Tags are sets of endpoint addresses
 //! (of every host), so a membership change touches a set, never a rule.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use super::model::{Ct, Direction, Iface, Match, Rule, Ruleset, Sets, Table, Verdict};
+use super::model::{
+    Ct, Direction, DnatKey, DnatKind, DnatMap, Iface, Match, Rule, Ruleset, Sets, Table, Verdict,
+};
 use super::names::{
-    FORWARD, INPUT, OUTPUT, POSTROUTING, PREROUTING, endpoint_chain, profile_chain, tag_set,
+    FORWARD, INPUT, OUTPUT, POSTROUTING, PREROUTING, dnat_map, endpoint_chain, profile_chain,
+    tag_set,
 };
 use crate::dataplane::VETH_PREFIX;
 use crate::model::{self, Action, Endpoint, Exposure, PortRange, Profile, RuleMatch};
@@ -97,35 +100,76 @@ pub fn profile_rule(rule: &model::Rule) -> Vec<Rule> {
     }
 }
 
-/// The DNAT rules of one exposure: (PREROUTING, OUTPUT). A loopback host
-/// address is the host's own: nothing from outside may use it, so it gets
-/// no PREROUTING rule (the veths' `route_localnet` would otherwise let a
-/// neighbour send to 127.0.0.1, CVE-2020-8558).
-fn dnat_rules(ep: &Endpoint, x: &Exposure) -> (Option<Rule>, Rule) {
-    let mut matches = Vec::new();
-    if let Some(ip) = x.host_ip {
-        matches.push(Match::Dst(ip.into()));
-    }
-    matches.extend([
-        Match::DstLocal,
-        Match::Protocol(x.protocol),
-        Match::DstPorts(vec![PortRange {
-            first: x.host_port,
-            last: x.host_port,
-        }]),
-    ]);
-    let dnat = Rule::new(matches, Verdict::Dnat(SocketAddrV4::new(ep.ip, x.port)));
-    let pre = match (&x.interface, x.host_ip) {
-        (_, Some(ip)) if ip.is_loopback() => None,
-        (Some(iface), _) => {
-            let mut rule = dnat.clone();
-            rule.matches
-                .insert(0, Match::In(Iface::Name(iface.clone())));
-            Some(rule)
-        }
-        (None, _) => Some(dnat.clone()),
+/// Where an exposure's connections are caught: (from outside, from the
+/// host itself). A loopback host address is the host's own: nothing from
+/// outside may use it, so it gets no PREROUTING entry (the veths'
+/// `route_localnet` would otherwise let a neighbour send to 127.0.0.1,
+/// CVE-2020-8558). The host's own connections arrive on no interface.
+fn dnat_keys(x: &Exposure) -> (Option<DnatKey>, DnatKey) {
+    let key = |iface: Option<&String>| DnatKey {
+        iface: iface.cloned(),
+        addr: x.host_ip,
+        protocol: x.protocol,
+        port: x.host_port,
     };
-    (pre, dnat)
+    let outside = match x.host_ip {
+        Some(ip) if ip.is_loopback() => None,
+        _ => Some(key(x.interface.as_ref())),
+    };
+    (outside, key(None))
+}
+
+/// The kinds of key each NAT hook consults, most specific first: an
+/// exposure on one address wins over one on every address.
+const OUTSIDE_KINDS: [DnatKind; 4] = [
+    DnatKind {
+        iface: true,
+        addr: true,
+    },
+    DnatKind {
+        iface: false,
+        addr: true,
+    },
+    DnatKind {
+        iface: true,
+        addr: false,
+    },
+    DnatKind {
+        iface: false,
+        addr: false,
+    },
+];
+
+/// A NAT hook's chain: one DNAT rule per map, each map of one kind.
+fn dnat_chain(
+    nat: &mut Table,
+    chain: &str,
+    hook: &str,
+    kinds: &[DnatKind],
+    keys: &[(DnatKey, SocketAddrV4)],
+) {
+    let mut rules = Vec::new();
+    for kind in kinds {
+        let name = dnat_map(hook, *kind);
+        let mut entries = BTreeMap::new();
+        // The first exposure of a key keeps it: the store refuses a
+        // second, and a map holds one value per key.
+        for (key, to) in keys.iter().filter(|(k, _)| k.kind() == *kind) {
+            entries.entry(key.clone()).or_insert(*to);
+        }
+        rules.push(Rule::new(
+            vec![Match::DstLocal],
+            Verdict::DnatMap(name.clone(), *kind),
+        ));
+        nat.maps.push((
+            name,
+            DnatMap {
+                kind: *kind,
+                entries,
+            },
+        ));
+    }
+    nat.chain(chain, rules);
 }
 
 /// DNAT of exposed ports, from outside (PREROUTING) and from the host itself
@@ -141,12 +185,14 @@ fn render_nat<'a>(input: &'a PolicyInput, nat: &mut Table) -> Vec<(&'a Endpoint,
     }
     let (mut pre, mut out) = (Vec::new(), Vec::new());
     for (ep, x) in &active {
-        let (p, o) = dnat_rules(ep, x);
-        pre.extend(p);
-        out.push(o);
+        let to = SocketAddrV4::new(ep.ip, x.port);
+        let (outside, local) = dnat_keys(x);
+        pre.extend(outside.map(|k| (k, to)));
+        out.push((local, to));
     }
-    nat.chain(PREROUTING, pre);
-    nat.chain(OUTPUT, out);
+    dnat_chain(nat, PREROUTING, "pre", &OUTSIDE_KINDS, &pre);
+    let local_kinds = [OUTSIDE_KINDS[1], OUTSIDE_KINDS[3]];
+    dnat_chain(nat, OUTPUT, "out", &local_kinds, &out);
     nat.chain(
         POSTROUTING,
         vec![Rule::new(

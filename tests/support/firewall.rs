@@ -91,6 +91,18 @@ impl Lab {
         }
     }
 
+    /// The exposed ports a host's firewall DNATs: elements of its DNAT
+    /// maps with nftables, DNAT rules with iptables.
+    pub fn fw_dnat_entries(&self, host: &str) -> usize {
+        let script = if nftables() {
+            "nft -j list table inet tabby | jq '[.nftables[].map | select(. != null) \
+             | select(.name | test(\"^tabby-(pre|out)-[a-z]+$\")) | (.elem // []) | length] | add'"
+        } else {
+            "iptables -t nat -S | grep -c '^-A TABBY-.* -j DNAT' || true"
+        };
+        self.sh(host, script).trim().parse().expect("a count")
+    }
+
     /// Flushes a chain by hand, as drift.
     pub fn fw_flush_chain(&self, host: &str, chain: &str) {
         if nftables() {

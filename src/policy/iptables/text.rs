@@ -5,8 +5,9 @@
 use std::collections::BTreeMap;
 
 use crate::dataplane::VETH_PREFIX;
+use crate::model::PortRange;
 use crate::policy::model::{
-    ACCEPT_BIT, Ct, Direction, Dispatch, Iface, Match, Rule, Ruleset, Table, Verdict,
+    ACCEPT_BIT, Ct, Direction, Dispatch, DnatMap, Iface, Match, Rule, Ruleset, Table, Verdict,
 };
 use crate::policy::names::{FROM_WL, TO_WL};
 use crate::policy::rules::port_list;
@@ -128,6 +129,8 @@ fn verdict_text(v: &Verdict) -> String {
         Verdict::Dispatch(Direction::To) => format!("-j {TO_WL}"),
         Verdict::Dnat(to) => format!("-j DNAT --to-destination {to}"),
         Verdict::Masquerade => "-j MASQUERADE".into(),
+        // Laid out as a rule per entry before this (`dnat_rules`).
+        Verdict::DnatMap(map, _) => unreachable!("map {map} is laid out entry by entry"),
     }
 }
 
@@ -138,12 +141,48 @@ pub fn rule_text(rule: &Rule) -> String {
     words.join(" ")
 }
 
+/// A DNAT map as iptables has it: a rule per entry, the entry's key as
+/// matches around the map rule's own.
+fn dnat_rules(rule: &Rule, map: Option<&DnatMap>) -> Vec<Rule> {
+    let entries = map.map(|m| &m.entries).into_iter().flatten();
+    entries
+        .map(|(key, to)| {
+            let mut matches: Vec<Match> = key
+                .iface
+                .iter()
+                .map(|i| Match::In(Iface::Name(i.clone())))
+                .collect();
+            matches.extend(key.addr.map(|ip| Match::Dst(ip.into())));
+            matches.extend(rule.matches.iter().cloned());
+            matches.push(Match::Protocol(key.protocol));
+            matches.push(Match::DstPorts(vec![PortRange {
+                first: key.port,
+                last: key.port,
+            }]));
+            Rule::new(matches, Verdict::Dnat(*to))
+        })
+        .collect()
+}
+
+fn chain_text(table: &Table, rules: &[Rule]) -> Vec<String> {
+    let mut out = Vec::with_capacity(rules.len());
+    for rule in rules {
+        match &rule.verdict {
+            Verdict::DnatMap(name, _) => {
+                out.extend(dnat_rules(rule, table.map(name)).iter().map(rule_text))
+            }
+            _ => out.push(rule_text(rule)),
+        }
+    }
+    out
+}
+
 fn table_text(table: &Table) -> TextTable {
     TextTable {
         chains: table
             .chains
             .iter()
-            .map(|(name, rules)| (name.clone(), rules.iter().map(rule_text).collect()))
+            .map(|(name, rules)| (name.clone(), chain_text(table, rules)))
             .collect(),
         hooks: table.hooks.clone(),
     }

@@ -7,7 +7,8 @@ use std::collections::BTreeSet;
 use nftables::schema::{FlushObject, NfCmd, NfListObject};
 use serde_json::{Value, json};
 
-use super::ops::{Op, chains, entries};
+use super::dnat;
+use super::ops::{Op, chains, dnat_maps, entries};
 use super::translate::{self as t, map_name};
 use crate::policy::model::{Direction, Rule, Ruleset, Table, Verdict};
 use crate::policy::render::PolicyState;
@@ -56,6 +57,13 @@ pub fn full(state: &PolicyState) -> Vec<Op> {
             .iter()
             .map(|(name, members)| Op::AddSet(name.clone(), members.clone())),
     );
+    for (name, map) in dnat_maps(ruleset) {
+        ops.push(Op::AddDnatMaps(name.clone(), map.kind));
+        if !map.entries.is_empty() {
+            let entries = map.entries.iter().map(|(k, v)| (k.clone(), *v)).collect();
+            ops.push(Op::AddDnatEntries(name.clone(), entries));
+        }
+    }
     for direction in [Direction::From, Direction::To] {
         ops.push(Op::AddMap(direction));
         let entries: Vec<_> = entries(&ruleset.dispatch, direction).into_iter().collect();
@@ -70,9 +78,18 @@ pub fn full(state: &PolicyState) -> Vec<Op> {
     ops
 }
 
-/// An operation in nft's JSON words.
-fn op_json(op: &Op) -> Value {
-    match op {
+/// An operation in nft's JSON words: one command, or two for a DNAT
+/// map's pair.
+fn op_json(op: &Op) -> Vec<Value> {
+    let pair = |[a, b]: [Value; 2], verb: &str| vec![json!({ verb: a }), json!({ verb: b })];
+    let one = match op {
+        Op::AddDnatMaps(name, kind) => return pair(dnat::declarations(name, *kind), "add"),
+        Op::AddDnatEntries(name, entries) => {
+            return pair(dnat::add_elements(name, entries), "add");
+        }
+        Op::DeleteDnatEntries(name, keys) => {
+            return pair(dnat::key_elements(name, keys), "delete");
+        }
         Op::AddTable => add(t::table()),
         Op::DeleteTable => delete(t::table()),
         Op::AddBaseChain(builtin) => add(t::base_chain(builtin).expect("a built-in hook")),
@@ -91,12 +108,13 @@ fn op_json(op: &Op) -> Value {
         Op::DeleteEntries(direction, entries) => {
             json!({ "delete": t::map_elements(map_name(*direction), entries.iter().map(|(k, v)| (k, v))) })
         }
-    }
+    };
+    vec![one]
 }
 
 /// A transaction's operations as nft commands.
 pub fn json(ops: &[Op]) -> Vec<Value> {
-    ops.iter().map(op_json).collect()
+    ops.iter().flat_map(op_json).collect()
 }
 
 /// A few filter chains on their own, with the sets their rules name (made

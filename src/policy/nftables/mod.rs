@@ -5,6 +5,7 @@
 //! through what this table accepted (see `hook`).
 
 mod batch;
+mod dnat;
 pub mod hook;
 mod netlink;
 mod ops;

@@ -4,10 +4,10 @@
 //! elements), so what changes is decided once.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 
 use super::translate::Entry;
-use crate::policy::model::{Direction, Dispatch, Rule, Ruleset, Sets};
+use crate::policy::model::{Direction, Dispatch, DnatKey, DnatKind, DnatMap, Rule, Ruleset, Sets};
 use crate::policy::render::PolicyState;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +33,10 @@ pub enum Op {
     DeleteChain(String),
     AddEntries(Direction, Vec<(String, Entry)>),
     DeleteEntries(Direction, Vec<(String, Entry)>),
+    /// The two empty maps of a kind of exposed port (`dnat`).
+    AddDnatMaps(String, DnatKind),
+    AddDnatEntries(String, Vec<(DnatKey, SocketAddrV4)>),
+    DeleteDnatEntries(String, Vec<DnatKey>),
 }
 
 /// Dispatch entries per interface; a quarantined veth only drops.
@@ -46,6 +50,11 @@ pub fn entries(dispatch: &Dispatch, direction: Direction) -> BTreeMap<String, En
         out.insert(veth.clone(), Entry::Drop);
     }
     out
+}
+
+/// Every DNAT map of both tables.
+pub fn dnat_maps(ruleset: &Ruleset) -> impl Iterator<Item = &(String, DnatMap)> {
+    ruleset.filter.maps.iter().chain(&ruleset.nat.maps)
 }
 
 /// Every chain of both tables.
@@ -68,6 +77,14 @@ pub fn changes(before: &PolicyState, after: &PolicyState) -> Option<Vec<Op>> {
     if old.filter.hooks != new.filter.hooks || old.nat.hooks != new.nat.hooks {
         return None;
     }
+    let kinds = |r: &Ruleset| {
+        dnat_maps(r)
+            .map(|(n, m)| (n.clone(), m.kind))
+            .collect::<Vec<_>>()
+    };
+    if kinds(old) != kinds(new) {
+        return None;
+    }
     let mut ops = Vec::new();
     let mut removals = Vec::new();
     set_changes(&before.sets, &after.sets, &mut ops, &mut removals);
@@ -82,6 +99,9 @@ pub fn changes(before: &PolicyState, after: &PolicyState) -> Option<Vec<Op>> {
     }
     for direction in [Direction::From, Direction::To] {
         entry_changes(old, new, direction, &mut ops);
+    }
+    for ((name, was), (_, now)) in dnat_maps(old).zip(dnat_maps(new)) {
+        dnat_changes(name, was, now, &mut ops);
     }
     let new_chains = chain_map(new);
     for (name, _) in chains(old).filter(|(n, _)| !new_chains.contains_key(n.as_str())) {
@@ -110,6 +130,25 @@ fn entry_changes(old: &Ruleset, new: &Ruleset, direction: Direction, ops: &mut V
     }
     if !came.is_empty() {
         ops.push(Op::AddEntries(direction, came));
+    }
+}
+
+/// Entries gone or changed are deleted, then new and changed ones added.
+fn dnat_changes(name: &str, was: &DnatMap, now: &DnatMap, ops: &mut Vec<Op>) {
+    let differing = |a: &DnatMap, b: &DnatMap| {
+        a.entries
+            .iter()
+            .filter(|(k, v)| b.entries.get(*k) != Some(v))
+            .map(|(k, v)| (k.clone(), *v))
+            .collect::<Vec<_>>()
+    };
+    let gone: Vec<DnatKey> = differing(was, now).into_iter().map(|(k, _)| k).collect();
+    let came = differing(now, was);
+    if !gone.is_empty() {
+        ops.push(Op::DeleteDnatEntries(name.to_string(), gone));
+    }
+    if !came.is_empty() {
+        ops.push(Op::AddDnatEntries(name.to_string(), came));
     }
 }
 

@@ -33,15 +33,15 @@ pub fn map_name(direction: Direction) -> &'static str {
     }
 }
 
-fn text(s: impl Into<String>) -> Expression<'static> {
+pub(super) fn text(s: impl Into<String>) -> Expression<'static> {
     Expression::String(Cow::Owned(s.into()))
 }
 
-fn meta(key: MetaKey) -> Expression<'static> {
+pub(super) fn meta(key: MetaKey) -> Expression<'static> {
     Expression::Named(NamedExpression::Meta(Meta { key }))
 }
 
-fn payload(protocol: &'static str, field: &'static str) -> Expression<'static> {
+pub(super) fn payload(protocol: &'static str, field: &'static str) -> Expression<'static> {
     Expression::Named(NamedExpression::Payload(Payload::PayloadField(
         PayloadField {
             protocol: protocol.into(),
@@ -222,6 +222,7 @@ fn verdict_statements(v: &Verdict) -> Vec<Statement<'static>> {
             port: Some(Expression::Number(to.port().into())),
             flags: None,
         }))],
+        Verdict::DnatMap(name, kind) => vec![super::dnat::statement(name, *kind)],
         Verdict::Masquerade => vec![Statement::Masquerade(None)],
     }
 }

@@ -7,7 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
-use super::ops::entries;
+use super::dnat;
+use super::ops::{dnat_maps, entries};
 use super::translate::{Entry, TABLE, map_name, rule_tag};
 use crate::policy::model::{Direction, Rule, Verdict};
 use crate::policy::render::PolicyState;
@@ -53,7 +54,26 @@ pub fn desired(state: &PolicyState) -> View {
             .collect();
         view.maps.insert(map_name(direction).to_string(), entries);
     }
+    for (name, map) in dnat_maps(ruleset) {
+        let (mut to, mut port) = (BTreeMap::new(), BTreeMap::new());
+        for (key, dest) in &map.entries {
+            let key = element_text(&dnat::key_json(key));
+            let [addr, p] = dnat::values_json(dest);
+            to.insert(key.clone(), element_text(&addr));
+            port.insert(key, element_text(&p));
+        }
+        view.maps.insert(name.clone(), to);
+        view.maps.insert(dnat::port_map(name), port);
+    }
     view
+}
+
+/// A key or value as listed: a string as itself, anything else (a
+/// concatenation, a number) as its JSON.
+fn element_text(value: &Value) -> String {
+    value
+        .as_str()
+        .map_or_else(|| value.to_string(), str::to_string)
 }
 
 fn verdict_text(value: &Value) -> String {
@@ -62,7 +82,7 @@ fn verdict_text(value: &Value) -> String {
     } else if value.get("drop").is_some() {
         "drop".into()
     } else {
-        value.to_string()
+        element_text(value)
     }
 }
 
@@ -100,7 +120,7 @@ pub fn kernel(listing: &Value) -> View {
             let entries = elements(map)
                 .iter()
                 .filter_map(|pair| {
-                    let key = pair.get(0)?.as_str()?.to_string();
+                    let key = element_text(pair.get(0)?);
                     Some((key, verdict_text(pair.get(1)?)))
                 })
                 .collect();

@@ -7,7 +7,8 @@ use ipnet::Ipv4Net;
 
 use super::wire::Attrs;
 use crate::model::{PortRange, Protocol};
-use crate::policy::model::{ACCEPT_BIT, Ct, Direction, Iface, Match, Rule, Verdict};
+use crate::policy::model::{ACCEPT_BIT, Ct, Direction, DnatKind, Iface, Match, Rule, Verdict};
+use crate::policy::nftables::dnat::port_map;
 use crate::policy::nftables::translate::map_name;
 
 const REG_VERDICT: u32 = 0;
@@ -84,6 +85,16 @@ pub fn ifname(name: &str) -> [u8; IFNAMSIZ] {
     out
 }
 
+/// nft's name of the register that holds 4-byte slot `slot`: a 16-byte
+/// register where one starts there (`reg 2` is slot 4), else a 4-byte one.
+fn register(slot: u32) -> u32 {
+    if slot % 4 == 0 {
+        1 + slot / 4
+    } else {
+        8 + slot
+    }
+}
+
 /// The expressions of one rule, appended to a list.
 struct Exprs<'a>(&'a mut Attrs);
 
@@ -96,8 +107,12 @@ impl Exprs<'_> {
     }
 
     fn meta_load(&mut self, key: u32) {
+        self.meta_to(REG_1, key);
+    }
+
+    fn meta_to(&mut self, reg: u32, key: u32) {
         self.expr("meta", |a| {
-            a.u32(1, REG_1).u32(2, key);
+            a.u32(1, reg).u32(2, key);
         });
     }
 
@@ -109,8 +124,52 @@ impl Exprs<'_> {
     }
 
     fn payload(&mut self, base: u32, offset: u32, len: u32) {
+        self.payload_to(REG_1, base, offset, len);
+    }
+
+    fn payload_to(&mut self, reg: u32, base: u32, offset: u32, len: u32) {
         self.expr("payload", |a| {
-            a.u32(1, REG_1).u32(2, base).u32(3, offset).u32(4, len);
+            a.u32(1, reg).u32(2, base).u32(3, offset).u32(4, len);
+        });
+    }
+
+    /// A DNAT map's key, its fields in 4-byte registers from `slot` on.
+    fn dnat_key(&mut self, kind: DnatKind, mut slot: u32) {
+        if kind.iface {
+            self.meta_to(register(slot), META_IIFNAME);
+            slot += 4;
+        }
+        if kind.addr {
+            self.payload_to(register(slot), PAYLOAD_NETWORK, 16, 4);
+            slot += 1;
+        }
+        self.meta_to(register(slot), META_L4PROTO);
+        self.payload_to(register(slot + 1), PAYLOAD_TRANSPORT, 2, 2);
+    }
+
+    /// `dnat ip to KEY map @m : KEY map @m-port`: the address lands in
+    /// register 1, the port in register 2, as nft lays it out.
+    fn dnat_map(&mut self, name: &str, kind: DnatKind) {
+        if kind.addr {
+            self.meta_load(META_NFPROTO);
+            self.cmp(CMP_EQ, &[NFPROTO_IPV4]);
+        }
+        for (map, reg) in [(name.to_string(), REG_1), (port_map(name), REG_2)] {
+            self.dnat_key(kind, (reg - 1) * 4);
+            self.expr("lookup", |a| {
+                a.string(1, &map).u32(2, reg).u32(3, reg);
+            });
+        }
+        self.nat(REG_1, REG_2);
+    }
+
+    fn nat(&mut self, addr: u32, port: u32) {
+        self.expr("nat", |a| {
+            a.u32(1, NAT_DNAT)
+                .u32(2, NFPROTO_IPV4.into())
+                .u32(3, addr)
+                .u32(5, port)
+                .u32(7, NAT_RANGE_PROTO_SPECIFIED);
         });
     }
 
@@ -268,21 +327,16 @@ impl Exprs<'_> {
             Verdict::Dnat(to) => {
                 self.immediate(REG_1, &to.ip().octets());
                 self.immediate(REG_2, &to.port().to_be_bytes());
-                self.expr("nat", |a| {
-                    a.u32(1, NAT_DNAT)
-                        .u32(2, NFPROTO_IPV4.into())
-                        .u32(3, REG_1)
-                        .u32(5, REG_2)
-                        .u32(7, NAT_RANGE_PROTO_SPECIFIED);
-                });
+                self.nat(REG_1, REG_2);
             }
+            Verdict::DnatMap(name, kind) => self.dnat_map(name, *kind),
             Verdict::Masquerade => self.expr("masq", |_| {}),
         }
         Some(())
     }
 }
 
-fn protocol_number(p: Protocol) -> u8 {
+pub fn protocol_number(p: Protocol) -> u8 {
     match p {
         Protocol::Tcp => 6,
         Protocol::Udp => 17,

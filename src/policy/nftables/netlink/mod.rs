@@ -5,6 +5,7 @@
 //! costs the same at 10 or 10,000. Anything the encoder does not know
 //! (new sets, NAT, hooks) is left to nft's JSON.
 
+mod dnat;
 mod expr;
 mod wire;
 
@@ -209,6 +210,9 @@ fn encode(op: &Op) -> Option<Vec<Message>> {
         Op::DeleteEntries(direction, entries) => {
             entry_elements(Msg::DelSetElem, 0, *direction, entries)
         }
+        Op::AddDnatMaps(name, kind) => dnat::new_maps(name, *kind),
+        Op::AddDnatEntries(name, entries) => dnat::add_entries(name, entries),
+        Op::DeleteDnatEntries(name, keys) => dnat::delete_entries(name, keys),
     })
 }
 

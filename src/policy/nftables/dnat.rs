@@ -1,0 +1,104 @@
+//! Exposed ports as nftables maps. Each kind of key (`DnatKind`) is two
+//! maps keyed alike: one to the endpoint's address, one to its port, read
+//! by one rule (`dnat ip to KEY map @m : KEY map @m-port`). One map with
+//! concatenated values would do, but nft 1.0's JSON cannot declare one
+//! (it makes a set, or crashes), and nft is the fallback writer.
+
+use std::net::SocketAddrV4;
+
+use nftables::expr::{Expression, MetaKey, NamedExpression};
+use nftables::stmt::{NAT, NATFamily, Statement};
+use serde_json::{Value, json};
+
+use super::translate::{TABLE, meta, payload, text};
+use crate::policy::model::{DnatKey, DnatKind};
+
+/// The port map beside each address map.
+pub fn port_map(name: &str) -> String {
+    format!("{name}-port")
+}
+
+/// The key's fields, in order: nft's type name and the expression that
+/// reads it from a packet.
+fn fields(kind: DnatKind) -> Vec<(&'static str, Expression<'static>)> {
+    let mut out = Vec::new();
+    if kind.iface {
+        out.push(("ifname", meta(MetaKey::Iifname)));
+    }
+    if kind.addr {
+        out.push(("ipv4_addr", payload("ip", "daddr")));
+    }
+    out.push(("inet_proto", meta(MetaKey::L4proto)));
+    out.push(("inet_service", payload("th", "dport")));
+    out
+}
+
+fn lookup(name: String, kind: DnatKind) -> Expression<'static> {
+    let key = fields(kind).into_iter().map(|(_, e)| e).collect();
+    Expression::Named(NamedExpression::Map(Box::new(nftables::expr::Map {
+        key: Expression::Named(NamedExpression::Concat(key)),
+        data: text(format!("@{name}")),
+    })))
+}
+
+/// The statement of a `Verdict::DnatMap` rule.
+pub fn statement(name: &str, kind: DnatKind) -> Statement<'static> {
+    Statement::DNAT(Some(NAT {
+        addr: Some(lookup(name.to_string(), kind)),
+        family: Some(NATFamily::IP),
+        port: Some(lookup(port_map(name), kind)),
+        flags: None,
+    }))
+}
+
+/// Both maps' declarations, as JSON by hand: the crate's schema has no
+/// concatenated key type.
+pub fn declarations(name: &str, kind: DnatKind) -> [Value; 2] {
+    let types: Vec<&str> = fields(kind).into_iter().map(|(t, _)| t).collect();
+    let map = |name: String, data: &str| json!({"map": {"family": "inet", "table": TABLE, "name": name, "type": types, "map": data}});
+    [
+        map(name.to_string(), "ipv4_addr"),
+        map(port_map(name), "inet_service"),
+    ]
+}
+
+/// A key as nft writes and lists it.
+pub fn key_json(key: &DnatKey) -> Value {
+    let mut parts: Vec<Value> = key.iface.iter().map(|i| json!(i)).collect();
+    parts.extend(key.addr.map(|ip| json!(ip.to_string())));
+    parts.push(json!(key.protocol.name()));
+    parts.push(json!(key.port));
+    json!({"concat": parts})
+}
+
+/// The two maps' values of an entry, as nft lists them.
+pub fn values_json(to: &SocketAddrV4) -> [Value; 2] {
+    [json!(to.ip().to_string()), json!(to.port())]
+}
+
+fn element(name: String, elem: Vec<Value>) -> Value {
+    json!({"element": {"family": "inet", "table": TABLE, "name": name, "elem": elem}})
+}
+
+/// `add element` for both maps.
+pub fn add_elements(name: &str, entries: &[(DnatKey, SocketAddrV4)]) -> [Value; 2] {
+    let pairs = |i: usize| {
+        entries
+            .iter()
+            .map(|(k, to)| json!([key_json(k), values_json(to)[i].clone()]))
+            .collect()
+    };
+    [
+        element(name.to_string(), pairs(0)),
+        element(port_map(name), pairs(1)),
+    ]
+}
+
+/// The keys to `delete element` from both maps.
+pub fn key_elements(name: &str, keys: &[DnatKey]) -> [Value; 2] {
+    let elem = || keys.iter().map(key_json).collect();
+    [
+        element(name.to_string(), elem()),
+        element(port_map(name), elem()),
+    ]
+}
