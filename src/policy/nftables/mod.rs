@@ -28,12 +28,21 @@ pub use translate::TABLE;
 
 pub struct NftablesFirewall {
     applied: Mutex<Option<Arc<PolicyState>>>,
+    /// A change that only takes away, being committed in the background
+    /// (see `apply_blocking`); every other call waits for it first.
+    removing: Mutex<Option<std::thread::JoinHandle<bool>>>,
+    writer: Writer,
+}
+
+/// What commits transactions: shared with the background removal.
+#[derive(Clone)]
+struct Writer {
     /// Changes go to the kernel over netlink where they can; off, every
     /// change goes through `nft` (`TABBY_NFT_NETLINK=off`, an escape hatch
     /// should a kernel read tabby's netlink differently from nft's).
     netlink: bool,
     /// Transactions applied over netlink rather than nft.
-    over_netlink: AtomicU64,
+    over_netlink: Arc<AtomicU64>,
 }
 
 impl Default for NftablesFirewall {
@@ -41,8 +50,11 @@ impl Default for NftablesFirewall {
         let off = std::env::var("TABBY_NFT_NETLINK").is_ok_and(|v| v == "off");
         NftablesFirewall {
             applied: Mutex::default(),
-            netlink: !off,
-            over_netlink: AtomicU64::new(0),
+            removing: Mutex::default(),
+            writer: Writer {
+                netlink: !off,
+                over_netlink: Arc::default(),
+            },
         }
     }
 }
@@ -108,20 +120,7 @@ fn sets_named(filter: &Table) -> BTreeSet<String> {
         .collect()
 }
 
-impl NftablesFirewall {
-    /// Every change through `nft`, never netlink.
-    pub fn nft_only() -> Self {
-        NftablesFirewall {
-            netlink: false,
-            ..Self::default()
-        }
-    }
-
-    /// How many transactions went over netlink rather than nft.
-    pub fn netlink_transactions(&self) -> u64 {
-        self.over_netlink.load(Ordering::Relaxed)
-    }
-
+impl Writer {
     /// One change: straight to the kernel over netlink where every
     /// operation is one the encoder knows (no `nft` process, no cache of
     /// the whole table), else through nft. A refusal over netlink is tried
@@ -149,8 +148,44 @@ impl NftablesFirewall {
         self.commit(&batch::full(state))
     }
 
+    /// A change; if the kernel refuses it, its copy may have drifted from
+    /// what we think it holds: the table is replaced whole, once.
+    fn change(&self, ops: &[ops::Op], state: &PolicyState) -> Result<(), Error> {
+        debug!(operations = ops.len(), "nftables change");
+        if let Err(err) = self.commit(ops) {
+            debug!(error = %err, "incremental change refused; replacing the table");
+            self.load(state)?;
+        }
+        Ok(())
+    }
+}
+
+impl NftablesFirewall {
+    /// Every change through `nft`, never netlink.
+    pub fn nft_only() -> Self {
+        let mut fw = Self::default();
+        fw.writer.netlink = false;
+        fw
+    }
+
+    /// How many transactions went over netlink rather than nft.
+    pub fn netlink_transactions(&self) -> u64 {
+        self.wait_for_removal();
+        self.writer.over_netlink.load(Ordering::Relaxed)
+    }
+
+    /// Waits for a background removal; false if it failed (the kernel may
+    /// then hold anything between the two states).
+    fn wait_for_removal(&self) -> bool {
+        let pending = self.removing.lock().expect("not poisoned").take();
+        pending.is_none_or(|handle| handle.join().unwrap_or(false))
+    }
+
     fn apply_blocking(&self, state: Arc<PolicyState>) -> Result<(), Error> {
         let mut applied = self.applied.lock().expect("not poisoned");
+        if !self.wait_for_removal() {
+            *applied = None;
+        }
         let Some(before) = applied.as_ref() else {
             // A switch from iptables leaves none of its chains or sets.
             let removed = super::iptables::remove_all()?;
@@ -160,24 +195,31 @@ impl NftablesFirewall {
                     "removed the iptables backend's chains and sets"
                 );
             }
-            self.load(&state)?;
+            self.writer.load(&state)?;
             hook::ensure()?;
             *applied = Some(state);
             return Ok(());
         };
-        let outcome = match ops::changes(before, &state) {
+        match ops::changes(before, &state) {
             Some(ops) if ops.is_empty() => return Ok(()),
-            Some(ops) => {
-                debug!(operations = ops.len(), "nftables change");
-                self.commit(&ops)
+            // A change that only takes away (an endpoint, a member, an
+            // exposure going) need not hold up its caller: the kernel's
+            // commit of a deletion waits out an RCU grace period (10-15 ms
+            // here, whatever the table's size). Every later call waits for
+            // it before it changes anything, so changes stay in order.
+            Some(ops) if ops.iter().all(ops::Op::only_removes) => {
+                let (writer, target) = (self.writer.clone(), state.clone());
+                let handle = std::thread::spawn(move || match writer.change(&ops, &target) {
+                    Ok(()) => true,
+                    Err(err) => {
+                        warn!(error = %err, "nftables removal failed; the next change reloads the table");
+                        false
+                    }
+                });
+                *self.removing.lock().expect("not poisoned") = Some(handle);
             }
-            None => self.load(&state),
-        };
-        if let Err(err) = outcome {
-            // The kernel's copy may have drifted from what we think it
-            // holds: replace the table whole, once.
-            debug!(error = %err, "incremental change refused; replacing the table");
-            self.load(&state)?;
+            Some(ops) => self.writer.change(&ops, &state)?,
+            None => self.writer.load(&state)?,
         }
         *applied = Some(state);
         Ok(())
@@ -185,6 +227,7 @@ impl NftablesFirewall {
 
     fn repair_blocking(&self) -> Result<Vec<String>, Error> {
         let applied = self.applied.lock().expect("not poisoned");
+        let removed = self.wait_for_removal();
         let Some(state) = applied.as_ref() else {
             return Ok(Vec::new());
         };
@@ -193,8 +236,8 @@ impl NftablesFirewall {
             None => vec![format!("table inet {TABLE} missing")],
             Some(table) => verify::differences(&want, &verify::kernel(&table)),
         };
-        if !repaired.is_empty() {
-            self.load(state)?;
+        if !repaired.is_empty() || !removed {
+            self.writer.load(state)?;
         }
         if hook::ensure()? {
             repaired.push("iptables FORWARD: tabby's accept was not first".into());

@@ -39,6 +39,22 @@ pub enum Op {
     DeleteDnatEntries(String, Vec<DnatKey>),
 }
 
+impl Op {
+    /// Whether the operation only takes something away: no rule, member,
+    /// entry or verdict appears.
+    pub fn only_removes(&self) -> bool {
+        matches!(
+            self,
+            Op::DeleteElements(..)
+                | Op::DeleteEntries(..)
+                | Op::DeleteDnatEntries(..)
+                | Op::FlushChain(_)
+                | Op::DeleteChain(_)
+                | Op::DeleteSet(_)
+        )
+    }
+}
+
 /// Dispatch entries per interface; a quarantined veth only drops.
 pub fn entries(dispatch: &Dispatch, direction: Direction) -> BTreeMap<String, Entry> {
     let mut out: BTreeMap<String, Entry> = dispatch
@@ -169,5 +185,38 @@ fn set_changes(before: &Sets, after: &Sets, ops: &mut Vec<Op>, removals: &mut Ve
     }
     for name in before.keys().filter(|n| !after.contains_key(*n)) {
         removals.push(Op::DeleteSet(name.clone()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Endpoint;
+    use crate::policy::{PolicyInput, render, rules::default_profile};
+
+    fn state(endpoints: &[Endpoint]) -> PolicyState {
+        render(&PolicyInput {
+            local: endpoints,
+            all: endpoints,
+            profiles: &[default_profile("n")],
+            exposures: &[],
+            quarantined: &[],
+        })
+    }
+
+    /// Only a change that takes away may be committed behind its caller's
+    /// back; one that adds anything is committed before `apply` returns.
+    #[test]
+    fn an_endpoint_going_only_removes_and_one_coming_does_not() {
+        let a = Endpoint::for_test(&"a".repeat(64), "h1", "198.18.64.1");
+        let b = Endpoint::for_test(&"b".repeat(64), "h1", "198.18.64.2");
+        let (one, two) = (state(std::slice::from_ref(&a)), state(&[a, b]));
+        let gone = changes(&two, &one).expect("same hooks");
+        assert!(
+            !gone.is_empty() && gone.iter().all(Op::only_removes),
+            "{gone:?}"
+        );
+        let came = changes(&one, &two).expect("same hooks");
+        assert!(!came.iter().all(Op::only_removes), "{came:?}");
     }
 }
