@@ -120,6 +120,46 @@ pub struct DnatKind {
     pub addr: bool,
 }
 
+impl DnatKind {
+    pub const IFACE_ADDR: DnatKind = DnatKind {
+        iface: true,
+        addr: true,
+    };
+    pub const ADDR: DnatKind = DnatKind {
+        iface: false,
+        addr: true,
+    };
+    pub const IFACE: DnatKind = DnatKind {
+        iface: true,
+        addr: false,
+    };
+    pub const ANY: DnatKind = DnatKind {
+        iface: false,
+        addr: false,
+    };
+
+    /// The fields of this kind's keys, in the order every backend lays
+    /// them out.
+    pub fn fields(self) -> impl Iterator<Item = DnatField> {
+        let iface = self.iface.then_some(DnatField::Iface);
+        let addr = self.addr.then_some(DnatField::Addr);
+        iface
+            .into_iter()
+            .chain(addr)
+            .chain([DnatField::Protocol, DnatField::Port])
+    }
+}
+
+/// A field of a DNAT key: the input interface, the destination address,
+/// the protocol, the destination port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DnatField {
+    Iface,
+    Addr,
+    Protocol,
+    Port,
+}
+
 /// One exposed port, as its DNAT map keys it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct DnatKey {

@@ -120,25 +120,15 @@ fn dnat_keys(x: &Exposure) -> (Option<DnatKey>, DnatKey) {
 }
 
 /// The kinds of key each NAT hook consults, most specific first: an
-/// exposure on one address wins over one on every address.
+/// exposure on one address wins over one on every address. The host's
+/// own connections arrive on no interface.
 const OUTSIDE_KINDS: [DnatKind; 4] = [
-    DnatKind {
-        iface: true,
-        addr: true,
-    },
-    DnatKind {
-        iface: false,
-        addr: true,
-    },
-    DnatKind {
-        iface: true,
-        addr: false,
-    },
-    DnatKind {
-        iface: false,
-        addr: false,
-    },
+    DnatKind::IFACE_ADDR,
+    DnatKind::ADDR,
+    DnatKind::IFACE,
+    DnatKind::ANY,
 ];
+const LOCAL_KINDS: [DnatKind; 2] = [DnatKind::ADDR, DnatKind::ANY];
 
 /// A NAT hook's chain: one DNAT rule per map, each map of one kind.
 fn dnat_chain(
@@ -191,8 +181,7 @@ fn render_nat<'a>(input: &'a PolicyInput, nat: &mut Table) -> Vec<(&'a Endpoint,
         out.push((local, to));
     }
     dnat_chain(nat, PREROUTING, "pre", &OUTSIDE_KINDS, &pre);
-    let local_kinds = [OUTSIDE_KINDS[1], OUTSIDE_KINDS[3]];
-    dnat_chain(nat, OUTPUT, "out", &local_kinds, &out);
+    dnat_chain(nat, OUTPUT, "out", &LOCAL_KINDS, &out);
     nat.chain(
         POSTROUTING,
         vec![Rule::new(

@@ -11,7 +11,7 @@ use nftables::stmt::{NAT, NATFamily, Statement};
 use serde_json::{Value, json};
 
 use super::translate::{TABLE, meta, payload, text};
-use crate::policy::model::{DnatKey, DnatKind};
+use crate::policy::model::{DnatField, DnatKey, DnatKind};
 
 /// The port map beside each address map.
 pub fn port_map(name: &str) -> String {
@@ -21,16 +21,14 @@ pub fn port_map(name: &str) -> String {
 /// The key's fields, in order: nft's type name and the expression that
 /// reads it from a packet.
 fn fields(kind: DnatKind) -> Vec<(&'static str, Expression<'static>)> {
-    let mut out = Vec::new();
-    if kind.iface {
-        out.push(("ifname", meta(MetaKey::Iifname)));
-    }
-    if kind.addr {
-        out.push(("ipv4_addr", payload("ip", "daddr")));
-    }
-    out.push(("inet_proto", meta(MetaKey::L4proto)));
-    out.push(("inet_service", payload("th", "dport")));
-    out
+    kind.fields()
+        .map(|field| match field {
+            DnatField::Iface => ("ifname", meta(MetaKey::Iifname)),
+            DnatField::Addr => ("ipv4_addr", payload("ip", "daddr")),
+            DnatField::Protocol => ("inet_proto", meta(MetaKey::L4proto)),
+            DnatField::Port => ("inet_service", payload("th", "dport")),
+        })
+        .collect()
 }
 
 fn lookup(name: String, kind: DnatKind) -> Expression<'static> {

@@ -183,9 +183,7 @@ impl NftablesFirewall {
 
     fn apply_blocking(&self, state: Arc<PolicyState>) -> Result<(), Error> {
         let mut applied = self.applied.lock().expect("not poisoned");
-        if !self.wait_for_removal() {
-            *applied = None;
-        }
+        let removal_failed = !self.wait_for_removal();
         let Some(before) = applied.as_ref() else {
             // A switch from iptables leaves none of its chains or sets.
             let removed = super::iptables::remove_all()?;
@@ -200,7 +198,14 @@ impl NftablesFirewall {
             *applied = Some(state);
             return Ok(());
         };
-        match ops::changes(before, &state) {
+        // After a failed removal the kernel may hold anything between two
+        // states: no diff against either is safe.
+        let changes = if removal_failed {
+            None
+        } else {
+            ops::changes(before, &state)
+        };
+        match changes {
             Some(ops) if ops.is_empty() => return Ok(()),
             // A change that only takes away (an endpoint, a member, an
             // exposure going) need not hold up its caller: the kernel's

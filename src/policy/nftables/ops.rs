@@ -128,17 +128,23 @@ pub fn changes(before: &PolicyState, after: &PolicyState) -> Option<Vec<Op>> {
     Some(ops)
 }
 
+/// Entries of `a` that `b` lacks or holds with another value.
+fn differing<K: Ord + Clone, V: PartialEq + Clone>(
+    a: &BTreeMap<K, V>,
+    b: &BTreeMap<K, V>,
+) -> Vec<(K, V)> {
+    a.iter()
+        .filter(|(k, v)| b.get(*k) != Some(v))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// Entries gone or changed are deleted, then new and changed ones added.
 fn entry_changes(old: &Ruleset, new: &Ruleset, direction: Direction, ops: &mut Vec<Op>) {
     let (was, now) = (
         entries(&old.dispatch, direction),
         entries(&new.dispatch, direction),
     );
-    let differing = |a: &BTreeMap<String, Entry>, b: &BTreeMap<String, Entry>| {
-        a.iter()
-            .filter(|(k, v)| b.get(*k) != Some(v))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect::<Vec<_>>()
-    };
     let gone = differing(&was, &now);
     let came = differing(&now, &was);
     if !gone.is_empty() {
@@ -149,17 +155,13 @@ fn entry_changes(old: &Ruleset, new: &Ruleset, direction: Direction, ops: &mut V
     }
 }
 
-/// Entries gone or changed are deleted, then new and changed ones added.
+/// The same for a DNAT map, whose deletions name keys only.
 fn dnat_changes(name: &str, was: &DnatMap, now: &DnatMap, ops: &mut Vec<Op>) {
-    let differing = |a: &DnatMap, b: &DnatMap| {
-        a.entries
-            .iter()
-            .filter(|(k, v)| b.entries.get(*k) != Some(v))
-            .map(|(k, v)| (k.clone(), *v))
-            .collect::<Vec<_>>()
-    };
-    let gone: Vec<DnatKey> = differing(was, now).into_iter().map(|(k, _)| k).collect();
-    let came = differing(now, was);
+    let gone: Vec<DnatKey> = differing(&was.entries, &now.entries)
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    let came = differing(&now.entries, &was.entries);
     if !gone.is_empty() {
         ops.push(Op::DeleteDnatEntries(name.to_string(), gone));
     }

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 
 use super::wire::{self, Attrs, Msg};
 use super::{Message, NFT_SET_MAP, SEQUENCE, elements, expr, table_and};
-use crate::policy::model::{DnatKey, DnatKind};
+use crate::policy::model::{DnatField, DnatKey, DnatKind};
 use crate::policy::nftables::dnat::port_map;
 
 /// nft's datatype numbers.
@@ -21,25 +21,29 @@ const USER_DATA: [u8; 28] = [
     0, 4, 0, 0, 0, 0, 1, 4, 2, 0, 0, 0, 3, 8, 0, 4, 0x0d, 0, 0, 0, 1, 0, 6, 4, 0, 0, 0, 0,
 ];
 
-/// (nft datatype, bytes in the key: each field padded to 4) of a kind's
-/// fields, in key order.
-fn fields(kind: DnatKind) -> Vec<(u32, u32)> {
-    let mut out = Vec::new();
-    if kind.iface {
-        out.push((TYPE_IFNAME, 16));
+/// nft's datatype of a key field.
+fn datatype(field: DnatField) -> u32 {
+    match field {
+        DnatField::Iface => TYPE_IFNAME,
+        DnatField::Addr => TYPE_IPADDR,
+        DnatField::Protocol => TYPE_INET_PROTO,
+        DnatField::Port => TYPE_INET_SERVICE,
     }
-    if kind.addr {
-        out.push((TYPE_IPADDR, 4));
+}
+
+/// How many 4-byte registers (and key words) a field takes: every field
+/// is padded to 4 bytes.
+pub fn slots(field: DnatField) -> u32 {
+    match field {
+        DnatField::Iface => 4,
+        _ => 1,
     }
-    out.extend([(TYPE_INET_PROTO, 4), (TYPE_INET_SERVICE, 4)]);
-    out
 }
 
 fn new_map(name: &str, kind: DnatKind, data_type: u32, data_len: u32) -> Message {
-    let fields = fields(kind);
     // nft's concatenated type: six bits a field.
-    let key_type = fields.iter().fold(0, |acc, (t, _)| (acc << 6) | t);
-    let key_len = fields.iter().map(|(_, len)| len).sum();
+    let key_type = kind.fields().fold(0, |acc, f| (acc << 6) | datatype(f));
+    let key_len = kind.fields().map(|f| 4 * slots(f)).sum();
     let mut attrs = Attrs::default();
     table_and(&mut attrs, 2, name);
     attrs

@@ -7,7 +7,9 @@ use ipnet::Ipv4Net;
 
 use super::wire::Attrs;
 use crate::model::{PortRange, Protocol};
-use crate::policy::model::{ACCEPT_BIT, Ct, Direction, DnatKind, Iface, Match, Rule, Verdict};
+use crate::policy::model::{
+    ACCEPT_BIT, Ct, Direction, DnatField, DnatKind, Iface, Match, Rule, Verdict,
+};
 use crate::policy::nftables::dnat::port_map;
 use crate::policy::nftables::translate::map_name;
 
@@ -135,16 +137,16 @@ impl Exprs<'_> {
 
     /// A DNAT map's key, its fields in 4-byte registers from `slot` on.
     fn dnat_key(&mut self, kind: DnatKind, mut slot: u32) {
-        if kind.iface {
-            self.meta_to(register(slot), META_IIFNAME);
-            slot += 4;
+        for field in kind.fields() {
+            let reg = register(slot);
+            match field {
+                DnatField::Iface => self.meta_to(reg, META_IIFNAME),
+                DnatField::Addr => self.payload_to(reg, PAYLOAD_NETWORK, 16, 4),
+                DnatField::Protocol => self.meta_to(reg, META_L4PROTO),
+                DnatField::Port => self.payload_to(reg, PAYLOAD_TRANSPORT, 2, 2),
+            }
+            slot += super::dnat::slots(field);
         }
-        if kind.addr {
-            self.payload_to(register(slot), PAYLOAD_NETWORK, 16, 4);
-            slot += 1;
-        }
-        self.meta_to(register(slot), META_L4PROTO);
-        self.payload_to(register(slot + 1), PAYLOAD_TRANSPORT, 2, 2);
     }
 
     /// `dnat ip to KEY map @m : KEY map @m-port`: the address lands in
