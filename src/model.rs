@@ -7,7 +7,10 @@ use chrono::{DateTime, Utc};
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
+pub mod bgp;
 mod checks;
+
+pub use bgp::{BgpConfig, BgpPeer, BgpSettings, BgpStatus, NodeBgp};
 
 /// An address pool that Docker networks draw /32s from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

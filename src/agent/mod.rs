@@ -3,6 +3,7 @@
 //! registered, makes the Docker networks of network definitions, and serves
 //! Docker's plugin protocol on a Unix socket until SIGTERM/SIGINT.
 
+mod bgp;
 mod gate;
 mod liveness;
 mod mysql;
@@ -58,6 +59,15 @@ pub struct AgentConfig {
     /// (zero: never).
     pub resync_interval: std::time::Duration,
     pub firewall: crate::policy::Backend,
+    /// BGP routing through BIRD; None: direct routes.
+    pub routing: Option<BgpOptions>,
+}
+
+#[derive(Debug, Clone)]
+pub struct BgpOptions {
+    pub dir: PathBuf,
+    pub binary: PathBuf,
+    pub hold_time: u16,
 }
 
 pub async fn run(config: AgentConfig) -> Result<()> {
@@ -72,7 +82,7 @@ pub async fn run(config: AgentConfig) -> Result<()> {
             .context("cannot find this host's address: pass --ip")?,
     };
     let docker = Arc::new(DockerEngine::new(&config.docker_host));
-    let driver = Arc::new(Driver::new(
+    let driver = Driver::new(
         store.clone(),
         dataplane,
         config.firewall.firewall(),
@@ -82,7 +92,11 @@ pub async fn run(config: AgentConfig) -> Result<()> {
             block_prefix: config.block_prefix,
         },
         Some(docker.clone() as Arc<dyn crate::docker::Engine>),
-    ));
+    );
+    let driver = Arc::new(match &config.routing {
+        Some(bgp) => driver.with_bgp(bgp::speaker(bgp).await?, bgp.hold_time),
+        None => driver,
+    });
 
     // The socket answers from the start: dockerd gets a clear error while
     // etcd is out of reach, instead of a missing plugin.
@@ -292,6 +306,7 @@ fn background(
     let check = supervise("ipam check", b(), move || {
         periodic::check(d.clone(), interval, grace)
     });
+    let driver_for_bgp = driver.clone();
     let resync_interval = config.resync_interval;
     let resync = supervise("resync", b(), move || {
         periodic::resync(driver.clone(), resync_interval)
@@ -306,7 +321,12 @@ fn background(
         };
         liveness.run()
     });
-    vec![watch, networks, labels, check, resync, liveness]
+    let mut tasks = vec![watch, networks, labels, check, resync, liveness];
+    if config.routing.is_some() {
+        let d = driver_for_bgp;
+        tasks.push(supervise("bgp status", b(), move || bgp::report(d.clone())));
+    }
+    tasks
 }
 
 /// Binds the plugin socket: parent made if missing, a stale socket of a

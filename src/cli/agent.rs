@@ -78,6 +78,21 @@ pub struct AgentArgs {
     /// place), iptables with ipsets, or auto (nftables where it works).
     #[arg(long, env = "TABBY_FIREWALL", value_enum, default_value_t = crate::policy::Backend::Auto)]
     firewall: crate::policy::Backend,
+    /// Who installs routes towards other hosts: the agent itself (direct,
+    /// one L2 segment) or BIRD, from BGP (bgp).
+    #[arg(long, env = "TABBY_ROUTING", value_enum, default_value_t = crate::routing::Mode::Direct)]
+    routing: crate::routing::Mode,
+    /// Private directory of BIRD's configuration, control socket and log
+    /// (bgp routing).
+    #[arg(long, env = "TABBY_BIRD_DIR", default_value = "/var/run/tabby/bird")]
+    bird_dir: PathBuf,
+    /// The BIRD 2 binary (bgp routing).
+    #[arg(long, env = "TABBY_BIRD", default_value = "bird")]
+    bird: PathBuf,
+    /// BGP hold time in seconds; also how long peers keep this host's
+    /// routes while it restarts (graceful restart).
+    #[arg(long, env = "TABBY_BGP_HOLD_TIME", default_value_t = 30, value_parser = clap::value_parser!(u16).range(3..=65535))]
+    bgp_hold_time: u16,
     /// Log format (filter with RUST_LOG).
     #[arg(long, env = "TABBY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -120,6 +135,14 @@ pub async fn run(args: AgentArgs, etcd: EtcdArgs) -> Result<()> {
         ipam_check_grace: args.ipam_check_grace,
         resync_interval: std::time::Duration::from_secs(args.resync_interval),
         firewall: args.firewall.resolve(),
+        routing: match args.routing {
+            crate::routing::Mode::Direct => None,
+            crate::routing::Mode::Bgp => Some(crate::agent::BgpOptions {
+                dir: args.bird_dir,
+                binary: args.bird,
+                hold_time: args.bgp_hold_time,
+            }),
+        },
     })
     .await
 }

@@ -2,6 +2,7 @@
 //! means for the datastore, IPAM and this host's kernel. The `api` module
 //! only translates wire types to these calls.
 
+mod bgp;
 pub mod check;
 mod drift;
 pub mod interfaces;
@@ -37,6 +38,8 @@ pub enum Error {
     Dataplane(#[from] dataplane::Error),
     #[error("firewall: {0}")]
     Firewall(#[from] policy::Error),
+    #[error("BGP: {0}")]
+    Bgp(#[from] crate::routing::bird::Error),
     #[error("{0}")]
     Invalid(String),
     #[error(transparent)]
@@ -78,6 +81,9 @@ pub struct Driver {
     synced: tokio::sync::Mutex<Option<crate::model::NodeStatus>>,
     /// One interface plan at a time (see `interfaces`).
     interfaces: tokio::sync::Mutex<()>,
+    /// In BGP mode, what announces this host's routes and installs the
+    /// others'.
+    bgp: Option<bgp::BgpRouting>,
 }
 
 impl Driver {
@@ -99,6 +105,21 @@ impl Driver {
             policy: tokio::sync::Mutex::new(None),
             synced: tokio::sync::Mutex::new(None),
             interfaces: tokio::sync::Mutex::new(()),
+            bgp: None,
+        }
+    }
+
+    /// BGP mode: cross-host routes come from `speaker`, configured on every
+    /// pass; `hold_time` in seconds.
+    pub fn with_bgp(mut self, speaker: Arc<dyn crate::routing::bird::Speaker>, hold_time: u16) -> Self {
+        self.bgp = Some(bgp::BgpRouting { speaker, hold_time });
+        self
+    }
+
+    pub fn routing_mode(&self) -> crate::routing::Mode {
+        match self.bgp {
+            Some(_) => crate::routing::Mode::Bgp,
+            None => crate::routing::Mode::Direct,
         }
     }
 

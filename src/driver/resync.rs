@@ -99,6 +99,7 @@ impl Driver {
             blocks: &blocks,
             nodes: &nodes,
             alive: &alive,
+            mode: self.routing_mode(),
         };
         // Local routes win over anything stale the cluster view says.
         let mut desired: BTreeMap<Ipv4Net, Route> = desired_routes(self.host(), &view)
@@ -150,6 +151,8 @@ impl Driver {
         let desired: BTreeSet<Route> = desired.into_values().collect();
         let diff = self.dataplane.converge_routes(&desired).await?;
         drop(_kernel);
+        // After the kernel: BIRD learns this host's blackholes from it.
+        self.converge_bgp(&pools, &blocks, &nodes).await;
 
         report.routes = desired.len();
         report.routes_added = diff.added;

@@ -1,12 +1,26 @@
-//! Cross-host routes in direct mode (no encapsulation): what one host's
-//! routing table must hold so that every container reaches every other by
-//! its /32. Pure: the datastore's view in, the route set out.
+//! Cross-host routes (no encapsulation): what one host's routing table
+//! must hold so that every container reaches every other by its /32. In
+//! direct mode the agent installs them all; in BGP mode BIRD installs the
+//! cross-host ones and the agent only its own. Pure: the datastore's view
+//! in, the route set out.
+
+pub mod bgp;
+pub mod bird;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::Ipv4Addr;
 
 use crate::dataplane::{Route, RouteTarget};
 use crate::model::{Block, Node, Pool};
+
+/// Who installs the routes towards other hosts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// The agent: `BLOCK via HOST`, every host on one L2 segment.
+    Direct,
+    /// BIRD, from what BGP peers announce.
+    Bgp,
+}
 
 /// The cluster as the datastore says it is.
 pub struct ClusterView<'a> {
@@ -15,6 +29,7 @@ pub struct ClusterView<'a> {
     pub nodes: &'a [Node],
     /// Hosts whose agent holds its liveness lease.
     pub alive: &'a HashSet<String>,
+    pub mode: Mode,
 }
 
 /// Routes `host` needs towards other hosts' containers, plus blackholes:
@@ -28,12 +43,14 @@ pub struct ClusterView<'a> {
 ///   host but the holder (who routes it down its veth).
 ///
 /// Routes towards a host that is down are left out, so its addresses fall
-/// back to the pool blackhole.
+/// back to the pool blackhole. In BGP mode every route towards another
+/// host is left to BIRD.
 pub fn desired_routes(host: &str, view: &ClusterView) -> BTreeSet<Route> {
     let live_ip: HashMap<&str, Ipv4Addr> = view
         .nodes
         .iter()
         .filter(|n| n.hostname != host && view.alive.contains(&n.hostname))
+        .filter(|_| view.mode == Mode::Direct)
         .map(|n| (n.hostname.as_str(), n.ip))
         .collect();
     let via = |h: &str| live_ip.get(h).map(|ip| RouteTarget::Via(*ip));

@@ -68,6 +68,7 @@ fn every_host_gets_blocks_via_owners_borrowed_32s_and_blackholes() {
         blocks: &blocks,
         nodes: &nodes,
         alive: &alive,
+        mode: Mode::Direct,
     };
 
     let h1: BTreeSet<_> = [
@@ -103,6 +104,7 @@ fn a_host_that_is_down_gets_no_routes_towards_it() {
         blocks: &blocks,
         nodes: &nodes,
         alive: &alive,
+        mode: Mode::Direct,
     };
     let h1 = desired_routes("h1", &view);
     assert!(
@@ -110,4 +112,24 @@ fn a_host_that_is_down_gets_no_routes_towards_it() {
             .any(|r| r.target == RouteTarget::Via("198.18.0.12".parse().unwrap()))
     );
     assert!(h1.contains(&r("192.168.0.52/32", "198.18.0.13")));
+}
+
+#[test]
+fn in_bgp_mode_only_blackholes_are_the_agents() {
+    let (pools, blocks, nodes) = scenario();
+    let alive: HashSet<String> = ["h1", "h2", "h3"].iter().map(|s| s.to_string()).collect();
+    let view = ClusterView {
+        pools: &pools,
+        blocks: &blocks,
+        nodes: &nodes,
+        alive: &alive,
+        mode: Mode::Bgp,
+    };
+    let h1 = desired_routes("h1", &view);
+    assert_eq!(
+        h1,
+        [r("192.168.0.0/16", "blackhole"), r("192.168.0.0/26", "blackhole")]
+            .into_iter()
+            .collect()
+    );
 }

@@ -174,6 +174,50 @@ impl Keys {
         format!("{}{name}", self.mysql_declarations())
     }
 
+    /// Everything BGP: settings, peers and the agents' session counts.
+    pub fn bgp(&self) -> String {
+        format!("{}/bgp/", self.prefix)
+    }
+
+    pub fn bgp_config(&self) -> String {
+        format!("{}config", self.bgp())
+    }
+
+    pub fn bgp_nodes(&self) -> String {
+        format!("{}nodes/", self.bgp())
+    }
+
+    pub fn bgp_node(&self, host: &str) -> String {
+        format!("{}{host}", self.bgp_nodes())
+    }
+
+    pub fn bgp_peers(&self) -> String {
+        format!("{}peers/", self.bgp())
+    }
+
+    /// One key per peer and scope: the same router may be a global peer
+    /// and, with another AS, a node's peer.
+    pub fn bgp_peer(&self, ip: std::net::Ipv4Addr, node: Option<&str>) -> String {
+        match node {
+            Some(host) => format!("{}node/{host}/{ip}", self.bgp_peers()),
+            None => format!("{}global/{ip}", self.bgp_peers()),
+        }
+    }
+
+    pub fn bgp_statuses(&self) -> String {
+        format!("{}status/", self.bgp())
+    }
+
+    pub fn bgp_status(&self, host: &str) -> String {
+        format!("{}{host}", self.bgp_statuses())
+    }
+
+    /// Keys whose changes can change a host's BIRD configuration (its
+    /// session counts do not).
+    pub fn affects_bgp(&self, key: &str) -> bool {
+        key.starts_with(&self.bgp()) && !key.starts_with(&self.bgp_statuses())
+    }
+
     /// Every prefix records are listed under (for tests and fuzzing that
     /// write whatever may sit in etcd).
     pub fn record_prefixes(&self) -> Vec<String> {
@@ -192,6 +236,7 @@ impl Keys {
             format!("{}/netstatus/", self.prefix),
             self.mysql_clusters(),
             self.mysql_declarations(),
+            self.bgp(),
         ]
     }
 
@@ -208,6 +253,7 @@ impl Keys {
         ]
         .iter()
         .any(|p| key.starts_with(p.as_str()))
+            || self.affects_bgp(key)
     }
 
     /// Keys whose changes can start a label-driven MySQL bootstrap.

@@ -1,6 +1,7 @@
 //! The datastore: typed access to tabby's objects in etcd. This module
 //! alone knows the key layout (`keys`) and the encoding (JSON).
 
+mod bgp;
 pub mod etcd;
 pub mod etcd_options;
 pub mod keys;
@@ -22,6 +23,7 @@ use serde::de::DeserializeOwned;
 use crate::model::{
     Block, Endpoint, Exposure, Network, NetworkDef, NetworkStatus, Node, NodeStatus, Profile,
 };
+pub use crate::model::BgpSettings;
 pub use etcd_options::{ConfigError, EtcdOptions};
 pub use keys::Keys;
 pub use kv::{Expect, KeyStream, Kv, LeaseGuard, Swap, Versioned};
@@ -297,6 +299,7 @@ impl Store {
         self.kv.delete(&self.keys.node(host)).await?;
         self.kv.delete(&self.keys.node_status(host)).await?;
         self.kv.delete(&self.keys.policy_status(host)).await?;
+        self.kv.delete(&self.keys.bgp_status(host)).await?;
         Ok(())
     }
 

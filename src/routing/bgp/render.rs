@@ -1,0 +1,151 @@
+//! BIRD 2 configuration for one host, after calico-node's: BIRD learns
+//! tabby's own kernel routes (proto 77: this host's block blackholes and
+//! its containers' /32s), announces the blocks and the /32s it holds
+//! outside them, and installs what peers announce inside the pools.
+
+use std::fmt::Write;
+
+use ipnet::Ipv4Net;
+
+use super::{BgpView, Session, sessions};
+
+/// The kernel protocol number tabby's own routes carry.
+const TABBY_PROTO: u8 = crate::dataplane::netlink::RTPROT_TABBY;
+
+/// The whole configuration file; None when this host is not registered
+/// yet (it has no router ID).
+pub fn render(view: &BgpView) -> Option<String> {
+    let me = view.nodes.iter().find(|n| n.hostname == view.host)?;
+    let mut out = String::new();
+    let hold = view.hold_time.max(3);
+    // Writing to a String cannot fail.
+    let _ = write!(
+        out,
+        r#"# Written by tabby agent for host {host} from etcd; changes are overwritten.
+log stderr {{ info, remote, warning, error, auth, fatal, bug }};
+router id {ip};
+timeformat protocol iso long;
+
+{functions}
+# Interfaces, and their networks: next hops of peers' routes resolve
+# through these and the kernel's other routes.
+protocol device {{
+  scan time 10;
+}}
+
+protocol direct tabby_direct {{
+  ipv4;
+  interface "*";
+}}
+
+# tabby's own routes in (to announce), and the kernel's routes outside
+# the pools (to resolve next hops); BGP-learned routes out. Learned ones
+# are preferred, so a stale announcement never replaces a local route.
+protocol kernel tabby_kernel {{
+  learn;
+  persist;
+  scan time 10;
+  graceful restart;
+  ipv4 {{
+    preference 250;
+    import where krt_source = {proto} || !tabby_pool_route();
+    export where source = RTS_BGP;
+  }};
+}}
+
+template bgp tabby_peer {{
+  local {ip} as {local_as};
+  multihop;
+  hold time {hold};
+  keepalive time {keepalive};
+  graceful restart on;
+  graceful restart time {hold};
+  connect delay time 2;
+  connect retry time 5;
+  error wait time 5, 30;
+  ipv4 {{
+    gateway recursive;
+    import filter tabby_import;
+    export filter tabby_export;
+  }};
+}}
+"#,
+        host = view.host,
+        ip = me.ip,
+        proto = TABBY_PROTO,
+        local_as = view.asn_of(view.host),
+        keepalive = (hold / 3).max(1),
+        functions = functions(view.pools, view.own_blocks),
+    );
+    for session in sessions(view) {
+        out.push_str(&protocol(&session, view.asn_of(view.host)));
+    }
+    Some(out)
+}
+
+/// A BIRD prefix set; None for no prefixes (BIRD has no empty set).
+fn set(nets: &[Ipv4Net], suffix: &str) -> Option<String> {
+    (!nets.is_empty()).then(|| {
+        let items: Vec<String> = nets.iter().map(|n| format!("{n}{suffix}")).collect();
+        format!("[ {} ]", items.join(", "))
+    })
+}
+
+fn functions(pools: &[Ipv4Net], own: &[Ipv4Net]) -> String {
+    let in_pools = set(pools, "+").map_or("false".into(), |s| format!("net ~ {s}"));
+    let is_pool = set(pools, "").map_or("false".into(), |s| format!("net ~ {s}"));
+    let own_exact = set(own, "").map_or("false".into(), |s| format!("net ~ {s}"));
+    let in_own = set(own, "+").map_or("false".into(), |s| format!("net ~ {s}"));
+    format!(
+        r#"# Inside a tabby pool, but not the pool itself (that stays a
+# blackhole on every host).
+function tabby_pool_route() {{
+  if {is_pool} then return false;
+  return {in_pools};
+}}
+
+# From peers: routes inside the pools only. Nothing else (a default
+# route, a host route) is ever installed.
+filter tabby_import {{
+  if tabby_pool_route() then accept;
+  reject;
+}}
+
+# To peers: this host's blocks, the /32s it holds outside them, and what
+# BGP brought (BIRD itself keeps iBGP routes from non-clients).
+filter tabby_export {{
+  if source = RTS_BGP then {{
+    if tabby_pool_route() then accept;
+    reject;
+  }}
+  if source != RTS_INHERIT then reject;
+  if krt_source != {TABBY_PROTO} then reject;
+  if {own_exact} then accept;
+  if {in_own} then reject;
+  if net.len = 32 && tabby_pool_route() then accept;
+  reject;
+}}
+"#
+    )
+}
+
+fn protocol(session: &Session, local_as: u32) -> String {
+    let mut extra = String::new();
+    if session.rr_client {
+        extra.push_str("  rr client;\n");
+    }
+    if let Some(id) = session.cluster_id {
+        let _ = writeln!(extra, "  rr cluster id {id};");
+    }
+    if session.peer_as != local_as && !matches!(session.kind, super::SessionKind::Mesh) {
+        // Routes of this AS's other hosts come back through the router.
+        extra.push_str("  allow local as;\n");
+    }
+    format!(
+        "\nprotocol bgp {name} from tabby_peer {{\n  description \"tabby {kind}\";\n  neighbor {peer} as {asn};\n{extra}}}\n",
+        name = session.protocol_name(),
+        kind = session.kind.name(),
+        peer = session.peer,
+        asn = session.peer_as,
+    )
+}
