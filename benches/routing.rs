@@ -1,10 +1,14 @@
-//! `cargo bench --bench routing` (or `scripts/bench routing`), on a
-//! three-host lab:
-//! 1. TCP throughput (iperf3) container h1 -> container h2, against host
-//!    h1 -> host h2 in the same run (no encapsulation: should be equal);
-//! 2. route convergence: from `docker run` returning on h1 until the
-//!    container's /32 is in h2's routing table, over 50 containers;
-//! 3. each agent's RSS with 100 endpoints per host.
+//! `cargo bench --bench routing` (or `scripts/bench routing`), on three
+//! labs in turn: direct routing (3 hosts, one segment), BGP full mesh (3
+//! hosts, one segment) and BGP through the tor (4 hosts on two segments,
+//! each peering with the tor, mesh off). Each measures:
+//! - route convergence: from `docker run` returning on h1 until the
+//!   container's /32 is in the routing table of the measuring host (h2:
+//!   same segment, or the other segment through the tor), 50 containers
+//!   each holding an address of another host's block;
+//! - TCP throughput (iperf3) container h1 -> container h2 against host h1
+//!   -> host h2 in the same run (no encapsulation: should be equal);
+//! - RSS of agent and BIRD with 100 endpoints per host (single segment).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -14,7 +18,7 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use support::Lab;
+use support::{Lab, eventually};
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
@@ -26,8 +30,10 @@ fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
     v[(((p / 100.0) * (v.len() - 1) as f64).round() as usize).min(v.len() - 1)]
 }
 
-fn agent_rss_mb(lab: &Lab, host: &str) -> f64 {
-    let pid = std::fs::read_to_string(lab.dir().join(host).join("agent.pid")).unwrap();
+fn rss_mb(pidfile: &std::path::Path) -> f64 {
+    let Ok(pid) = std::fs::read_to_string(pidfile) else {
+        return 0.0;
+    };
     let status = std::fs::read_to_string(format!("/proc/{}/status", pid.trim())).unwrap();
     let kib: f64 = status
         .lines()
@@ -38,9 +44,55 @@ fn agent_rss_mb(lab: &Lab, host: &str) -> f64 {
     kib / 1024.0
 }
 
+fn host_ip(lab: &Lab, host: &str) -> String {
+    let out = lab.sh(host, "ip -4 -o addr show dev eth0");
+    let cidr = out.split_whitespace().nth(3).unwrap();
+    cidr.split('/').next().unwrap().to_string()
+}
+
 fn main() {
-    let lab = Lab::up(3);
-    lab.sh("h1", "tabby network create n1 --subnet 198.18.64.0/20");
+    let direct = Lab::up(3);
+    direct.sh("h1", "tabby network create n1 --subnet 198.18.64.0/20");
+    throughput(&direct, "direct, one segment");
+    convergence(&direct, "direct, one segment", "h3");
+    memory(&direct, "direct");
+    drop(direct);
+
+    let mesh = Lab::up_with(3, &[("TABBY_LAB_ROUTING", "bgp")]);
+    mesh.sh("h1", "tabby network create n1 --subnet 198.18.64.0/20");
+    convergence(&mesh, "BGP mesh, one segment", "h3");
+    memory(&mesh, "BGP mesh");
+    drop(mesh);
+
+    let tor = Lab::up_with(
+        4,
+        &[
+            ("TABBY_LAB_ROUTING", "bgp"),
+            ("TABBY_LAB_SEGMENTS", "2"),
+            ("TABBY_LAB_TOR_BGP", "1"),
+        ],
+    );
+    tor.sh("h1", "tabby bgp mesh off");
+    for (host, tor_ip) in [
+        ("h1", "198.18.0.1"),
+        ("h2", "198.18.1.1"),
+        ("h3", "198.18.0.1"),
+        ("h4", "198.18.1.1"),
+    ] {
+        tor.sh(
+            "h1",
+            &format!("tabby bgp peer add {tor_ip} --as 64513 --node {host}"),
+        );
+    }
+    tor.sh("h1", "tabby network create n1 --subnet 198.18.64.0/20");
+    throughput(&tor, "BGP through the tor, across segments");
+    // h3 is on h1's segment; h2, where the routes are awaited, is not.
+    convergence(&tor, "BGP through the tor, across segments", "h3");
+}
+
+/// iperf3 container h1 -> container h2 against host h1 -> host h2,
+/// alternated.
+fn throughput(lab: &Lab, what: &str) {
     lab.sh(
         "h1",
         "docker run -d --name c1 --net n1 tabby/busybox sleep 1d",
@@ -50,24 +102,30 @@ fn main() {
         "docker run -d --name c2 --net n1 tabby/busybox sleep 1d",
     );
     let c2 = lab.container_ip("h2", "c2");
-
-    // 1. Throughput, alternated.
+    eventually(Duration::from_secs(30), "c1 reaching c2", || {
+        lab.pings("h1", "c1", &c2).then_some(())
+    });
+    let h2 = host_ip(lab, "h2");
     let (mut host, mut container) = (Vec::new(), Vec::new());
     for _ in 0..3 {
-        host.push(lab.iperf_gbps(("h1", None), ("h2", None), "198.18.0.12"));
+        host.push(lab.iperf_gbps(("h1", None), ("h2", None), &h2));
         container.push(lab.iperf_gbps(("h1", Some("c1")), ("h2", Some("c2")), &c2));
     }
     let (hm, cm) = (median(host.clone()), median(container.clone()));
-    println!("iperf3 TCP, 3 x 4 s each, alternated: host h1->h2 median {hm:.2} Gbit/s {host:.2?}");
     println!(
-        "                                     container h1->h2 median {cm:.2} Gbit/s {container:.2?}"
+        "[{what}] iperf3 TCP, 3 x 4 s each, alternated: host h1->h2 median {hm:.2} Gbit/s {host:.2?}"
     );
-    println!("ratio container/host {:.3}", cm / hm);
+    println!(
+        "[{what}]   container h1->h2 median {cm:.2} Gbit/s {container:.2?}; ratio container/host {:.3}",
+        cm / hm
+    );
+}
 
-    // 2. Convergence. h3 claims a block; h1's containers borrow from it, so
-    // each needs its own /32 on h2.
+/// `block_host` claims a block; h1's containers take addresses of it, so
+/// each needs a /32 of its own on h2.
+fn convergence(lab: &Lab, what: &str, block_host: &str) {
     lab.sh(
-        "h3",
+        block_host,
         "docker run -d --name claim --net n1 --ip 198.18.72.1 tabby/busybox sleep 1d",
     );
     let mut monitor = lab
@@ -84,7 +142,7 @@ fn main() {
         }
     });
     std::thread::sleep(Duration::from_millis(500));
-    let (mut delays, mut from_start, mut run_times) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut delays, mut run_times) = (Vec::new(), Vec::new());
     for i in 2..52 {
         let ip = format!("198.18.72.{i}");
         let started = Instant::now();
@@ -94,7 +152,7 @@ fn main() {
         );
         let returned = Instant::now();
         run_times.push((returned - started).as_secs_f64() * 1000.0);
-        let needle = format!("{ip} via 198.18.0.11");
+        let needle = format!("{ip} via ");
         let deadline = returned + Duration::from_secs(10);
         let appeared = loop {
             if let Some((t, _)) = seen
@@ -108,49 +166,43 @@ fn main() {
             assert!(Instant::now() < deadline, "no route for {ip} on h2");
             std::thread::sleep(Duration::from_millis(2));
         };
-        // The route is usually there before docker run returns (the address
+        // The route may be there before docker run returns (the address
         // is allocated early in the run): that counts as 0.
         delays.push(appeared.saturating_duration_since(returned).as_secs_f64() * 1000.0);
-        from_start.push((appeared - started).as_secs_f64() * 1000.0);
     }
     let _ = monitor.kill();
     let _ = monitor.wait();
     let early = delays.iter().filter(|d| **d == 0.0).count();
     println!(
-        "route convergence h1 -> h2 over 50 containers, after docker run returned: p50 {:.1} ms  p99 {:.1} ms  ({early}/50 already there)",
+        "[{what}] route convergence h1 -> h2 over 50 containers, after docker run returned: p50 {:.1} ms  p99 {:.1} ms  ({early}/50 already there); docker run p50 {:.0} ms",
         percentile(delays.clone(), 50.0),
         percentile(delays, 99.0),
-    );
-    println!(
-        "  route on h2 after docker run started: p50 {:.0} ms  p99 {:.0} ms; docker run itself: p50 {:.0} ms",
-        percentile(from_start.clone(), 50.0),
-        percentile(from_start, 99.0),
         percentile(run_times, 50.0)
     );
+}
 
-    // 3. Memory with 100 endpoints per host.
+/// Agent and BIRD RSS with 100 endpoints on each of h1..h3.
+fn memory(lab: &Lab, what: &str) {
     std::thread::scope(|scope| {
         for host in ["h1", "h2", "h3"] {
-            let lab = &lab;
             scope.spawn(move || {
                 let have: usize = lab.sh(host, "docker ps -q | wc -l").trim().parse().unwrap();
                 lab.sh(
                     host,
-                    &format!(
-                        "for i in $(seq {} 100); do docker run -d --net n1 tabby/busybox sleep 1d >/dev/null; done",
-                        have + 1
-                    ),
+                    &format!("for i in $(seq {} 100); do docker run -d --net n1 tabby/busybox sleep 1d >/dev/null; done", have + 1),
                 );
             });
         }
     });
-    std::thread::sleep(Duration::from_secs(3));
+    std::thread::sleep(Duration::from_secs(5));
     for host in ["h1", "h2", "h3"] {
         let endpoints = lab.sh(host, "docker ps -q | wc -l");
+        let agent = rss_mb(&lab.dir().join(host).join("agent.pid"));
+        let bird = rss_mb(&lab.dir().join(host).join("bird/bird.pid"));
         println!(
-            "agent RSS on {host} with {} endpoints: {:.1} MB",
+            "[{what}] RSS on {host} with {} endpoints: agent {agent:.1} MB + BIRD {bird:.1} MB = {:.1} MB",
             endpoints.trim(),
-            agent_rss_mb(&lab, host)
+            agent + bird
         );
     }
 }

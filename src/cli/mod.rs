@@ -2,10 +2,13 @@
 //! prints tables (or JSON). Shapes follow the old calicoctl.
 
 mod agent;
+mod bgp;
+mod bgp_edit;
 mod expose;
 mod ipam_check;
 mod mysql;
 mod network;
+mod node_bgp;
 pub use agent::LogFormat;
 mod output;
 mod pool;
@@ -123,8 +126,8 @@ pub enum Command {
     /// Address pools.
     #[command(subcommand)]
     Pool(pool::PoolCommand),
-    /// Hosts running the agent.
-    #[command(subcommand)]
+    /// Hosts running the agent, and their BGP settings (`node H bgp …`).
+    #[command(subcommand, after_help = node_bgp::HELP)]
     Node(show::NodeCommand),
     /// Container endpoints.
     #[command(subcommand)]
@@ -148,6 +151,9 @@ pub enum Command {
     /// Networks defined once for every host.
     #[command(subcommand)]
     Network(network::NetworkCommand),
+    /// BGP: default AS, node-to-node mesh, peers, this host's sessions.
+    #[command(subcommand)]
+    Bgp(bgp::BgpCommand),
     /// MySQL/MariaDB replication between containers on tabby networks.
     #[command(subcommand)]
     Mysql(mysql::MysqlCommand),
@@ -171,5 +177,6 @@ async fn dispatch(cli: Cli) -> Result<()> {
         Command::Profile { args } => profile::run(args, &cli.etcd, cli.output).await,
         Command::Container { args } => profile::container(args, &cli.etcd).await,
         Command::Mysql(cmd) => mysql::run(cmd, &cli.etcd, cli.output).await,
+        Command::Bgp(cmd) => bgp::run(cmd, &cli.etcd, cli.output).await,
     }
 }

@@ -10,6 +10,7 @@ use serde_json::json;
 use super::output::{or_dash, print};
 use super::{EtcdArgs, Format};
 use crate::ipam::{Ipam, block, describe, short_id};
+use crate::model::{BgpConfig, BgpStatus, NodeBgp};
 
 #[derive(Subcommand, Debug)]
 pub enum NodeCommand {
@@ -17,6 +18,9 @@ pub enum NodeCommand {
     Show,
     /// Forget a node that is gone for good (refused while it is up).
     Remove { hostname: String },
+    /// `tabby node H bgp …`: the words after `node`, parsed by node_bgp.
+    #[command(external_subcommand)]
+    Host(Vec<String>),
 }
 
 #[derive(Subcommand, Debug)]
@@ -55,21 +59,79 @@ async fn refuse_if_up(store: &crate::store::Store, host: &str) -> Result<()> {
 }
 
 pub async fn node(cmd: NodeCommand, etcd: &EtcdArgs, format: Format) -> Result<()> {
+    let hostname = match cmd {
+        NodeCommand::Show => return node_show(etcd, format).await,
+        NodeCommand::Host(words) => return super::node_bgp::run(words, etcd).await,
+        NodeCommand::Remove { hostname } => hostname,
+    };
     let store = etcd.connect().await?;
-    if let NodeCommand::Remove { hostname } = cmd {
-        refuse_if_up(&store, &hostname).await?;
-        if !store.nodes().await?.iter().any(|n| n.hostname == hostname) {
-            anyhow::bail!("no node {hostname}");
-        }
-        store.delete_node(&hostname).await?;
-        println!(
-            "Removed node {hostname}; its addresses stay until `tabby ipam release --node {hostname}`"
-        );
-        return Ok(());
+    refuse_if_up(&store, &hostname).await?;
+    if !store.nodes().await?.iter().any(|n| n.hostname == hostname) {
+        anyhow::bail!("no node {hostname}");
     }
+    store.delete_node(&hostname).await?;
+    println!(
+        "Removed node {hostname}; its addresses stay until `tabby ipam release --node {hostname}`"
+    );
+    Ok(())
+}
+
+/// What `node show` says of each node's BGP: its AS, role and sessions.
+struct BgpView {
+    /// None when the cluster-wide record cannot be read.
+    config: Option<BgpConfig>,
+    nodes: BTreeMap<String, NodeBgp>,
+    statuses: BTreeMap<String, BgpStatus>,
+}
+
+impl BgpView {
+    async fn read(store: &crate::store::Store) -> Result<Self> {
+        // A broken BGP record must not hide the nodes (their state is what
+        // an operator looks at first when something is wrong).
+        let config = match store.bgp_config().await {
+            Ok(config) => Some(config),
+            Err(err) => {
+                eprintln!("warning: cannot read the BGP settings: {err}");
+                None
+            }
+        };
+        Ok(BgpView {
+            config,
+            nodes: store.bgp_nodes().await?,
+            statuses: store.bgp_statuses().await?,
+        })
+    }
+
+    /// The AS NUM and BGP PEERS cells, and the same as JSON fields.
+    fn of(&self, host: &str) -> ([String; 2], serde_json::Value) {
+        let node = self.nodes.get(host).cloned().unwrap_or_default();
+        let asn = node.asn.or(self.config.as_ref().map(BgpConfig::asn));
+        let inherited = node.asn.is_none();
+        let as_cell = match asn {
+            Some(n) if inherited => format!("{n} (inherited)"),
+            Some(n) => n.to_string(),
+            None => "-".into(),
+        };
+        let status = self.statuses.get(host);
+        let peers_cell = status.map_or("-".into(), |s| {
+            format!("{}/{}", s.established, s.configured)
+        });
+        let peers =
+            status.map(|s| json!({"established": s.established, "configured": s.configured}));
+        let fields = json!({
+            "as": asn, "as_inherited": inherited,
+            "route_reflector": node.route_reflector, "bgp_peers": peers,
+        });
+        ([as_cell, peers_cell], fields)
+    }
+}
+
+async fn node_show(etcd: &EtcdArgs, format: Format) -> Result<()> {
+    let store = etcd.connect().await?;
     let alive: HashSet<String> = store.alive_hosts().await?.into_iter().collect();
     let statuses: std::collections::HashMap<String, crate::model::NodeStatus> =
         store.node_statuses().await?.into_iter().collect();
+    let bgp = BgpView::read(&store).await?;
     let blocks = store.blocks().await?;
     let endpoints = store.endpoints().await?;
     let mut rows = Vec::new();
@@ -87,10 +149,13 @@ pub async fn node(cmd: NodeCommand, etcd: &EtcdArgs, format: Format) -> Result<(
             .collect();
         let count = endpoints.iter().filter(|e| e.host == node.hostname).count();
         let status = statuses.get(&node.hostname);
+        let ([as_cell, peers_cell], bgp_fields) = bgp.of(&node.hostname);
         rows.push(vec![
             node.hostname.clone(),
             node.ip.to_string(),
             state.to_string(),
+            as_cell,
+            peers_cell,
             if claimed.is_empty() {
                 "-".into()
             } else {
@@ -103,30 +168,33 @@ pub async fn node(cmd: NodeCommand, etcd: &EtcdArgs, format: Format) -> Result<(
             }),
             node.version.clone(),
         ]);
-        out.push(json!({
+        let mut value = json!({
             "hostname": node.hostname, "ip": node.ip, "state": state,
             "blocks": claimed, "endpoints": count, "routes": status.map(|s| s.routes),
             "last_sync": status.map(|s| s.last_sync),
             "started": node.started, "version": node.version,
-        }));
+        });
+        if let (Some(all), serde_json::Value::Object(more)) = (value.as_object_mut(), bgp_fields) {
+            all.extend(more);
+        }
+        out.push(value);
     }
-    print(
-        format,
-        &[
-            "HOSTNAME",
-            "IP",
-            "STATE",
-            "BLOCKS",
-            "ROUTES",
-            "ENDPOINTS",
-            "LAST SYNC",
-            "VERSION",
-        ],
-        rows,
-        &out,
-    );
+    print(format, &NODE_HEADERS, rows, &out);
     Ok(())
 }
+
+const NODE_HEADERS: [&str; 10] = [
+    "HOSTNAME",
+    "IP",
+    "STATE",
+    "AS NUM",
+    "BGP PEERS",
+    "BLOCKS",
+    "ROUTES",
+    "ENDPOINTS",
+    "LAST SYNC",
+    "VERSION",
+];
 
 pub async fn endpoint(cmd: EndpointCommand, etcd: &EtcdArgs, format: Format) -> Result<()> {
     let EndpointCommand::Show { detailed } = cmd;

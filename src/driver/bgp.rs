@@ -7,7 +7,7 @@ use ipnet::Ipv4Net;
 use tracing::{info, warn};
 
 use super::{Driver, Error};
-use crate::model::{Block, BgpStatus, Node, Pool};
+use crate::model::{BgpStatus, Block, Node, Pool};
 use crate::routing::bgp::{BgpView, render};
 use crate::routing::bird::{SessionState, Speaker};
 
@@ -54,7 +54,10 @@ impl Driver {
             return Ok(());
         };
         if bgp.speaker.converge(&config).await? {
-            info!(sessions = crate::routing::bgp::sessions(&view).len(), "BGP configuration applied");
+            info!(
+                sessions = crate::routing::bgp::sessions(&view).len(),
+                "BGP configuration applied"
+            );
         }
         Ok(())
     }

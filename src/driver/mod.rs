@@ -111,7 +111,11 @@ impl Driver {
 
     /// BGP mode: cross-host routes come from `speaker`, configured on every
     /// pass; `hold_time` in seconds.
-    pub fn with_bgp(mut self, speaker: Arc<dyn crate::routing::bird::Speaker>, hold_time: u16) -> Self {
+    pub fn with_bgp(
+        mut self,
+        speaker: Arc<dyn crate::routing::bird::Speaker>,
+        hold_time: u16,
+    ) -> Self {
         self.bgp = Some(bgp::BgpRouting { speaker, hold_time });
         self
     }

@@ -128,8 +128,11 @@ fn in_bgp_mode_only_blackholes_are_the_agents() {
     let h1 = desired_routes("h1", &view);
     assert_eq!(
         h1,
-        [r("192.168.0.0/16", "blackhole"), r("192.168.0.0/26", "blackhole")]
-            .into_iter()
-            .collect()
+        [
+            r("192.168.0.0/16", "blackhole"),
+            r("192.168.0.0/26", "blackhole")
+        ]
+        .into_iter()
+        .collect()
     );
 }

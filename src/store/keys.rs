@@ -195,11 +195,15 @@ impl Keys {
         format!("{}peers/", self.bgp())
     }
 
+    pub fn bgp_node_peers(&self, host: &str) -> String {
+        format!("{}node/{host}/", self.bgp_peers())
+    }
+
     /// One key per peer and scope: the same router may be a global peer
     /// and, with another AS, a node's peer.
     pub fn bgp_peer(&self, ip: std::net::Ipv4Addr, node: Option<&str>) -> String {
         match node {
-            Some(host) => format!("{}node/{host}/{ip}", self.bgp_peers()),
+            Some(host) => format!("{}{ip}", self.bgp_node_peers(host)),
             None => format!("{}global/{ip}", self.bgp_peers()),
         }
     }

@@ -20,10 +20,10 @@ use ipnet::Ipv4Net;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+pub use crate::model::BgpSettings;
 use crate::model::{
     Block, Endpoint, Exposure, Network, NetworkDef, NetworkStatus, Node, NodeStatus, Profile,
 };
-pub use crate::model::BgpSettings;
 pub use etcd_options::{ConfigError, EtcdOptions};
 pub use keys::Keys;
 pub use kv::{Expect, KeyStream, Kv, LeaseGuard, Swap, Versioned};
@@ -300,6 +300,11 @@ impl Store {
         self.kv.delete(&self.keys.node_status(host)).await?;
         self.kv.delete(&self.keys.policy_status(host)).await?;
         self.kv.delete(&self.keys.bgp_status(host)).await?;
+        // A node that comes back under this name starts from the defaults.
+        self.kv.delete(&self.keys.bgp_node(host)).await?;
+        for (key, _) in self.kv.list(&self.keys.bgp_node_peers(host)).await? {
+            self.kv.delete(&key).await?;
+        }
         Ok(())
     }
 

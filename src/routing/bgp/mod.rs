@@ -128,7 +128,11 @@ pub fn sessions(view: &BgpView) -> Vec<Session> {
     let my_cluster = view.reflector(view.host);
     let my_as = view.asn_of(view.host);
     let mut by_peer: BTreeMap<Ipv4Addr, Session> = BTreeMap::new();
-    for node in view.nodes.iter().filter(|n| n.hostname != view.host && n.ip != me.ip) {
+    for node in view
+        .nodes
+        .iter()
+        .filter(|n| n.hostname != view.host && n.ip != me.ip)
+    {
         let theirs = view.reflector(&node.hostname);
         // Reflectors peer with every node; the mesh, where on, joins the
         // rest.

@@ -24,6 +24,9 @@ pub fn render(view: &BgpView) -> Option<String> {
         r#"# Written by tabby agent for host {host} from etcd; changes are overwritten.
 log stderr {{ info, remote, warning, error, auth, fatal, bug }};
 router id {ip};
+# After a restart, routes are announced once every peer is back or after
+# this long, well before peers stop keeping them (the restart time).
+graceful restart wait {recovery};
 timeformat protocol iso long;
 
 {functions}
@@ -75,6 +78,7 @@ template bgp tabby_peer {{
         proto = TABBY_PROTO,
         local_as = view.asn_of(view.host),
         keepalive = (hold / 3).max(1),
+        recovery = (hold / 2).max(2),
         functions = functions(view.pools, view.own_blocks),
     );
     for session in sessions(view) {

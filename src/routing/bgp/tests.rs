@@ -82,7 +82,10 @@ fn with_a_reflector_and_the_mesh_off_clients_peer_only_with_it() {
             ("198.18.0.13".into(), SessionKind::Reflector, true)
         ]
     );
-    assert!(h1.iter().all(|s| s.cluster_id == Some("1.1.1.1".parse().unwrap())));
+    assert!(
+        h1.iter()
+            .all(|s| s.cluster_id == Some("1.1.1.1".parse().unwrap()))
+    );
     let h2 = sessions(&view("h2", &settings, &nodes));
     assert_eq!(
         kinds(&h2),
@@ -160,7 +163,11 @@ fn the_configuration_names_pools_blocks_and_peers() {
 /// (scripts/test installs it).
 #[test]
 fn bird_accepts_the_rendered_configuration() {
-    if std::process::Command::new("bird").arg("--version").output().is_err() {
+    if std::process::Command::new("bird")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
         eprintln!("skipped: no bird binary");
         return;
     }

@@ -52,7 +52,9 @@ pub fn supervise(binary: PathBuf, files: Files) -> std::io::Result<()> {
                 let started = Instant::now();
                 match run_once(&binary, &files) {
                     Ok(status) => warn!(%status, "BIRD exited: starting it again"),
-                    Err(err) => warn!(error = %err, binary = %binary.display(), "cannot start BIRD"),
+                    Err(err) => {
+                        warn!(error = %err, binary = %binary.display(), "cannot start BIRD")
+                    }
                 }
                 if started.elapsed() < HEALTHY_RUN {
                     std::thread::sleep(Duration::from_secs(1));

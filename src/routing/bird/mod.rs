@@ -96,7 +96,8 @@ impl Speaker for Bird {
         }
         let staged = self.files.staged();
         let io = |what: String| move |source| Error::Io { what, source };
-        std::fs::write(&staged, config).map_err(io(format!("cannot write {}", staged.display())))?;
+        std::fs::write(&staged, config)
+            .map_err(io(format!("cannot write {}", staged.display())))?;
         // A configuration BIRD refuses never replaces the one it runs.
         self.check(&staged).await?;
         std::fs::rename(&staged, self.files.config())
