@@ -185,9 +185,9 @@ pub async fn add_peer(
     })
 }
 
-/// Removes a peer. A node's peer can be removed after the node itself was
-/// (`tabby node remove` leaves its BGP records), so the node must be
-/// registered only when there is nothing to remove.
+/// Removes a peer. A record of a node that is no longer registered (left
+/// by an older tabby, or written by hand) can still be removed, so the
+/// node must be registered only when there is nothing to remove.
 pub async fn remove_peer(store: &Store, ip: &str, node: Option<&str>) -> Result<(), Refused> {
     let ip = parse_ip(ip)?;
     if store.delete_bgp_peer(ip, node).await? {

@@ -161,14 +161,18 @@ async fn bad_peers_are_refused_before_anything_is_written() {
 }
 
 #[tokio::test]
-async fn a_removed_nodes_peer_can_still_be_removed() {
+async fn a_removed_node_takes_its_peers_and_settings_with_it() {
     let store = store().await;
     add_peer(&store, "10.0.0.1", "64500", Some("h2"))
         .await
         .unwrap();
+    add_peer(&store, "10.0.0.2", "64500", None).await.unwrap();
+    assert!(set_node_as(&store, "h2", "64513").await.unwrap());
     store.delete_node("h2").await.unwrap();
-    remove_peer(&store, "10.0.0.1", Some("h2")).await.unwrap();
-    assert!(store.bgp_peers().await.unwrap().is_empty());
+    let left = store.bgp_peers().await.unwrap();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(left[0].node.is_none());
+    assert!(store.bgp_nodes().await.unwrap().is_empty());
 }
 
 #[tokio::test]

@@ -96,6 +96,16 @@ impl Store {
         })
     }
 
+    /// A node that comes back under this name starts from the defaults.
+    pub(super) async fn delete_node_bgp(&self, host: &str) -> Result<(), Error> {
+        self.kv.delete(&self.keys.bgp_status(host)).await?;
+        self.kv.delete(&self.keys.bgp_node(host)).await?;
+        for (key, _) in self.kv.list(&self.keys.bgp_node_peers(host)).await? {
+            self.kv.delete(&key).await?;
+        }
+        Ok(())
+    }
+
     pub async fn bgp_statuses(&self) -> Result<BTreeMap<String, BgpStatus>, Error> {
         let prefix = self.keys.bgp_statuses();
         let (good, _) = self.list_checked::<BgpStatus>(&prefix).await?;

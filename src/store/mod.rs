@@ -21,9 +21,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use crate::model::BgpSettings;
-use crate::model::{
-    Block, Endpoint, Exposure, Network, NetworkDef, NetworkStatus, Node, NodeStatus, Profile,
-};
+use crate::model::{Block, Endpoint, Exposure, Network, NetworkDef, NetworkStatus, Node, Profile};
 pub use etcd_options::{ConfigError, EtcdOptions};
 pub use keys::Keys;
 pub use kv::{Expect, KeyStream, Kv, LeaseGuard, Swap, Versioned};
@@ -295,34 +293,6 @@ impl Store {
 }
 
 impl Store {
-    pub async fn delete_node(&self, host: &str) -> Result<(), Error> {
-        self.kv.delete(&self.keys.node(host)).await?;
-        self.kv.delete(&self.keys.node_status(host)).await?;
-        self.kv.delete(&self.keys.policy_status(host)).await?;
-        self.kv.delete(&self.keys.bgp_status(host)).await?;
-        // A node that comes back under this name starts from the defaults.
-        self.kv.delete(&self.keys.bgp_node(host)).await?;
-        for (key, _) in self.kv.list(&self.keys.bgp_node_peers(host)).await? {
-            self.kv.delete(&key).await?;
-        }
-        Ok(())
-    }
-
-    pub async fn node_statuses(&self) -> Result<Vec<(String, NodeStatus)>, Error> {
-        let prefix = self.keys.node_statuses();
-        let (good, _) = self.list_checked::<NodeStatus>(&prefix).await?;
-        Ok(good
-            .into_iter()
-            .map(|(key, v)| (key[prefix.len()..].to_string(), v.value))
-            .collect())
-    }
-
-    pub async fn put_node_status(&self, host: &str, status: &NodeStatus) -> Result<(), Error> {
-        self.kv
-            .put(&self.keys.node_status(host), encode(status))
-            .await
-    }
-
     pub async fn netdefs(&self) -> Result<Vec<NetworkDef>, Error> {
         Ok(unversioned(self.list_typed(&self.keys.netdefs()).await?))
     }

@@ -12,7 +12,7 @@
 use std::time::Duration;
 
 use super::{Error, LeaseGuard, Store, decode, encode};
-use crate::model::Node;
+use crate::model::{Node, NodeStatus};
 
 /// Beyond the TTL itself: etcd expires leases on its leader's clock, a
 /// little after the TTL.
@@ -64,6 +64,31 @@ impl Store {
             }
             tokio::time::sleep(POLL).await;
         }
+    }
+}
+
+impl Store {
+    /// Forgets a node that is gone: its record, statuses and settings.
+    pub async fn delete_node(&self, host: &str) -> Result<(), Error> {
+        self.kv.delete(&self.keys.node(host)).await?;
+        self.kv.delete(&self.keys.node_status(host)).await?;
+        self.kv.delete(&self.keys.policy_status(host)).await?;
+        self.delete_node_bgp(host).await
+    }
+
+    pub async fn node_statuses(&self) -> Result<Vec<(String, NodeStatus)>, Error> {
+        let prefix = self.keys.node_statuses();
+        let (good, _) = self.list_checked::<NodeStatus>(&prefix).await?;
+        Ok(good
+            .into_iter()
+            .map(|(key, v)| (key[prefix.len()..].to_string(), v.value))
+            .collect())
+    }
+
+    pub async fn put_node_status(&self, host: &str, status: &NodeStatus) -> Result<(), Error> {
+        self.kv
+            .put(&self.keys.node_status(host), super::encode(status))
+            .await
     }
 }
 
