@@ -16,6 +16,19 @@ async fn main() {
     } else {
         "warn,tabby::skipped=off"
     };
+    if !matches!(cli.command, Command::Agent(_)) {
+        // `tabby node show | head` ends quietly, as other Unix tools do,
+        // instead of panicking in println! on the closed pipe. The agent
+        // keeps Rust's default: a closed socket must not kill it.
+        // SAFETY: SIG_DFL installs no handler, so no handler code can run
+        // on another thread while it changes.
+        unsafe {
+            let _ = nix::sys::signal::signal(
+                nix::sys::signal::Signal::SIGPIPE,
+                nix::sys::signal::SigHandler::SigDfl,
+            );
+        }
+    }
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     let subscriber = tracing_subscriber::fmt()

@@ -72,7 +72,7 @@ impl Drop for Cleanup<'_> {
     }
 }
 
-/// Runs a shell command on the lab's only host; its stdout.
+/// Runs a shell command on h1, the plugin's host; its stdout.
 fn h1(lab: &Lab, command: impl AsRef<str>) -> String {
     lab.sh("h1", command.as_ref())
 }
@@ -121,17 +121,32 @@ fn endpoint_names(lab: &Lab) -> Option<BTreeSet<String>> {
 }
 
 fn run_container(lab: &Lab, name: &str) -> String {
-    h1(
-        lab,
-        format!("docker run -d --name {name} --net n1 tabby/busybox sleep 1d"),
-    );
-    lab.container_ip("h1", name)
+    run_container_on(lab, "h1", name)
+}
+
+fn run_container_on(lab: &Lab, host: &str, name: &str) -> String {
+    let run = format!("docker run -d --name {name} --net n1 tabby/busybox sleep 1d");
+    lab.sh(host, &run);
+    lab.container_ip(host, name)
+}
+
+/// h1's plugin and h2's legacy agent route to each other only through
+/// BGP: both run BIRD, neither installs cross-host routes itself.
+fn ping_across_hosts(lab: &Lab, on_h1: (&str, &str), on_h2: (&str, &str), when: &str) {
+    for (host, (from, _), (to, ip)) in [("h1", on_h1, on_h2), ("h2", on_h2, on_h1)] {
+        let what = format!("{from} -> {to} {when}");
+        eventually(Duration::from_secs(30), &what, || {
+            lab.pings(host, from, ip).then_some(())
+        });
+    }
 }
 
 #[test]
 fn managed_plugin_serves_containers_across_disable_and_enable() {
     let started = Instant::now();
-    let lab = timed("lab up", || Lab::up(1));
+    // h2 keeps its legacy agent: the BGP peer of the plugin's BIRD.
+    let routing = [("TABBY_LAB_ROUTING", "bgp"), ("TABBY_BGP_HOLD_TIME", "10")];
+    let lab = timed("lab up", || Lab::up_with(2, &routing));
     let _cleanup = Cleanup(&lab);
     lab.stop("h1", "agent");
     assert!(!lab.socket("h1").exists(), "the legacy agent is gone");
@@ -150,6 +165,7 @@ fn managed_plugin_serves_containers_across_disable_and_enable() {
     let settings = format!(
         "TABBY_ETCD_ENDPOINTS=$TABBY_ETCD_ENDPOINTS TABBY_ETCD_PREFIX=$TABBY_ETCD_PREFIX \
          TABBY_IP=198.18.0.11 TABBY_HOSTNAME=h1 TABBY_NODE_TTL=3 \
+         TABBY_ROUTING=bgp TABBY_BGP_HOLD_TIME=10 \
          TABBY_DOCKER_HOST=unix:///var/run/docker.sock docker-socket.source={}/h1/docker.sock",
         lab.dir().display()
     );
@@ -160,7 +176,7 @@ fn managed_plugin_serves_containers_across_disable_and_enable() {
     // dockerd reaches a managed plugin at /run/docker/plugins/<id>/<socket>,
     // in the lab host's mount namespace <lab>/h1/plugins/<id>/.
     let id = plugin_field(&lab, "Id");
-    let socket = lab.dir().join("h1/plugins").join(id).join("tabby.sock");
+    let socket = lab.dir().join("h1/plugins").join(&id).join("tabby.sock");
     assert!(socket.exists(), "{} exists", socket.display());
     assert!(!lab.socket("h1").exists(), "no legacy agent came back");
 
@@ -178,10 +194,45 @@ fn managed_plugin_serves_containers_across_disable_and_enable() {
     let plugin_started = node_started(&lab).expect("the plugin's agent registered h1");
     assert_ne!(Some(&plugin_started), legacy_started.as_ref());
 
-    let net = format!("-d {PLUGIN} --ipam-driver {PLUGIN} --subnet 198.18.64.0/20");
+    // One profile on both hosts' networks (each `docker network create`
+    // otherwise makes its own): their containers may talk.
+    let net =
+        format!("-d {PLUGIN} --ipam-driver {PLUGIN} --subnet 198.18.64.0/20 -o tabby.profile=n1");
     h1(&lab, format!("docker network create {net} n1"));
     let (ip1, ip2) = (run_container(&lab, "c1"), run_container(&lab, "c2"));
     ping_both_ways(&lab, ("c1", &ip1), ("c2", &ip2), "on the plugin's network");
+    let net_h2 = "-d tabby --ipam-driver tabby --subnet 198.18.64.0/20 -o tabby.profile=n1";
+    lab.sh("h2", &format!("docker network create {net_h2} n1"));
+    let ip5 = run_container_on(&lab, "h2", "c5");
+    ping_across_hosts(
+        &lab,
+        ("c1", &ip1),
+        ("c5", &ip5),
+        "through the plugin's BIRD",
+    );
+    // The plugin's BIRD, seen from the host through its socket in the
+    // plugin's rootfs under dockerd's data root, as plugin/README.md says.
+    let bird_dir = lab
+        .dir()
+        .join(format!("h1/data/plugins/{id}/rootfs/run/tabby/bird"));
+    let status = ["tabby", "bgp", "status", "-o", "json", "--bird-dir"];
+    let status = lab.run("h1", &[&status[..], &[bird_dir.to_str().unwrap()]].concat());
+    let sessions: Value = serde_json::from_str(&support::stdout(&status))
+        .unwrap_or_else(|e| panic!("{e}: tabby bgp status: {}", stderr(&status)));
+    let to_h2 = sessions
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|s| s["peer"] == "198.18.0.12");
+    let to_h2 = to_h2.unwrap_or_else(|| panic!("a session to h2 in {sessions}"));
+    assert_eq!(to_h2["type"], "mesh", "{to_h2}");
+    assert!(
+        to_h2["info"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("Established"),
+        "{to_h2}"
+    );
 
     // The agent learns container names from the Engine API: the
     // docker-socket mount and TABBY_DOCKER_HOST reach h1's dockerd.
@@ -215,6 +266,7 @@ fn managed_plugin_serves_containers_across_disable_and_enable() {
     assert_ne!(node_started(&lab).expect("h1 registered"), again);
     let ip4 = run_container(&lab, "c4");
     ping_both_ways(&lab, ("c4", &ip4), ("c2", &ip2), "after the upgrade");
+    ping_across_hosts(&lab, ("c4", &ip4), ("c5", &ip5), "after the upgrade");
     eprintln!("whole scenario: {:.1} s", started.elapsed().as_secs_f64());
 }
 

@@ -21,6 +21,15 @@ pub struct ResyncReport {
     pub routes: usize,
 }
 
+impl ResyncReport {
+    /// Whether the pass changed anything in the kernel.
+    pub fn changed(&self) -> bool {
+        !self.links_removed.is_empty()
+            || !self.routes_added.is_empty()
+            || !self.routes_removed.is_empty()
+    }
+}
+
 impl Driver {
     /// Host prerequisites (forwarding on).
     pub async fn prepare_host(&self) -> Result<(), Error> {
@@ -157,10 +166,7 @@ impl Driver {
         report.routes = desired.len();
         report.routes_added = diff.added;
         report.routes_removed = diff.removed;
-        if !report.links_removed.is_empty()
-            || !report.routes_added.is_empty()
-            || !report.routes_removed.is_empty()
-        {
+        if report.changed() {
             info!(
                 links_removed = report.links_removed.len(),
                 routes_added = report.routes_added.len(),
@@ -176,9 +182,7 @@ impl Driver {
     /// route count moved, or the last write is old: a periodic pass that
     /// finds nothing to do leaves etcd's revision alone.
     async fn record_sync(&self, report: &ResyncReport) {
-        let changed = !report.links_removed.is_empty()
-            || !report.routes_added.is_empty()
-            || !report.routes_removed.is_empty();
+        let changed = report.changed();
         let mut synced = self.synced.lock().await;
         let now = Utc::now();
         let current = synced.as_ref().is_some_and(|s| {

@@ -30,7 +30,7 @@ pub async fn command(socket: &Path, command: &str) -> Result<Vec<Line>, Error> {
 }
 
 async fn exchange(socket: &Path, command: &str) -> Result<Vec<Line>, Error> {
-    let stream = UnixStream::connect(socket).await.map_err(|e| Error::Io {
+    let stream = connect(socket).await.map_err(|e| Error::Io {
         what: format!("cannot connect to BIRD at {}", socket.display()),
         source: e,
     })?;
@@ -52,6 +52,26 @@ async fn exchange(socket: &Path, command: &str) -> Result<Vec<Line>, Error> {
         });
     }
     Ok(reply)
+}
+
+/// sun_path holds 107 bytes: a socket deeper than that (a managed
+/// plugin's, under dockerd's data root) is reached through its directory,
+/// held open, as /proc/self/fd/N/NAME.
+async fn connect(socket: &Path) -> std::io::Result<UnixStream> {
+    const SUN_PATH_MAX: usize = 107;
+    let (Some(dir), Some(name)) = (socket.parent(), socket.file_name()) else {
+        return UnixStream::connect(socket).await;
+    };
+    if socket.as_os_str().len() <= SUN_PATH_MAX {
+        return UnixStream::connect(socket).await;
+    }
+    let dir = std::fs::File::open(dir)?;
+    let short = Path::new("/proc/self/fd")
+        .join(std::os::fd::AsRawFd::as_raw_fd(&dir).to_string())
+        .join(name);
+    let stream = UnixStream::connect(short).await;
+    drop(dir);
+    stream
 }
 
 async fn read_reply(
@@ -119,5 +139,22 @@ mod tests {
         assert!(parse("0000 ", 1002).unwrap().1);
         assert!(parse("0003 Reconfigured", 0).unwrap().1);
         assert!(parse("garbage", 0).is_none());
+    }
+
+    #[tokio::test]
+    async fn a_socket_deeper_than_sun_path_is_still_reached() {
+        let top = tempfile::tempdir().unwrap();
+        let deep = top.path().join("d".repeat(60)).join("e".repeat(60));
+        std::fs::create_dir_all(&deep).unwrap();
+        let socket = deep.join("bird.ctl");
+        assert!(socket.as_os_str().len() > 107);
+        // Bound the same way, since bind has the same limit.
+        let dir = std::fs::File::open(&deep).unwrap();
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&dir);
+        let listener =
+            std::os::unix::net::UnixListener::bind(format!("/proc/self/fd/{fd}/bird.ctl")).unwrap();
+        let stream = connect(&socket).await.expect("connected");
+        let (peer, _) = listener.accept().unwrap();
+        assert!(peer.peer_addr().is_ok() && stream.peer_addr().is_ok());
     }
 }
