@@ -83,9 +83,17 @@ busybox_tar() {
 # A MariaDB root filesystem (Debian bookworm minbase + mariadb-server) with
 # an entrypoint like the official image's, as a tarball for `docker import`.
 # Takes a minute or two the first time; cached after.
-# The recipe's version: a changed entrypoint makes a new image.
+# Galera (galera-4) and what its state transfers run: rsync, and
+# mariadb-backup with socat; ss (iproute2) is how the SST scripts wait for
+# their listeners.
+MARIADB_PACKAGES=mariadb-server,mariadb-client,galera-4,rsync,iproute2,mariadb-backup,socat
+
+# The recipe's version: a changed entrypoint, Galera default or package
+# list makes a new image.
 mariadb_recipe() {
-  sha256sum "$TABBY_ROOT/scripts/mariadb-entrypoint" | cut -c1-12
+  { cat "$TABBY_ROOT/scripts/mariadb-entrypoint" "$TABBY_ROOT/scripts/mariadb-galera-default.cnf"
+    echo "$MARIADB_PACKAGES rsync-no-reverse-lookup"; } |
+    sha256sum | cut -c1-12
 }
 
 mariadb_tar() {
@@ -104,10 +112,18 @@ mariadb_tar() {
     mirror="${TABBY_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
     mkdir -p "$TABBY_CACHE"
     log "building the MariaDB image rootfs (debootstrap, about 80 s)"
-    debootstrap --variant=minbase --include=mariadb-server,mariadb-client \
+    debootstrap --variant=minbase --include="$MARIADB_PACKAGES" \
       bookworm "$root" "$mirror" >"$TABBY_CACHE/mariadb-debootstrap.log" 2>&1 ||
       { rm -rf "$root"; die "debootstrap failed: see $TABBY_CACHE/mariadb-debootstrap.log"; }
     install -m 0755 "$TABBY_ROOT/scripts/mariadb-entrypoint" "$root/usr/local/bin/tabby-mariadb-entrypoint"
+    install -m 0644 "$TABBY_ROOT/scripts/mariadb-galera-default.cnf" \
+      "$root/etc/mysql/conf.d/tabby-galera-default.cnf"
+    # The joiner's rsync daemon looks up the name of every donor connection;
+    # where DNS does not answer (Docker's resolver with no upstream, as on a
+    # lab host) each of the transfer's six connections waits 10 s for it.
+    sed -i 's/^use chroot = no$/&\nreverse lookup = no/' "$root/usr/bin/wsrep_sst_rsync"
+    grep -q '^reverse lookup = no$' "$root/usr/bin/wsrep_sst_rsync" ||
+      die "wsrep_sst_rsync changed: cannot turn off rsync's reverse lookups"
     rm -rf "$root/var/lib/mysql"/* "$root/var/cache/apt/archives"/*.deb
     rm -f "$TABBY_CACHE"/mariadb*.tar
     local tmp

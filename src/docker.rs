@@ -8,12 +8,20 @@ use bollard::query_parameters::ListNetworksOptionsBuilder;
 use bollard::{API_DEFAULT_VERSION, Docker};
 use tokio::sync::OnceCell;
 
+mod containers;
+
+pub use containers::Containers;
+
 #[derive(Debug, thiserror::Error)]
-#[error("docker at {host}: {source}")]
-pub struct Error {
-    host: String,
-    #[source]
-    source: bollard::errors::Error,
+pub enum Error {
+    #[error("docker at {host}: {source}")]
+    Api {
+        host: String,
+        #[source]
+        source: bollard::errors::Error,
+    },
+    #[error("docker at {host}: {message}")]
+    Local { host: String, message: String },
 }
 
 pub struct DockerEngine {
@@ -32,9 +40,16 @@ impl DockerEngine {
     }
 
     fn err(&self, source: bollard::errors::Error) -> Error {
-        Error {
+        Error::Api {
             host: self.host.clone(),
             source,
+        }
+    }
+
+    fn local_err(&self, message: String) -> Error {
+        Error::Local {
+            host: self.host.clone(),
+            message,
         }
     }
 

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod bgp;
 mod checks;
+pub mod galera;
 
 pub use bgp::{BgpConfig, BgpPeer, BgpSettings, BgpStatus, NodeBgp};
 

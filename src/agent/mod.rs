@@ -4,6 +4,8 @@
 //! Docker's plugin protocol on a Unix socket until SIGTERM/SIGINT.
 
 mod bgp;
+mod galera;
+mod galera_labels;
 mod gate;
 mod liveness;
 mod mysql;
@@ -265,20 +267,45 @@ fn background(
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let networks_changed = Arc::new(Notify::new());
     let mysql_changed = Arc::new(Notify::new());
+    let galera_changed = Arc::new(Notify::new());
+    let galera_labels_changed = Arc::new(Notify::new());
     let b = Backoff::default;
     let host = config.hostname.clone();
-    let (s, n, m) = (
+    let (s, n, m, g, gl) = (
         store.clone(),
         networks_changed.clone(),
         mysql_changed.clone(),
+        galera_changed.clone(),
+        galera_labels_changed.clone(),
     );
     let d = driver.clone();
     let watch = supervise("watch", b(), move || {
         let listeners = reconcile::Listeners {
             networks: n.clone(),
             mysql: m.clone(),
+            galera: g.clone(),
+            galera_labels: gl.clone(),
         };
         reconcile::run(d.clone(), s.clone(), listeners)
+    });
+    let (s, h, c) = (store.clone(), host.clone(), docker.clone());
+    let galera = supervise("galera members", b(), move || {
+        let agent = galera::GaleraAgent {
+            store: s.clone(),
+            host: h.clone(),
+            containers: c.clone() as Arc<dyn crate::docker::Containers>,
+        };
+        agent.run(galera_changed.clone())
+    });
+    let (s, h) = (store.clone(), host.clone());
+    let credentials = config.mysql_credentials.clone();
+    let galera_labels = supervise("galera labels", b(), move || {
+        let labels = galera_labels::GaleraLabels {
+            store: s.clone(),
+            host: h.clone(),
+            credentials: credentials.clone(),
+        };
+        labels.run(galera_labels_changed.clone())
     });
     let (s, h, n) = (store.clone(), host.clone(), networks_changed);
     let driver_name = config.driver_name.clone();
@@ -321,7 +348,16 @@ fn background(
         };
         liveness.run()
     });
-    let mut tasks = vec![watch, networks, labels, check, resync, liveness];
+    let mut tasks = vec![
+        watch,
+        networks,
+        labels,
+        galera,
+        galera_labels,
+        check,
+        resync,
+        liveness,
+    ];
     if config.routing.is_some() {
         let d = driver_for_bgp;
         tasks.push(supervise("bgp status", b(), move || bgp::report(d.clone())));

@@ -22,6 +22,8 @@ const DEBOUNCE: Duration = Duration::from_millis(20);
 pub struct Listeners {
     pub networks: Arc<Notify>,
     pub mysql: Arc<Notify>,
+    pub galera: Arc<Notify>,
+    pub galera_labels: Arc<Notify>,
 }
 
 /// Retries back off (0.2 s up to 10 s) while passes keep failing, and
@@ -47,6 +49,8 @@ async fn watch_and_converge(
     driver.resync().await?;
     listeners.networks.notify_one();
     listeners.mysql.notify_one();
+    listeners.galera.notify_one();
+    listeners.galera_labels.notify_one();
     let mut changes = store.watch(revision + 1).await?;
     backoff.reset();
     let mut due: Option<Instant> = None;
@@ -74,6 +78,15 @@ async fn watch_and_converge(
         }
         if keys.iter().any(|k| store.keys().affects_mysql(k)) {
             listeners.mysql.notify_one();
+        }
+        if keys.iter().any(|k| store.keys().affects_galera(k)) {
+            listeners.galera.notify_one();
+        }
+        if keys
+            .iter()
+            .any(|k| store.keys().affects_mysql(k) || store.keys().affects_galera(k))
+        {
+            listeners.galera_labels.notify_one();
         }
     }
 }

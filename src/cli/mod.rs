@@ -5,6 +5,7 @@ mod agent;
 mod bgp;
 mod bgp_edit;
 mod expose;
+mod galera;
 mod ipam_check;
 mod mysql;
 mod network;

@@ -39,7 +39,7 @@ pub struct AccessArgs {
 }
 
 impl AccessArgs {
-    fn open(&self) -> Result<(Credentials, DockerEngine)> {
+    pub(super) fn open(&self) -> Result<(Credentials, DockerEngine)> {
         Ok((self.load()?, DockerEngine::new(&self.docker_host)))
     }
 
@@ -104,6 +104,9 @@ pub enum MysqlCommand {
     /// Declared clusters: the only ones label-driven bootstrap acts on.
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// Galera clusters: every member writes, state transfer joins.
+    #[command(subcommand)]
+    Galera(super::galera::GaleraCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -197,6 +200,7 @@ pub async fn run(cmd: MysqlCommand, etcd: &EtcdArgs, format: Format) -> Result<(
         } => promote(&store, cluster.as_deref(), &member, force, &access, format).await,
         MysqlCommand::ServerId { member } => server_id(&store, &member, format).await,
         MysqlCommand::Cluster(cmd) => cluster(&store, cmd, format).await,
+        MysqlCommand::Galera(cmd) => super::galera::run(&store, cmd, format).await,
     }
 }
 
@@ -247,6 +251,9 @@ async fn status(
     format: Format,
 ) -> Result<()> {
     let (credentials, docker) = access.open()?;
+    if super::galera::status(store, cluster, members, &credentials, &docker, format).await? {
+        return Ok(());
+    }
     let context = Context::new(store, &docker);
     let statuses = context.status(cluster, members, &credentials).await?;
     let rows = statuses

@@ -9,6 +9,7 @@ use crate::model::Endpoint;
 
 pub const CLUSTER_LABEL: &str = "tabby.mysql.cluster";
 pub const ROLE_LABEL: &str = "tabby.mysql.role";
+pub const GALERA_ROLE: &str = "galera";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LabelledCluster {
@@ -48,6 +49,8 @@ pub fn clusters(endpoints: &[Endpoint]) -> (Vec<LabelledCluster>, Vec<String>) {
         match endpoint.labels.get(ROLE_LABEL).map(String::as_str) {
             Some("master") => group.0.push(endpoint),
             Some("replica") => group.1.push(endpoint),
+            // Galera members are grouped by `galera_clusters`.
+            Some(GALERA_ROLE) => {}
             other => problems.push(format!(
                 "{} in MySQL cluster {cluster}: label {ROLE_LABEL} is {other:?}, not master or replica",
                 member_name(endpoint)
@@ -81,6 +84,28 @@ pub fn clusters(endpoints: &[Endpoint]) -> (Vec<LabelledCluster>, Vec<String>) {
     (clusters, problems)
 }
 
+/// Galera members by cluster, oldest endpoint first (the first is the
+/// one a new cluster starts from), then by name.
+pub fn galera_clusters(endpoints: &[Endpoint]) -> BTreeMap<String, Vec<Endpoint>> {
+    let mut groups: BTreeMap<String, Vec<Endpoint>> = BTreeMap::new();
+    for endpoint in endpoints {
+        if endpoint.labels.get(ROLE_LABEL).map(String::as_str) != Some(GALERA_ROLE) {
+            continue;
+        }
+        if let (Some(cluster), Some(_)) = (endpoint.labels.get(CLUSTER_LABEL), &endpoint.container)
+        {
+            groups
+                .entry(cluster.clone())
+                .or_default()
+                .push(endpoint.clone());
+        }
+    }
+    for members in groups.values_mut() {
+        members.sort_by(|a, b| (a.created, &a.container).cmp(&(b.created, &b.container)));
+    }
+    groups
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,6 +134,19 @@ mod tests {
         assert!(problems.is_empty(), "{problems:?}");
         assert_eq!(clusters.len(), 1);
         assert_eq!(clusters[0].member_names(), ["m", "r1", "r2"]);
+    }
+
+    #[test]
+    fn galera_members_group_apart_oldest_first() {
+        let g = [(CLUSTER_LABEL, "g"), (ROLE_LABEL, GALERA_ROLE)];
+        let mut late = ep("late", "10.0.0.2", &g);
+        late.created += chrono::Duration::seconds(5);
+        let first = ep("first", "10.0.0.1", &g);
+        let (clusters, problems) = clusters(&[late.clone(), first.clone()]);
+        assert!(clusters.is_empty() && problems.is_empty(), "{problems:?}");
+        let groups = galera_clusters(&[late, first]);
+        let names: Vec<_> = groups["g"].iter().map(member_name).collect();
+        assert_eq!(names, ["first", "late"]);
     }
 
     #[test]

@@ -11,6 +11,7 @@
 pub mod bootstrap;
 pub mod cluster;
 pub mod declare;
+pub mod galera;
 pub mod labels;
 pub mod member;
 pub mod promote;

@@ -17,6 +17,8 @@
 //! <prefix>/netstatus/<name>/<host>      NetworkStatus
 //! <prefix>/mysql/<cluster>             MysqlCluster (members, never credentials)
 //! <prefix>/mysqldecl/<cluster>         MysqlDeclaration (label bootstrap allowed)
+//! <prefix>/galera/<cluster>            GaleraCluster (what each member should run)
+//! <prefix>/galerastatus/<cluster>/<container> GaleraMemberStatus (its agent's report)
 //! ```
 
 use ipnet::Ipv4Net;
@@ -166,6 +168,22 @@ impl Keys {
         format!("{}{name}", self.mysql_clusters())
     }
 
+    pub fn galera_clusters(&self) -> String {
+        format!("{}/galera/", self.prefix)
+    }
+
+    pub fn galera_cluster(&self, name: &str) -> String {
+        format!("{}{name}", self.galera_clusters())
+    }
+
+    pub fn galera_statuses(&self, cluster: &str) -> String {
+        format!("{}/galerastatus/{cluster}/", self.prefix)
+    }
+
+    pub fn galera_status(&self, cluster: &str, container: &str) -> String {
+        format!("{}{container}", self.galera_statuses(cluster))
+    }
+
     pub fn mysql_declarations(&self) -> String {
         format!("{}/mysqldecl/", self.prefix)
     }
@@ -265,6 +283,10 @@ impl Keys {
         key.starts_with(&self.endpoints())
             || key.starts_with(&self.mysql_clusters())
             || key.starts_with(&self.mysql_declarations())
+    }
+
+    pub fn affects_galera(&self, key: &str) -> bool {
+        key.starts_with(&self.galera_clusters()) || key.starts_with(&self.endpoints())
     }
 
     pub fn affects_networks(&self, key: &str) -> bool {

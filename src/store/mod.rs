@@ -4,6 +4,7 @@
 mod bgp;
 pub mod etcd;
 pub mod etcd_options;
+mod galera;
 pub mod keys;
 pub mod kv;
 pub mod listing;
