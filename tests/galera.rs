@@ -387,6 +387,53 @@ fn bad_members_are_refused_by_name_and_nothing_changes() {
 }
 
 #[test]
+fn members_in_different_profiles_are_refused_with_the_rules_that_work() {
+    let (lab, files) = lab();
+    lab.sh("h1", "tabby network create g1b --subnet 198.19.48.0/20");
+    lab.sh(
+        "h1",
+        "tabby profile g1b rule add inbound allow tcp from cidr 198.18.0.0/24 to ports 3306",
+    );
+    run_member(&lab, &files, "h2", "pa", GALERA_ARGS);
+    lab.sh(
+        "h3",
+        &format!(
+            "docker run -d --name pb --net g1b --env-file {} tabby/mariadb {GALERA_ARGS}",
+            files.env.display()
+        ),
+    );
+    eventually(Duration::from_secs(180), "pb to answer", || {
+        lab.sql_output("h3", "pb", PASSWORD, "SELECT 1")
+            .status
+            .success()
+            .then_some(())
+    });
+    let bootstrap = "galera bootstrap --cluster xp --member pa --member pb";
+    let out = tabby(&lab, &files, bootstrap);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    let rules: Vec<&str> = err
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("tabby profile "))
+        .collect();
+    for rule in [
+        "tabby profile g1b rule add inbound allow tcp from tag g1 to ports 4567,4568,4444",
+        "tabby profile g1b rule add inbound allow udp from tag g1 to ports 4567",
+        "tabby profile g1 rule add inbound allow tcp from tag g1b to ports 4567,4568,4444",
+        "tabby profile g1 rule add inbound allow udp from tag g1b to ports 4567",
+    ] {
+        assert!(rules.contains(&rule), "{rule:?} not in: {err}");
+    }
+    // The rules it prints are the ones that make it work.
+    for rule in &rules {
+        lab.sh("h1", rule);
+    }
+    let out = tabby_ok(&lab, &files, bootstrap);
+    assert!(out.contains("2 members, Primary"), "{out}");
+}
+
+#[test]
 fn labelled_members_form_a_cluster_only_when_declared_and_confirmed() {
     let (lab, files) = lab();
     lab.sh(

@@ -4,7 +4,9 @@
 //! and firewall profiles that let members reach each other's Galera ports.
 //! Each refusal names the container, the setting and what to pass.
 
-use crate::model::Endpoint;
+use std::net::Ipv4Addr;
+
+use crate::model::{Action, Endpoint, Profile, Protocol, Rule};
 use crate::mysql::sql::Flavor;
 use crate::mysql::{Error, Member, Result};
 
@@ -110,28 +112,57 @@ pub fn same_version(members: &[(String, Flavor)]) -> Result<()> {
     )))
 }
 
+/// The ports Galera members reach each other on: replication, IST, SST.
+const GALERA_PORTS: [(Protocol, u16); 4] = [
+    (Protocol::Tcp, 4567),
+    (Protocol::Udp, 4567),
+    (Protocol::Tcp, 4568),
+    (Protocol::Tcp, 4444),
+];
+
 /// Galera's ports between members: members that share a profile already
-/// allow each other (a profile admits its own tag); others are refused
-/// with the rules that would open the ports.
-pub fn profiles(members: &[(String, &Endpoint)]) -> Result<()> {
+/// allow each other (a profile admits its own tag); others must have
+/// inbound rules that let each other in, or are refused with the rules to
+/// add.
+pub fn profiles(members: &[(String, &Endpoint)], known: &[Profile]) -> Result<()> {
+    let profile = |name: &str| known.iter().find(|p| p.name == name);
     let mut missing = Vec::new();
-    for (a, ea) in members {
-        for (b, eb) in members {
-            if a == b || ea.profiles.iter().any(|p| eb.profiles.contains(p)) {
+    for (a, to) in members {
+        for (b, from) in members {
+            if a == b || to.profiles.iter().any(|p| from.profiles.contains(p)) {
                 continue;
             }
-            let (Some(to), Some(from)) = (ea.profiles.first(), eb.profiles.first()) else {
+            let from_tags: Vec<&String> = from
+                .profiles
+                .iter()
+                .filter_map(|p| profile(p))
+                .flat_map(|p| &p.tags)
+                .collect();
+            let open = GALERA_PORTS.iter().all(|&(protocol, port)| {
+                to.profiles
+                    .iter()
+                    .filter_map(|p| profile(p))
+                    .any(|p| admits(p, &from_tags, from.ip, protocol, port))
+            });
+            let (Some(to_profile), Some(from_profile)) =
+                (to.profiles.first(), from.profiles.first())
+            else {
                 continue;
             };
-            let rules = [
+            if open {
+                continue;
+            }
+            let tag = profile(from_profile)
+                .and_then(|p| p.tags.iter().next().cloned())
+                .unwrap_or_else(|| from_profile.clone());
+            for rule in [
                 format!(
-                    "tabby profile {to} rule add inbound allow tcp from tag {from} to ports 4567,4568,4444"
+                    "tabby profile {to_profile} rule add inbound allow tcp from tag {tag} to ports 4567,4568,4444"
                 ),
                 format!(
-                    "tabby profile {to} rule add inbound allow udp from tag {from} to ports 4567"
+                    "tabby profile {to_profile} rule add inbound allow udp from tag {tag} to ports 4567"
                 ),
-            ];
-            for rule in rules {
+            ] {
                 if !missing.contains(&rule) {
                     missing.push(rule);
                 }
@@ -148,9 +179,37 @@ pub fn profiles(members: &[(String, &Endpoint)]) -> Result<()> {
     )))
 }
 
+/// Whether a profile's first matching inbound rule lets this source in.
+fn admits(
+    profile: &Profile,
+    tags: &[&String],
+    ip: Ipv4Addr,
+    protocol: Protocol,
+    port: u16,
+) -> bool {
+    let matches = |rule: &Rule| {
+        rule.protocol.is_none_or(|p| p == protocol)
+            && rule.from.tag.as_ref().is_none_or(|t| tags.contains(&t))
+            && rule.from.cidr.is_none_or(|c| c.contains(&ip))
+            && rule.from.ports.is_empty()
+            && (rule.to.ports.is_empty()
+                || rule
+                    .to
+                    .ports
+                    .iter()
+                    .any(|r| r.first <= port && port <= r.last))
+    };
+    profile
+        .inbound
+        .iter()
+        .find(|rule| matches(rule))
+        .is_some_and(|rule| rule.action == Action::Allow)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::rules::default_profile;
 
     fn good() -> GaleraSettings {
         GaleraSettings {
@@ -225,8 +284,9 @@ mod tests {
         let a = endpoint("e1", "h1", "198.19.32.1", "db");
         let b = endpoint("e2", "h2", "198.19.32.2", "db");
         let c = endpoint("e3", "h3", "198.19.48.3", "web");
-        assert!(profiles(&[("a".into(), &a), ("b".into(), &b)]).is_ok());
-        let err = profiles(&[("a".into(), &a), ("c".into(), &c)])
+        let mut known = vec![default_profile("db"), default_profile("web")];
+        assert!(profiles(&[("a".into(), &a), ("b".into(), &b)], &known).is_ok());
+        let err = profiles(&[("a".into(), &a), ("c".into(), &c)], &known)
             .unwrap_err()
             .to_string();
         assert!(
@@ -236,5 +296,17 @@ mod tests {
                 .contains("tabby profile db rule add inbound allow udp from tag web to ports 4567"),
             "{err}"
         );
+        // With the rules it printed, both ways, they pass.
+        let rule = |proto: &str, from: &str, ports: &str| {
+            let text = format!("allow {proto} from tag {from} to ports {ports}");
+            let words: Vec<&str> = text.split_whitespace().collect();
+            crate::policy::rules::parse_rule(&words).unwrap()
+        };
+        known[0].inbound.push(rule("tcp", "web", "4567,4568,4444"));
+        known[0].inbound.push(rule("udp", "web", "4567"));
+        assert!(profiles(&[("a".into(), &a), ("c".into(), &c)], &known).is_err());
+        known[1].inbound.push(rule("tcp", "db", "4567,4568,4444"));
+        known[1].inbound.push(rule("udp", "db", "4567"));
+        assert!(profiles(&[("a".into(), &a), ("c".into(), &c)], &known).is_ok());
     }
 }

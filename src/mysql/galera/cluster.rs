@@ -117,7 +117,8 @@ impl Galera<'_> {
             .iter()
             .filter_map(|m| Some((m.container.clone(), m.endpoint.as_ref()?)))
             .collect();
-        check::profiles(&pairs)?;
+        let profiles = self.store.profiles().await?;
+        check::profiles(&pairs, &profiles)?;
         let checks = members.iter().map(|m| async move {
             let mut conn = Member::connect(&m.target, self.credentials).await?;
             let settings = check::read(&mut conn).await;
