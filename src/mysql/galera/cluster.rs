@@ -37,9 +37,14 @@ pub async fn refresh(store: &Store, members: &mut [Resolved]) -> Result<()> {
         let mut found = endpoints
             .iter()
             .filter(|e| e.host == m.host && e.container.as_deref() == Some(&m.container));
-        if let (Some(endpoint), None) = (found.next(), found.next()) {
-            m.target.ip = endpoint.ip;
-            m.endpoint = Some(endpoint.clone());
+        match (found.next(), found.next()) {
+            (Some(endpoint), None) => {
+                m.target.ip = endpoint.ip;
+                m.endpoint = Some(endpoint.clone());
+            }
+            // Stopped: the address it had is the best guess.
+            (None, _) => m.endpoint = None,
+            _ => {}
         }
     }
     Ok(())

@@ -14,6 +14,9 @@ use crate::store::Store;
 
 const POLL: Duration = Duration::from_millis(500);
 const QUICK_CONNECT: Duration = Duration::from_secs(3);
+/// How long a started member's container may be gone (a restart's stop
+/// and start) before it counts as stopped.
+const GONE: Duration = Duration::from_secs(30);
 
 /// The member's state now, or why it could not be read.
 pub async fn probe(member: &Resolved, credentials: &Credentials) -> Result<GaleraState> {
@@ -51,9 +54,23 @@ impl Waiter<'_> {
         let deadline = Instant::now() + self.timeout;
         let mut last;
         let mut member = member.clone();
+        // A container that ran and stopped again (its server exited) is
+        // reported without waiting out the timeout.
+        let (mut seen, mut gone_since) = (false, None::<Instant>);
         loop {
             super::cluster::refresh(self.store, std::slice::from_mut(&mut member)).await?;
             let member = &member;
+            if member.endpoint.is_some() {
+                (seen, gone_since) = (true, None);
+            } else if seen && gone_since.get_or_insert_with(Instant::now).elapsed() > GONE {
+                return Err(Error::Unhealthy {
+                    member: member.target.to_string(),
+                    message: format!(
+                        "its container stopped while becoming {what}: see `docker logs {}` on {}",
+                        member.container, member.host
+                    ),
+                });
+            }
             match probe(member, self.credentials).await {
                 Ok(state) if want(&state) => return Ok(state),
                 Ok(state) => last = state.describe(),
