@@ -10,50 +10,28 @@
 //!    first member): from a committed write on the first member until the
 //!    third member returns the row, p50/p99, the two setups alternated.
 
+#[path = "sql_bench/mod.rs"]
+mod sql_bench;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
 use std::net::Ipv4Addr;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use support::{Lab, eventually};
 
-use tabby::mysql::{Credentials, Member, Password, Target};
+use sql_bench::{in_netns, percentile, target};
+use tabby::mysql::{Credentials, Member, Password};
 
 const PASSWORD: &str = "bench-pw";
 const PROBES: usize = 150;
 const ROUNDS: usize = 2;
 const GALERA_ARGS: &str = "--wsrep-on=ON --wsrep-provider=/usr/lib/galera/libgalera_smm.so \
                            --binlog-format=ROW --innodb-autoinc-lock-mode=2";
-
-fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[(((p / 100.0) * (v.len() - 1) as f64).round() as usize).min(v.len() - 1)]
-}
-
-fn in_netns<T: Send + 'static>(netns: PathBuf, f: impl FnOnce() -> T + Send + 'static) -> T {
-    std::thread::spawn(move || {
-        let ns = std::fs::File::open(&netns).expect("lab netns");
-        nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-        f()
-    })
-    .join()
-    .expect("netns thread")
-}
-
-fn target(ip: Ipv4Addr) -> Target {
-    Target {
-        name: ip.to_string(),
-        ip,
-        port: 3306,
-        host: None,
-        pool: None,
-    }
-}
 
 /// Latency samples in ms: each probe commits a row on `writer_ip`, then
 /// polls `reader_ip` (without causality waits) until the row is there.
@@ -144,19 +122,6 @@ fn measure(netns: &Path, writer: Ipv4Addr, reader: Ipv4Addr) -> Vec<f64> {
     })
 }
 
-fn wait_answering(lab: &Lab, host: &str, name: &str) {
-    eventually(
-        Duration::from_secs(180),
-        &format!("{name} to answer"),
-        || {
-            lab.sql_output(host, name, PASSWORD, "SELECT 1")
-                .status
-                .success()
-                .then_some(())
-        },
-    );
-}
-
 fn synced(lab: &Lab, host: &str, name: &str, size: u32) -> bool {
     let out = lab.sql_output(
         host,
@@ -227,7 +192,7 @@ fn main() {
                 env.display()
             ),
         );
-        wait_answering(&lab, host, name);
+        lab.wait_answering(host, name, PASSWORD);
         lab.container_ip(host, name)
     };
 

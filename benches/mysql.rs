@@ -9,55 +9,31 @@
 //!    both replicas have applied it (`MASTER_GTID_WAIT`), p50/p99 over
 //!    probes, the two setups alternated.
 
+#[path = "sql_bench/mod.rs"]
+mod sql_bench;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
 use std::net::Ipv4Addr;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use support::{Lab, eventually};
 
-use tabby::mysql::{Credentials, Member, Password, Target};
+use sql_bench::{in_netns, percentile, target};
+use tabby::mysql::{Credentials, Member, Password};
 
 const PASSWORD: &str = "bench-pw";
 const PROBES: usize = 150;
 const ROUNDS: usize = 2;
 
-fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[(((p / 100.0) * (v.len() - 1) as f64).round() as usize).min(v.len() - 1)]
-}
-
 struct Setup {
     label: &'static str,
     master: Ipv4Addr,
     replicas: Vec<Ipv4Addr>,
-}
-
-/// Runs `f` on a thread inside a lab host's network namespace; the thread
-/// ends with it, so no thread is ever left in the wrong namespace.
-fn in_netns<T: Send + 'static>(netns: PathBuf, f: impl FnOnce() -> T + Send + 'static) -> T {
-    std::thread::spawn(move || {
-        let ns = std::fs::File::open(&netns).expect("lab netns");
-        nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-        f()
-    })
-    .join()
-    .expect("netns thread")
-}
-
-fn target(ip: Ipv4Addr) -> Target {
-    Target {
-        name: ip.to_string(),
-        ip,
-        port: 3306,
-        host: None,
-        pool: None,
-    }
 }
 
 /// Lag samples in ms: each probe commits on the master, then waits for

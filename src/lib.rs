@@ -8,6 +8,7 @@ pub mod docker;
 pub mod driver;
 pub mod error_chain;
 pub mod ipam;
+pub mod metrics;
 pub mod model;
 pub mod mysql;
 pub mod netdef;

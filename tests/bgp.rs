@@ -161,8 +161,9 @@ fn full_mesh_routes_come_from_bird_and_every_container_reaches_every_other() {
     }
     reachable_matrix(&f);
     // Every agent reports its sessions, and the AS it inherits.
+    // Generous: each probe runs `tabby node show`, slow on a loaded host.
     eventually(
-        Duration::from_secs(15),
+        Duration::from_secs(40),
         "node show with 2/2 BGP peers",
         || {
             let shown = f.lab.sh("h3", "tabby node show");

@@ -71,16 +71,7 @@ fn run_labelled(lab: &Lab, files: &Files, host: &str, name: &str, labels: &str, 
             files.env.display()
         ),
     );
-    eventually(
-        Duration::from_secs(180),
-        &format!("{name} to answer"),
-        || {
-            lab.sql_output(host, name, PASSWORD, "SELECT 1")
-                .status
-                .success()
-                .then_some(())
-        },
-    );
+    lab.wait_answering(host, name, PASSWORD);
 }
 
 fn status_var(lab: &Lab, host: &str, name: &str, var: &str) -> Option<String> {
@@ -402,12 +393,7 @@ fn members_in_different_profiles_are_refused_with_the_rules_that_work() {
             files.env.display()
         ),
     );
-    eventually(Duration::from_secs(180), "pb to answer", || {
-        lab.sql_output("h3", "pb", PASSWORD, "SELECT 1")
-            .status
-            .success()
-            .then_some(())
-    });
+    lab.wait_answering("h3", "pb", PASSWORD);
     let bootstrap = "galera bootstrap --cluster xp --member pa --member pb";
     let out = tabby(&lab, &files, bootstrap);
     assert!(!out.status.success());

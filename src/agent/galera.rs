@@ -55,6 +55,7 @@ impl GaleraAgent {
             .map(|n| n.id)
             .collect();
         let mut retry = false;
+        let (mut converged, mut failing) = (0, 0);
         for mut cluster in self.store.galera_clusters().await? {
             refresh_addresses(&mut cluster, &endpoints);
             let statuses = self.store.galera_statuses(&cluster.name).await?;
@@ -96,7 +97,20 @@ impl GaleraAgent {
                 if was_pending || had_error || result.is_err() {
                     self.store.put_galera_status(&cluster.name, &status).await?;
                 }
+                if result.is_ok() {
+                    converged += 1;
+                } else {
+                    failing += 1;
+                }
             }
+        }
+        let metrics = &crate::metrics::get().galera_members;
+        for (state, count) in [("converged", converged), ("failing", failing)] {
+            metrics
+                .get_or_create(&crate::metrics::StateLabels {
+                    state: state.into(),
+                })
+                .set(count);
         }
         Ok(retry)
     }

@@ -16,8 +16,10 @@ use crate::api::ApiError;
 
 /// Calls answered from constants: dockerd asks them when it loads the
 /// plugin, and caches the answer.
-const STATIC_CALLS: [&str; 4] = [
+const STATIC_CALLS: [&str; 5] = [
     "/Plugin.Activate",
+    // `tabby status` must answer most when etcd does not.
+    "/Tabby.Status",
     "/NetworkDriver.GetCapabilities",
     "/IpamDriver.GetCapabilities",
     "/IpamDriver.GetDefaultAddressSpaces",

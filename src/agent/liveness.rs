@@ -29,6 +29,7 @@ impl Liveness {
     pub async fn run(self) -> anyhow::Result<()> {
         loop {
             tokio::time::sleep(self.period()).await;
+            crate::metrics::get().health.tick();
             if let Err(err) = self.check().await {
                 warn!(error = %err, "cannot check this node's liveness key");
             }

@@ -63,6 +63,8 @@ pub struct AgentConfig {
     pub firewall: crate::policy::Backend,
     /// BGP routing through BIRD; None: direct routes.
     pub routing: Option<BgpOptions>,
+    /// Where /metrics, /livez and /readyz are served; None: nowhere.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Clone)]
@@ -74,6 +76,11 @@ pub struct BgpOptions {
 
 pub async fn run(config: AgentConfig) -> Result<()> {
     let store = connect(&config).await?;
+    let tick = std::time::Duration::from_secs(config.node_ttl.max(1) as u64);
+    crate::metrics::serve::spawn(config.metrics_listen, store.clone(), tick);
+    crate::metrics::get()
+        .health
+        .agent_started(config.firewall.name());
     let dataplane = Dataplane::new(config.mtu)?;
     let ip = match config.ip {
         Some(ip) => ip,

@@ -22,6 +22,7 @@ pub async fn check(driver: Arc<Driver>, interval: u64, grace: i64) -> anyhow::Re
         ticks.tick().await;
         match driver.check(grace, true).await {
             Ok(report) => {
+                crate::metrics::get().repaired("ipam", report.repaired.len());
                 for line in &report.repaired {
                     info!("ipam check repaired: {line}");
                 }
@@ -44,11 +45,15 @@ pub async fn resync(driver: Arc<Driver>, interval: Duration) -> anyhow::Result<(
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        if let Err(err) = driver.resync().await {
-            warn!(error = %err, "periodic resync failed");
+        match driver.resync().await {
+            Ok(_) => {
+                crate::metrics::get().resyncs.inc();
+            }
+            Err(err) => warn!(error = %err, "periodic resync failed"),
         }
         match driver.repair_drift().await {
             Ok(repaired) => {
+                crate::metrics::get().repaired("firewall drift", repaired.len());
                 for line in repaired {
                     info!("firewall drift repaired: {line}");
                 }

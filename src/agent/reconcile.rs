@@ -32,6 +32,8 @@ pub async fn run(driver: Arc<Driver>, store: Store, listeners: Listeners) -> any
     let mut backoff = Backoff::default();
     loop {
         if let Err(err) = watch_and_converge(&driver, &store, &listeners, &mut backoff).await {
+            crate::metrics::get().watch_restarts.inc();
+            crate::metrics::get().error(format!("datastore watch: {err:#}"));
             let delay = backoff.next_delay();
             warn!(error = %err, retry_in_ms = delay.as_millis() as u64, "resyncing after datastore error");
             tokio::time::sleep(delay).await;
@@ -47,6 +49,12 @@ async fn watch_and_converge(
 ) -> anyhow::Result<()> {
     let revision = store.revision().await?;
     driver.resync().await?;
+    let metrics = crate::metrics::get();
+    metrics.resyncs.inc();
+    metrics
+        .health
+        .resynced
+        .store(true, std::sync::atomic::Ordering::Relaxed);
     listeners.networks.notify_one();
     listeners.mysql.notify_one();
     listeners.galera.notify_one();

@@ -33,10 +33,16 @@ pub const MAX_BODY: usize = 1 << 20;
 /// IpamDriver at `Error` (and takes a 200 with only `Err` as success).
 pub struct ApiError(pub String);
 
+/// The reason a call failed, kept on the response for the call's log line.
+#[derive(Clone)]
+struct FailReason(String);
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = json!({ "Err": self.0, "Error": self.0 });
-        (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(body)).into_response()
+        let mut response = (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(body)).into_response();
+        response.extensions_mut().insert(FailReason(self.0));
+        response
     }
 }
 
@@ -63,15 +69,60 @@ async fn activate() -> ApiResult {
     reply(json!({ "Implements": ["NetworkDriver", "IpamDriver"] }))
 }
 
+/// The IDs a call names, for its log line.
+#[derive(Default)]
+struct CallIds {
+    network: String,
+    endpoint: String,
+    pool: String,
+}
+
+impl CallIds {
+    fn of(body: &[u8]) -> CallIds {
+        let value: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+        let field = |name: &str| value[name].as_str().unwrap_or("-").to_string();
+        CallIds {
+            network: field("NetworkID"),
+            endpoint: field("EndpointID"),
+            pool: field("PoolID"),
+        }
+    }
+}
+
+/// Logs and times every call. A failed one is logged at warn with the
+/// IDs it named and its reason: dockerd shows the reason to the user who
+/// ran `docker run`, and the operator reads it here.
 async fn log_calls(request: Request, next: Next) -> Response {
     let path = request.uri().path().to_string();
     let started = Instant::now();
+    let (parts, body) = request.into_parts();
+    // Over the limit: the handler's own body limit answers it.
+    let body = axum::body::to_bytes(body, MAX_BODY + 1)
+        .await
+        .unwrap_or_default();
+    let ids = CallIds::of(&body);
+    let request = Request::from_parts(parts, axum::body::Body::from(body));
     let response = next.run(request).await;
     let micros = started.elapsed().as_micros() as u64;
-    if response.status().is_success() {
+    let ok = response.status().is_success();
+    crate::metrics::get().plugin_call(&path, ok, started);
+    if ok {
         debug!(call = %path, micros, "plugin call");
     } else {
-        warn!(call = %path, micros, status = response.status().as_u16(), "plugin call failed");
+        let reason = response
+            .extensions()
+            .get::<FailReason>()
+            .map_or("-", |r| r.0.as_str());
+        warn!(
+            call = %path,
+            network = %ids.network,
+            endpoint = %ids.endpoint,
+            pool = %ids.pool,
+            status = response.status().as_u16(),
+            micros,
+            "plugin call failed: {reason}"
+        );
+        crate::metrics::get().error(format!("{path}: {reason}"));
     }
     response
 }

@@ -32,6 +32,15 @@ async fn ipam_check(
     reply(value)
 }
 
+async fn status(State(driver): State<Arc<Driver>>) -> ApiResult {
+    let status = driver.status().await;
+    let value = serde_json::to_value(&status)
+        .map_err(|e| super::ApiError(format!("cannot encode the status: {e}")))?;
+    reply(value)
+}
+
 pub fn routes() -> Router<Arc<Driver>> {
-    Router::new().route("/Tabby.IpamCheck", post(ipam_check))
+    Router::new()
+        .route("/Tabby.IpamCheck", post(ipam_check))
+        .route("/Tabby.Status", post(status))
 }

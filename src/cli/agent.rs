@@ -93,6 +93,10 @@ pub struct AgentArgs {
     /// routes while it restarts (graceful restart).
     #[arg(long, env = "TABBY_BGP_HOLD_TIME", default_value_t = 30, value_parser = clap::value_parser!(u16).range(3..=65535))]
     bgp_hold_time: u16,
+    /// Serve Prometheus metrics, /livez and /readyz on this address
+    /// (e.g. 127.0.0.1:9091); off by default, as felix.
+    #[arg(long, env = "TABBY_METRICS_LISTEN", value_parser = listen_addr)]
+    metrics_listen: Option<Listen>,
     /// Log format (filter with RUST_LOG).
     #[arg(long, env = "TABBY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -135,6 +139,7 @@ pub async fn run(args: AgentArgs, etcd: EtcdArgs) -> Result<()> {
         ipam_check_grace: args.ipam_check_grace,
         resync_interval: std::time::Duration::from_secs(args.resync_interval),
         firewall: args.firewall.resolve(),
+        metrics_listen: args.metrics_listen.and_then(|l| l.0),
         routing: match args.routing {
             crate::routing::Mode::Direct => None,
             crate::routing::Mode::Bgp => Some(crate::agent::BgpOptions {
@@ -145,4 +150,19 @@ pub async fn run(args: AgentArgs, etcd: EtcdArgs) -> Result<()> {
         },
     })
     .await
+}
+
+/// An address to listen on; empty means off (the managed plugin's way of
+/// leaving a setting unset).
+#[derive(Debug, Clone)]
+pub struct Listen(Option<std::net::SocketAddr>);
+
+fn listen_addr(value: &str) -> Result<Listen, String> {
+    if value.is_empty() {
+        return Ok(Listen(None));
+    }
+    value
+        .parse()
+        .map(|a| Listen(Some(a)))
+        .map_err(|e| format!("{e} (want HOST:PORT, e.g. 127.0.0.1:9091, or empty for off)"))
 }

@@ -34,7 +34,7 @@ pub struct CheckArgs {
 }
 
 /// POSTs JSON to the agent's socket; (status, body).
-async fn post(socket: &Path, path: &str, body: &str) -> std::io::Result<(u16, Vec<u8>)> {
+pub(super) async fn post(socket: &Path, path: &str, body: &str) -> std::io::Result<(u16, Vec<u8>)> {
     let mut stream = tokio::net::UnixStream::connect(socket).await?;
     let head = format!(
         "POST {path} HTTP/1.1\r\nHost: tabby\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",

@@ -15,6 +15,7 @@ mod output;
 mod pool;
 mod profile;
 mod show;
+mod status;
 
 use std::path::PathBuf;
 
@@ -158,6 +159,14 @@ pub enum Command {
     /// MySQL/MariaDB replication between containers on tabby networks.
     #[command(subcommand)]
     Mysql(mysql::MysqlCommand),
+    /// This host's agent and datastore on one screen; exits non-zero,
+    /// with the reason, when something is unhealthy.
+    Status(status::StatusArgs),
+    /// A shell completion script: `tabby completion bash > /etc/bash_completion.d/tabby`.
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 pub async fn run(cli: Cli) -> Result<()> {
@@ -179,5 +188,31 @@ async fn dispatch(cli: Cli) -> Result<()> {
         Command::Container { args } => profile::container(args, &cli.etcd).await,
         Command::Mysql(cmd) => mysql::run(cmd, &cli.etcd, cli.output).await,
         Command::Bgp(cmd) => bgp::run(cmd, &cli.etcd, cli.output).await,
+        Command::Status(args) => status::run(args, &cli.etcd, cli.output).await,
+        Command::Completion { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "tabby", &mut std::io::stdout());
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn completion_scripts_know_the_subcommands() {
+        for shell in [
+            clap_complete::Shell::Bash,
+            clap_complete::Shell::Zsh,
+            clap_complete::Shell::Fish,
+        ] {
+            let mut command = <super::Cli as clap::CommandFactory>::command();
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut command, "tabby", &mut script);
+            let script = String::from_utf8(script).unwrap();
+            for word in ["galera", "status", "completion", "endpoint"] {
+                assert!(script.contains(word), "{shell}: no {word}");
+            }
+        }
     }
 }

@@ -91,19 +91,9 @@ impl Containers for DockerEngine {
     }
 
     async fn read_file(&self, container: &str, path: &str) -> Result<Option<Vec<u8>>, Error> {
-        let options = DownloadFromContainerOptions {
-            path: path.to_string(),
+        let Some(archive) = self.download(container, path).await? else {
+            return Ok(None);
         };
-        let client = self.client().await?;
-        let mut stream = client.download_from_container(container, Some(options));
-        let mut archive = Vec::new();
-        while let Some(chunk) = stream.next().await {
-            match chunk {
-                Ok(bytes) => archive.extend_from_slice(&bytes),
-                Err(e) if is_not_found(&e) => return Ok(None),
-                Err(e) => return Err(self.err(e)),
-            }
-        }
         first_file(&archive).map_err(|e| self.local_err(format!("reading {path}: {e}")))
     }
 
@@ -195,7 +185,8 @@ impl Containers for DockerEngine {
 type Owner = (u64, u64, u32);
 
 impl DockerEngine {
-    async fn owner(&self, container: &str, path: &str) -> Result<Option<Owner>, Error> {
+    /// A path's archive from the container; None if it does not exist.
+    async fn download(&self, container: &str, path: &str) -> Result<Option<Vec<u8>>, Error> {
         let options = DownloadFromContainerOptions {
             path: path.to_string(),
         };
@@ -209,6 +200,13 @@ impl DockerEngine {
                 Err(e) => return Err(self.err(e)),
             }
         }
+        Ok(Some(archive))
+    }
+
+    async fn owner(&self, container: &str, path: &str) -> Result<Option<Owner>, Error> {
+        let Some(archive) = self.download(container, path).await? else {
+            return Ok(None);
+        };
         first_owner(&archive).map_err(|e| self.local_err(format!("reading {path}: {e}")))
     }
 }

@@ -73,6 +73,7 @@ impl Driver {
     /// Records the session counts when they changed, or every ten minutes.
     pub async fn record_bgp_status(&self, last: &mut Option<BgpStatus>) -> Result<(), Error> {
         let sessions = self.bgp_sessions().await?;
+        crate::metrics::get().bgp(sessions.iter().map(|s| s.info.as_str()));
         let now = chrono::Utc::now();
         let status = BgpStatus {
             established: sessions.iter().filter(|s| s.established()).count(),

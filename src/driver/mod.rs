@@ -10,6 +10,7 @@ mod ipam;
 mod names;
 mod network;
 mod resync;
+pub mod status;
 #[cfg(test)]
 mod tests;
 

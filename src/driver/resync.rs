@@ -74,10 +74,26 @@ impl Driver {
             exposures: &exposures,
             quarantined: &quarantined,
         };
+        let metrics = crate::metrics::get();
+        metrics.local_endpoints.set(local.len() as i64);
+        metrics.cluster_endpoints.set(all.len() as i64);
         let mut recorded = self.policy.lock().await;
-        let failures =
-            crate::policy::contain::apply_contained(self.firewall.as_ref(), &input, &invalid)
-                .await?;
+        let started = std::time::Instant::now();
+        let applied =
+            crate::policy::contain::apply_contained(self.firewall.as_ref(), &input, &invalid).await;
+        metrics
+            .firewall_apply
+            .observe(started.elapsed().as_secs_f64());
+        let failures = match applied {
+            Ok(failures) => {
+                metrics.health.firewall_applied();
+                failures
+            }
+            Err(err) => {
+                metrics.firewall_errors.inc();
+                return Err(err.into());
+            }
+        };
         // Written only when it changes: a pass that changes nothing writes
         // nothing to etcd.
         if recorded.as_ref() != Some(&failures) {
@@ -92,6 +108,17 @@ impl Driver {
     pub async fn resync(&self) -> Result<ResyncReport, Error> {
         // Policy first: a new endpoint's chains must exist before traffic.
         self.converge_policy().await?;
+        let started = std::time::Instant::now();
+        let report = self.sync_routes().await;
+        let metrics = crate::metrics::get();
+        metrics.route_sync.observe(started.elapsed().as_secs_f64());
+        if let Ok(report) = &report {
+            metrics.routes.set(report.routes as i64);
+        }
+        report
+    }
+
+    async fn sync_routes(&self) -> Result<ResyncReport, Error> {
         // Listings leave out records that fail their checks.
         let pools = self.ipam.pools().await?;
         let blocks: Vec<_> = self
@@ -103,6 +130,7 @@ impl Driver {
             .collect();
         let nodes = self.store.nodes().await?;
         let alive: HashSet<String> = self.store.alive_hosts().await?.into_iter().collect();
+        crate::metrics::cluster::record(&pools, &blocks, &nodes, &alive);
         let view = ClusterView {
             pools: &pools,
             blocks: &blocks,

@@ -221,17 +221,22 @@ pub async fn replicate_from(
         .await
 }
 
-/// Writes a canary row on the master and waits for every replica to
-/// apply it; then each must be healthy and hold the same row.
-pub async fn verify(master: &mut Member, replicas: &mut [Member], timeout: Duration) -> Result<()> {
-    let token = format!(
+/// A value no earlier canary row holds.
+pub fn canary_token() -> String {
+    format!(
         "{:x}-{}",
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
             .as_nanos(),
         std::process::id()
-    );
+    )
+}
+
+/// Writes a canary row on the master and waits for every replica to
+/// apply it; then each must be healthy and hold the same row.
+pub async fn verify(master: &mut Member, replicas: &mut [Member], timeout: Duration) -> Result<()> {
+    let token = canary_token();
     let schema = ident(TABBY_SCHEMA);
     for statement in [
         format!("CREATE DATABASE IF NOT EXISTS {schema}"),

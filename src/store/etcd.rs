@@ -149,7 +149,19 @@ impl EtcdKv {
     /// retry on the next member then fails its comparison: callers of a
     /// compare-and-swap resolve that by reading back (see ipam/allocate.rs,
     /// `create_leased`).
+    /// One request, timed and counted by operation.
     async fn call<T, F, Fut>(&self, what: &str, op: F) -> Result<T, Error>
+    where
+        F: Fn(Client) -> Fut,
+        Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
+    {
+        let started = std::time::Instant::now();
+        let result = self.call_any_member(what, op).await;
+        crate::metrics::get().etcd(what, result.is_ok(), started);
+        result
+    }
+
+    async fn call_any_member<T, F, Fut>(&self, what: &str, op: F) -> Result<T, Error>
     where
         F: Fn(Client) -> Fut,
         Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,

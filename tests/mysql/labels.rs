@@ -71,16 +71,7 @@ fn labelled_containers_are_bootstrapped_only_when_declared_and_confirmed() {
     run("h1", "rogue-db1", "rogue", "master", 21);
     run("h2", "rogue-db2", "rogue", "replica", 22);
     for (host, name) in [("h1", "rogue-db1"), ("h2", "rogue-db2")] {
-        eventually(
-            Duration::from_secs(180),
-            &format!("{name} to answer"),
-            || {
-                lab.sql_output(host, name, PASSWORD, "SELECT 1")
-                    .status
-                    .success()
-                    .then_some(())
-            },
-        );
+        lab.wait_answering(host, name, PASSWORD);
     }
     lab.sh(
         "h1",

@@ -2,7 +2,9 @@
 
 use std::process::Output;
 
-use super::{Lab, stderr, stdout};
+use std::time::Duration;
+
+use super::{Lab, eventually, stderr, stdout};
 
 impl Lab {
     /// Runs SQL as root inside a MariaDB container, whatever the outcome.
@@ -38,5 +40,20 @@ impl Lab {
             stderr(&out)
         );
         stdout(&out).trim().to_string()
+    }
+
+    /// Waits (up to 3 minutes: a first start initialises the data
+    /// directory) until a MariaDB container answers SQL as root.
+    pub fn wait_answering(&self, host: &str, container: &str, password: &str) {
+        eventually(
+            Duration::from_secs(180),
+            &format!("{container} to answer"),
+            || {
+                self.sql_output(host, container, password, "SELECT 1")
+                    .status
+                    .success()
+                    .then_some(())
+            },
+        );
     }
 }

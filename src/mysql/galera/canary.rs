@@ -2,8 +2,6 @@
 //! Galera applies write-sets asynchronously after certification, so each
 //! read waits for causality (`wsrep_sync_wait`) instead of polling.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use super::cluster::Resolved;
 use crate::mysql::seed::{TABBY_SCHEMA, ident};
 use crate::mysql::{Credentials, Error, Member, Result, sql};
@@ -12,14 +10,7 @@ pub async fn check(members: &[Resolved], credentials: &Credentials) -> Result<()
     let Some((writer, readers)) = members.split_first() else {
         return Ok(());
     };
-    let token = format!(
-        "{:x}-{}",
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos(),
-        std::process::id()
-    );
+    let token = crate::mysql::bootstrap::canary_token();
     let schema = ident(TABBY_SCHEMA);
     let mut conn = Member::connect(&writer.target, credentials).await?;
     for statement in [

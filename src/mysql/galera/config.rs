@@ -29,8 +29,7 @@ pub fn render(cluster: &GaleraCluster, member: &GaleraMember, recover: bool) -> 
          wsrep_cluster_name={name}\n\
          wsrep_cluster_address={address}\n\
          wsrep_node_name={container}\n\
-         wsrep_sst_method={sst}\n\
-         port=3306\n",
+         wsrep_sst_method={sst}\n",
         name = cluster.name,
         container = member.container,
         sst = cluster.sst,
