@@ -298,6 +298,9 @@ pub trait Engine: Send + Sync {
         &self,
         network_id: &str,
     ) -> Result<Option<HashMap<String, std::net::Ipv4Addr>>, Error>;
+
+    /// A network's name, once Docker has recorded the network.
+    async fn network_name(&self, network_id: &str) -> Result<Option<String>, Error>;
 }
 
 #[async_trait::async_trait]
@@ -322,5 +325,22 @@ impl Engine for DockerEngine {
         network_id: &str,
     ) -> Result<Option<HashMap<String, std::net::Ipv4Addr>>, Error> {
         DockerEngine::network_endpoints(self, network_id).await
+    }
+
+    async fn network_name(&self, network_id: &str) -> Result<Option<String>, Error> {
+        let client = self.client().await?;
+        match client
+            .inspect_network(
+                network_id,
+                None::<bollard::query_parameters::InspectNetworkOptions>,
+            )
+            .await
+        {
+            Ok(network) => Ok(network.name),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(None),
+            Err(e) => Err(self.err(e)),
+        }
     }
 }

@@ -17,17 +17,7 @@ async fn main() {
         "warn,tabby::skipped=off"
     };
     if !matches!(cli.command, Command::Agent(_)) {
-        // `tabby node show | head` ends quietly, as other Unix tools do,
-        // instead of panicking in println! on the closed pipe. The agent
-        // keeps Rust's default: a closed socket must not kill it.
-        // SAFETY: SIG_DFL installs no handler, so no handler code can run
-        // on another thread while it changes.
-        unsafe {
-            let _ = nix::sys::signal::signal(
-                nix::sys::signal::Signal::SIGPIPE,
-                nix::sys::signal::SigHandler::SigDfl,
-            );
-        }
+        quiet_on_closed_stdout();
     }
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
@@ -44,4 +34,25 @@ async fn main() {
         eprintln!("Error: {}", tabby::error_chain::text(&err));
         std::process::exit(1);
     }
+}
+
+/// `tabby node show | head` ends quietly, as other Unix tools do, instead
+/// of printing println!'s panic about the closed pipe. SIGPIPE stays
+/// ignored: restoring its default would also kill the CLI, silently, when
+/// a peer closes a socket under a write (etcd refusing a TLS client does).
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        // println! says "Broken pipe"; clap_complete's writer "BrokenPipe".
+        if message.contains("Broken pipe") || message.contains("BrokenPipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
 }

@@ -70,6 +70,15 @@ pub struct Network {
     #[serde(default)]
     pub options: BTreeMap<String, String>,
     pub created: DateTime<Utc>,
+    /// Docker's name for it, learnt from the Engine API after CreateNetwork
+    /// (which does not carry it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Made without a profile option: its profile follows its name once
+    /// the name is known. Networks from before names were learnt keep
+    /// their ID-named profile.
+    #[serde(default)]
+    pub named_profile: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

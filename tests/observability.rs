@@ -207,3 +207,50 @@ fn a_failed_join_is_logged_with_its_reason_and_ids() {
         ) >= 1.0
     );
 }
+
+#[test]
+fn a_plain_docker_network_is_named_and_so_is_its_profile() {
+    let (_serial, lab) = lab();
+    lab.sh("h1", "tabby pool add 198.19.80.0/20");
+    let id = lab
+        .sh(
+            "h1",
+            "docker network create -d tabby --ipam-driver tabby --subnet 198.19.80.0/20 plainnet",
+        )
+        .trim()
+        .to_string();
+    assert_eq!(id.len(), 64, "{id}");
+    eventually(Duration::from_secs(30), "a profile named plainnet", || {
+        let shown = lab.sh("h1", "tabby profile show");
+        (shown.contains("plainnet") && !shown.contains(&id)).then_some(())
+    });
+    for name in ["pn1", "pn2"] {
+        lab.sh(
+            "h1",
+            &format!("docker run -d --name {name} --net plainnet tabby/busybox sleep 3600"),
+        );
+    }
+    let endpoints: serde_json::Value =
+        serde_json::from_str(&lab.sh("h1", "tabby endpoint show -o json")).unwrap();
+    let ours: Vec<_> = endpoints
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["network_id"] == id.as_str())
+        .collect();
+    assert_eq!(ours.len(), 2);
+    for e in &ours {
+        assert_eq!(e["profiles"], serde_json::json!(["plainnet"]), "{e}");
+    }
+    // The table names the network and the containers, as `docker ps` does.
+    let table = lab.sh("h1", "tabby endpoint show");
+    assert!(
+        table.contains("plainnet") && table.contains("pn1") && !table.contains(&id),
+        "{table}"
+    );
+    assert!(lab.sh("h1", "tabby endpoint show --wide").contains(&id));
+    // One profile: its members reach each other.
+    let ip = lab.network_ip("h1", "pn2", "plainnet");
+    assert!(lab.pings("h1", "pn1", &ip));
+    lab.sh("h1", "docker rm -f pn1 pn2");
+}

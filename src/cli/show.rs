@@ -28,7 +28,7 @@ pub enum EndpointCommand {
     /// List endpoints.
     Show {
         /// Full IDs, MAC and interface.
-        #[arg(long)]
+        #[arg(long, visible_alias = "wide")]
         detailed: bool,
     },
 }
@@ -201,6 +201,14 @@ pub async fn endpoint(cmd: EndpointCommand, etcd: &EtcdArgs, format: Format) -> 
     let store = etcd.connect().await?;
     let mut endpoints = store.endpoints().await?;
     endpoints.sort_by(|a, b| (&a.host, a.ip).cmp(&(&b.host, b.ip)));
+    let networks = store.networks().await?;
+    // Docker's name for the network, as `docker network ls` shows it.
+    let network_name = |id: &str| {
+        networks
+            .iter()
+            .find(|n| n.id == id)
+            .and_then(|n| n.name.clone())
+    };
     let id = |s: &str| {
         if detailed {
             s.to_string()
@@ -213,7 +221,10 @@ pub async fn endpoint(cmd: EndpointCommand, etcd: &EtcdArgs, format: Format) -> 
         .map(|e| {
             let mut row = vec![
                 e.host.clone(),
-                id(&e.network_id),
+                match (detailed, network_name(&e.network_id)) {
+                    (false, Some(name)) => name,
+                    _ => id(&e.network_id),
+                },
                 or_dash(e.container.as_deref()),
                 id(&e.id),
                 format!("{}/32", e.ip),

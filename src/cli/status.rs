@@ -50,7 +50,10 @@ async fn agent(socket: &std::path::Path) -> Result<AgentStatus, String> {
 
 async fn etcd(args: &EtcdArgs) -> Result<(), String> {
     let check = async {
-        let store = args.connect().await.map_err(|e| format!("{e:#}"))?;
+        let store = args
+            .connect()
+            .await
+            .map_err(|e| crate::error_chain::text(&e))?;
         store.revision().await.map_err(|e| e.to_string())
     };
     match tokio::time::timeout(ETCD_TIMEOUT, check).await {

@@ -9,6 +9,7 @@ pub mod interfaces;
 mod ipam;
 mod names;
 mod network;
+mod network_names;
 mod resync;
 pub mod status;
 #[cfg(test)]

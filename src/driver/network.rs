@@ -17,13 +17,16 @@ use crate::model::{Endpoint, EndpointState, Network};
 pub const PROFILE_OPTION: &str = "tabby.profile";
 
 /// The profile of a network's endpoints: the one named by the option,
-/// else one named after the network.
-fn network_profile(network: &Network) -> String {
-    network
-        .options
-        .get(PROFILE_OPTION)
-        .cloned()
-        .unwrap_or_else(|| network.id.clone())
+/// else one named after the network (its Docker name once learnt, its ID
+/// until then and for networks made before names were learnt).
+pub(super) fn network_profile(network: &Network) -> String {
+    if let Some(profile) = network.options.get(PROFILE_OPTION) {
+        return profile.clone();
+    }
+    match (&network.name, network.named_profile) {
+        (Some(name), true) => name.clone(),
+        _ => network.id.clone(),
+    }
 }
 
 /// What Join answers: the container end of the veth, the interface's
@@ -65,15 +68,19 @@ impl Driver {
             .unwrap_or_else(|| id.to_string());
         crate::validate::profile_name("profile name", &profile)?;
         self.ensure_profile(&profile).await?;
+        let named_profile = !options.contains_key(PROFILE_OPTION);
         let network = Network {
             id: id.to_string(),
             host: self.host().to_string(),
             pool,
             options,
             created: Utc::now(),
+            name: None,
+            named_profile,
         };
         self.store.put_network(&network).await?;
         info!(network = id, %pool, "created network");
+        self.learn_network_name(id);
         Ok(())
     }
 
@@ -152,7 +159,7 @@ impl Driver {
     }
 
     /// Creates a profile with calicoctl's defaults unless it exists.
-    async fn ensure_profile(&self, name: &str) -> Result<(), Error> {
+    pub(super) async fn ensure_profile(&self, name: &str) -> Result<(), Error> {
         let profile = crate::policy::rules::default_profile(name);
         if self
             .store

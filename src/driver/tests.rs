@@ -74,6 +74,10 @@ impl Engine for FakeDocker {
         Ok(BTreeMap::new())
     }
 
+    async fn network_name(&self, _: &str) -> Result<Option<String>, crate::docker::Error> {
+        Ok(None)
+    }
+
     async fn network_endpoints(
         &self,
         network_id: &str,
