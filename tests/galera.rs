@@ -5,13 +5,17 @@
 //! member joining by SST and leaving; and bootstrap refusing bad members
 //! while changing nothing.
 
+#[path = "galera/joins.rs"]
+mod joins;
+#[path = "galera/refusals.rs"]
+mod refusals;
 mod support;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use support::{Lab, eventually, shared_lab, stderr, stdout};
+use support::{Lab, eventually, secret, shared_lab, stderr, stdout};
 
 const PASSWORD: &str = "galera-pw-4711";
 const GALERA_ARGS: &str = "--wsrep-on=ON --wsrep-provider=/usr/lib/galera/libgalera_smm.so \
@@ -20,12 +24,6 @@ const GALERA_ARGS: &str = "--wsrep-on=ON --wsrep-provider=/usr/lib/galera/libgal
 struct Files {
     password: PathBuf,
     env: PathBuf,
-}
-
-fn secret(path: &std::path::Path, text: &str) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::write(path, text).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
 }
 
 /// Three hosts, the MariaDB image on each, one network whose profile lets
@@ -301,185 +299,4 @@ fn three_hosts_bootstrap_replicate_rejoin_recover_and_grow() {
         "false"
     );
     wait_synced(&lab, "h3", "g3", 3);
-}
-
-#[test]
-fn bad_members_are_refused_by_name_and_nothing_changes() {
-    let (lab, files) = lab();
-    run_member(&lab, &files, "h1", "ok1", GALERA_ARGS);
-    run_member(&lab, &files, "h2", "plain2", "");
-    run_member(
-        &lab,
-        &files,
-        "h3",
-        "mixed3",
-        // MariaDB refuses MIXED with wsrep on, so this member has it off.
-        "--wsrep-on=OFF --wsrep-provider=/usr/lib/galera/libgalera_smm.so \
-         --binlog-format=MIXED --innodb-autoinc-lock-mode=2",
-    );
-    let started = lab.sh("h1", "docker inspect -f '{{.State.StartedAt}}' ok1");
-    let wrong = lab.dir().join("wrong-password");
-    secret(&wrong, "not-the-password\n");
-    let cases = [
-        (
-            "--member ok1 --member plain2",
-            files.password.clone(),
-            vec![
-                "plain2",
-                "--wsrep-provider=/usr/lib/galera/libgalera_smm.so",
-            ],
-        ),
-        (
-            "--member ok1 --member mixed3",
-            files.password.clone(),
-            vec!["mixed3", "binlog_format is MIXED", "--binlog-format=ROW"],
-        ),
-        (
-            "--member mixed3 --member ok1",
-            wrong.clone(),
-            vec!["mixed3", "Access denied", "check the root password file"],
-        ),
-    ];
-    for (members, password, expected) in cases {
-        let out = lab.run(
-            "h1",
-            &[
-                "sh",
-                "-c",
-                &format!(
-                    "tabby mysql galera bootstrap --cluster bad {members} --root-password-file {}",
-                    password.display()
-                ),
-            ],
-        );
-        assert!(!out.status.success(), "{members} was accepted");
-        let err = stderr(&out);
-        for text in expected {
-            assert!(err.contains(text), "{text:?} not in: {err}");
-        }
-        assert!(!err.contains(PASSWORD));
-    }
-    // Nothing recorded, nothing restarted, and the good member still runs
-    // on its own.
-    let keys = lab.sh(
-        "h1",
-        "ETCDCTL_API=3 etcdctl --endpoints http://127.0.0.1:2379 get /tabby/galera --prefix --keys-only",
-    );
-    assert!(!keys.contains("/bad"), "{keys}");
-    assert_eq!(
-        lab.sh("h1", "docker inspect -f '{{.State.StartedAt}}' ok1"),
-        started
-    );
-    assert_eq!(
-        status_var(&lab, "h1", "ok1", "WSREP_CLUSTER_STATUS").as_deref(),
-        Some("non-Primary")
-    );
-    assert!(lab.sql("h1", "ok1", PASSWORD, "SELECT 1") == "1");
-}
-
-#[test]
-fn members_in_different_profiles_are_refused_with_the_rules_that_work() {
-    let (lab, files) = lab();
-    lab.sh("h1", "tabby network create g1b --subnet 198.19.48.0/20");
-    lab.sh(
-        "h1",
-        "tabby profile g1b rule add inbound allow tcp from cidr 198.18.0.0/24 to ports 3306",
-    );
-    run_member(&lab, &files, "h2", "pa", GALERA_ARGS);
-    lab.sh(
-        "h3",
-        &format!(
-            "docker run -d --name pb --net g1b --env-file {} tabby/mariadb {GALERA_ARGS}",
-            files.env.display()
-        ),
-    );
-    lab.wait_answering("h3", "pb", PASSWORD);
-    let bootstrap = "galera bootstrap --cluster xp --member pa --member pb";
-    let out = tabby(&lab, &files, bootstrap);
-    assert!(!out.status.success());
-    let err = stderr(&out);
-    let rules: Vec<&str> = err
-        .lines()
-        .map(str::trim)
-        .filter(|l| l.starts_with("tabby profile "))
-        .collect();
-    for rule in [
-        "tabby profile g1b rule add inbound allow tcp from tag g1 to ports 4567,4568,4444",
-        "tabby profile g1b rule add inbound allow udp from tag g1 to ports 4567",
-        "tabby profile g1 rule add inbound allow tcp from tag g1b to ports 4567,4568,4444",
-        "tabby profile g1 rule add inbound allow udp from tag g1b to ports 4567",
-    ] {
-        assert!(rules.contains(&rule), "{rule:?} not in: {err}");
-    }
-    // The rules it prints are the ones that make it work.
-    for rule in &rules {
-        lab.sh("h1", rule);
-    }
-    let out = tabby_ok(&lab, &files, bootstrap);
-    assert!(out.contains("2 members, Primary"), "{out}");
-}
-
-#[test]
-fn labelled_members_form_a_cluster_only_when_declared_and_confirmed() {
-    let (lab, files) = lab();
-    lab.sh(
-        "h1",
-        "tabby mysql cluster create lbl --member l1 --member l2",
-    );
-    let labels = "--label tabby.mysql.cluster=lbl --label tabby.mysql.role=galera";
-    // The oldest member starts the cluster; the next joins it.
-    run_labelled(&lab, &files, "h2", "l1", labels, GALERA_ARGS);
-    run_labelled(&lab, &files, "h3", "l2", labels, GALERA_ARGS);
-    wait_synced(&lab, "h2", "l1", 2);
-    wait_synced(&lab, "h3", "l2", 2);
-    // A labelled container the declaration does not confirm is left alone.
-    run_labelled(&lab, &files, "h1", "l3", labels, GALERA_ARGS);
-    eventually(Duration::from_secs(60), "l3 to be left alone", || {
-        let log = lab.agent_log("h1");
-        log.lines()
-            .any(|l| l.contains("left alone") && l.contains("l3"))
-            .then_some(())
-    });
-    assert_eq!(
-        status_var(&lab, "h1", "l3", "WSREP_CLUSTER_STATUS").as_deref(),
-        Some("non-Primary")
-    );
-    assert_eq!(
-        status_var(&lab, "h2", "l1", "WSREP_CLUSTER_SIZE").as_deref(),
-        Some("2")
-    );
-    // Confirmed, it joins.
-    lab.sh("h1", "tabby mysql cluster member add lbl l3");
-    wait_synced(&lab, "h1", "l3", 3);
-    wait_synced(&lab, "h2", "l1", 3);
-}
-
-#[test]
-fn a_member_joins_by_mariabackup_state_transfer() {
-    let (lab, files) = lab();
-    run_member(&lab, &files, "h2", "mb1", GALERA_ARGS);
-    run_member(&lab, &files, "h3", "mb2", GALERA_ARGS);
-    let out = tabby_ok(
-        &lab,
-        &files,
-        "galera bootstrap --cluster mb --sst mariabackup --member mb1 --member mb2",
-    );
-    assert!(out.contains("2 members, Primary"), "{out}");
-    lab.sql(
-        "h2",
-        "mb1",
-        PASSWORD,
-        "CREATE DATABASE app; CREATE TABLE app.t (id INT PRIMARY KEY, v VARCHAR(32)); \
-         INSERT INTO app.t SELECT seq, 'before' FROM app.seq_1_to_500",
-    );
-    // mb3 gets the rows in its snapshot: they were written before it came.
-    run_member(&lab, &files, "h1", "mb3", GALERA_ARGS);
-    let out = tabby_ok(&lab, &files, "galera join --cluster mb mb3");
-    assert!(out.contains("3 members, Primary"), "{out}");
-    wait_rows(&lab, "h1", "mb3", 500);
-    let log = lab.sh("h1", "docker logs mb3 2>&1");
-    assert!(
-        log.contains("wsrep_sst_mariabackup --role 'joiner'"),
-        "no mariabackup SST:\n{log}"
-    );
 }

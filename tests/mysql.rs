@@ -13,16 +13,9 @@ mod support;
 
 use std::time::Duration;
 
-use support::{Lab, eventually, root, stderr, stdout};
+use support::{Lab, eventually, root, secret, stderr, stdout};
 
 const PASSWORD: &str = "demo-pw-4711";
-
-/// Password files are refused unless only their owner can read them.
-fn secret(path: &std::path::Path, text: &str) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::write(path, text).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
-}
 
 fn count(lab: &Lab, host: &str, container: &str, table: &str) -> Option<u64> {
     let out = lab.sql_output(

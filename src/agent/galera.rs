@@ -12,6 +12,7 @@ use tracing::{info, warn};
 use crate::docker::Containers;
 use crate::model::Endpoint;
 use crate::model::galera::GaleraCluster;
+use crate::mysql::galera::cluster::{Placement, placement};
 use crate::mysql::galera::converge::{converge, new_status, pending};
 use crate::store::Store;
 
@@ -33,14 +34,7 @@ impl GaleraAgent {
                     true
                 }
             };
-            if retry {
-                tokio::select! {
-                    _ = changed.notified() => {}
-                    _ = tokio::time::sleep(RETRY) => {}
-                }
-            } else {
-                changed.notified().await;
-            }
+            super::supervise::next_pass(&changed, retry, RETRY).await;
         }
     }
 
@@ -133,10 +127,7 @@ impl GaleraAgent {
 /// recorded address.
 fn refresh_addresses(cluster: &mut GaleraCluster, endpoints: &[Endpoint]) {
     for member in &mut cluster.members {
-        let mut found = endpoints
-            .iter()
-            .filter(|e| e.host == member.host && e.container.as_deref() == Some(&member.container));
-        if let (Some(endpoint), None) = (found.next(), found.next()) {
+        if let Placement::At(endpoint) = placement(endpoints, &member.host, &member.container) {
             member.ip = endpoint.ip;
         }
     }

@@ -42,14 +42,7 @@ impl LabelBootstrap {
                     true
                 }
             };
-            if pending {
-                tokio::select! {
-                    _ = changed.notified() => {}
-                    _ = tokio::time::sleep(RETRY) => {}
-                }
-            } else {
-                changed.notified().await;
-            }
+            super::supervise::next_pass(&changed, pending, RETRY).await;
         }
     }
 

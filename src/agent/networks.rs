@@ -37,14 +37,7 @@ impl NetworkSync {
                     false
                 }
             };
-            if all_done {
-                changed.notified().await;
-            } else {
-                tokio::select! {
-                    _ = changed.notified() => {}
-                    _ = tokio::time::sleep(RETRY) => {}
-                }
-            }
+            super::supervise::next_pass(&changed, !all_done, RETRY).await;
         }
     }
 

@@ -72,6 +72,19 @@ fn describe(outcome: Result<anyhow::Result<()>, Box<dyn std::any::Any + Send>>) 
 /// Runs the task `make` builds, forever: each time it ends it is logged
 /// and built again after a backoff, which resets once a run lasted longer
 /// than the backoff's maximum (it was healthy for a while).
+/// Waits until the next pass of a loop that acts on datastore changes: a
+/// change, or also `retry` later while the last pass left work undone.
+pub async fn next_pass(changed: &tokio::sync::Notify, undone: bool, retry: Duration) {
+    if undone {
+        tokio::select! {
+            _ = changed.notified() => {}
+            _ = tokio::time::sleep(retry) => {}
+        }
+    } else {
+        changed.notified().await;
+    }
+}
+
 pub fn supervise<F, Fut>(name: &'static str, mut backoff: Backoff, mut make: F) -> JoinHandle<()>
 where
     F: FnMut() -> Fut + Send + 'static,

@@ -100,8 +100,8 @@ async fn log_calls(request: Request, next: Next) -> Response {
     let body = axum::body::to_bytes(body, MAX_BODY + 1)
         .await
         .unwrap_or_default();
-    let ids = CallIds::of(&body);
-    let request = Request::from_parts(parts, axum::body::Body::from(body));
+    // Kept (a cheap clone) to name the IDs if the call fails.
+    let request = Request::from_parts(parts, axum::body::Body::from(body.clone()));
     let response = next.run(request).await;
     let micros = started.elapsed().as_micros() as u64;
     let ok = response.status().is_success();
@@ -113,6 +113,7 @@ async fn log_calls(request: Request, next: Next) -> Response {
             .extensions()
             .get::<FailReason>()
             .map_or("-", |r| r.0.as_str());
+        let ids = CallIds::of(&body);
         warn!(
             call = %path,
             network = %ids.network,

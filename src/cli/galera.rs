@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use anyhow::Result;
-use clap::{Subcommand, ValueEnum};
+use clap::{Args, Subcommand};
 
 use super::Format;
 use super::mysql::AccessArgs;
@@ -11,13 +11,18 @@ use super::output::{or_dash, print};
 use crate::docker::DockerEngine;
 use crate::model::galera::SstMethod;
 use crate::mysql::Credentials;
-use crate::mysql::galera::cluster::{Galera, MemberStatus, Report};
+use crate::mysql::galera::cluster::{Galera, Report};
+use crate::mysql::galera::status::MemberStatus;
 use crate::store::Store;
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum Sst {
-    Rsync,
-    Mariabackup,
+/// What every Galera command takes.
+#[derive(Args, Debug)]
+pub struct Common {
+    /// Seconds each member may take to reach a state.
+    #[arg(long, default_value_t = 180)]
+    timeout: u64,
+    #[command(flatten)]
+    access: AccessArgs,
 }
 
 #[derive(Subcommand, Debug)]
@@ -32,33 +37,26 @@ pub enum GaleraCommand {
         #[arg(long = "member", required = true)]
         members: Vec<String>,
         /// How a joining member receives its copy.
-        #[arg(long, value_enum, default_value_t = Sst::Rsync)]
-        sst: Sst,
-        /// Seconds each member may take to reach a state.
-        #[arg(long, default_value_t = 180)]
-        timeout: u64,
+        #[arg(long, value_enum, default_value_t = SstMethod::Rsync)]
+        sst: SstMethod,
         #[command(flatten)]
-        access: AccessArgs,
+        common: Common,
     },
     /// Add a member: it joins by state transfer.
     Join {
         #[arg(long)]
         cluster: String,
         member: String,
-        #[arg(long, default_value_t = 180)]
-        timeout: u64,
         #[command(flatten)]
-        access: AccessArgs,
+        common: Common,
     },
     /// Remove a member cleanly: its server is stopped, the cluster shrinks.
     Leave {
         #[arg(long)]
         cluster: String,
         member: String,
-        #[arg(long, default_value_t = 180)]
-        timeout: u64,
         #[command(flatten)]
-        access: AccessArgs,
+        common: Common,
     },
     /// Start a cluster again after every member went down: from the member
     /// with the highest last committed seqno.
@@ -68,10 +66,8 @@ pub enum GaleraCommand {
         /// Find the positions and print the plan; start nothing.
         #[arg(long)]
         dry_run: bool,
-        #[arg(long, default_value_t = 180)]
-        timeout: u64,
         #[command(flatten)]
-        access: AccessArgs,
+        common: Common,
     },
 }
 
@@ -80,26 +76,16 @@ fn say(line: &str) {
 }
 
 pub async fn run(store: &Store, cmd: GaleraCommand, format: Format) -> Result<()> {
-    let (access, timeout) = match &cmd {
-        GaleraCommand::Bootstrap {
-            access, timeout, ..
-        }
-        | GaleraCommand::Join {
-            access, timeout, ..
-        }
-        | GaleraCommand::Leave {
-            access, timeout, ..
-        }
-        | GaleraCommand::Recover {
-            access, timeout, ..
-        } => (access, *timeout),
-    };
-    let (credentials, docker) = access.open()?;
+    let (GaleraCommand::Bootstrap { common, .. }
+    | GaleraCommand::Join { common, .. }
+    | GaleraCommand::Leave { common, .. }
+    | GaleraCommand::Recover { common, .. }) = &cmd;
+    let (credentials, docker) = common.access.open()?;
     let galera = Galera {
         store,
         docker: Some(&docker),
         credentials: &credentials,
-        timeout: Duration::from_secs(timeout),
+        timeout: Duration::from_secs(common.timeout),
         say: &say,
     };
     let report = match &cmd {
@@ -108,13 +94,7 @@ pub async fn run(store: &Store, cmd: GaleraCommand, format: Format) -> Result<()
             members,
             sst,
             ..
-        } => {
-            let sst = match sst {
-                Sst::Rsync => SstMethod::Rsync,
-                Sst::Mariabackup => SstMethod::Mariabackup,
-            };
-            galera.bootstrap(cluster, members, sst).await?
-        }
+        } => galera.bootstrap(cluster, members, *sst).await?,
         GaleraCommand::Join {
             cluster, member, ..
         } => galera.join(cluster, member).await?,

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::validate::{self as v, Validate, ValidationError, record};
 
 /// How state snapshots travel to a joining member.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum SstMethod {
     #[default]

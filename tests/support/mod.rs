@@ -30,6 +30,13 @@ fn unique_id() -> String {
     )
 }
 
+/// Writes a password file as tabby wants one: only its owner may read it.
+pub fn secret(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }

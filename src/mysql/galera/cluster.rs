@@ -34,20 +34,37 @@ pub struct Resolved {
 pub async fn refresh(store: &Store, members: &mut [Resolved]) -> Result<()> {
     let endpoints = store.endpoints().await?;
     for m in members {
-        let mut found = endpoints
-            .iter()
-            .filter(|e| e.host == m.host && e.container.as_deref() == Some(&m.container));
-        match (found.next(), found.next()) {
-            (Some(endpoint), None) => {
+        match placement(&endpoints, &m.host, &m.container) {
+            Placement::At(endpoint) => {
                 m.target.ip = endpoint.ip;
                 m.endpoint = Some(endpoint.clone());
             }
             // Stopped: the address it had is the best guess.
-            (None, _) => m.endpoint = None,
-            _ => {}
+            Placement::Stopped => m.endpoint = None,
+            Placement::Ambiguous => {}
         }
     }
     Ok(())
+}
+
+/// Where tabby's endpoint records place a member now.
+pub enum Placement<'a> {
+    At(&'a Endpoint),
+    /// No endpoint: the container is stopped.
+    Stopped,
+    /// Two endpoints on its host carry its name: neither is trusted.
+    Ambiguous,
+}
+
+pub fn placement<'a>(endpoints: &'a [Endpoint], host: &str, container: &str) -> Placement<'a> {
+    let mut found = endpoints
+        .iter()
+        .filter(|e| e.host == host && e.container.as_deref() == Some(container));
+    match (found.next(), found.next()) {
+        (Some(endpoint), None) => Placement::At(endpoint),
+        (None, _) => Placement::Stopped,
+        _ => Placement::Ambiguous,
+    }
 }
 
 pub struct Galera<'a> {
@@ -340,48 +357,5 @@ impl Galera<'_> {
             changed: false,
             members: reports,
         })
-    }
-}
-
-/// One row of `tabby mysql status` for a Galera member.
-#[derive(Debug, Clone, Serialize)]
-pub struct MemberStatus {
-    pub cluster: String,
-    pub container: String,
-    pub host: String,
-    pub address: String,
-    pub state: Option<GaleraState>,
-    pub error: Option<String>,
-}
-
-impl Galera<'_> {
-    /// Every recorded Galera member (of one cluster, or all), as it
-    /// answers now.
-    pub async fn status(&self, cluster: Option<&str>) -> Result<Vec<MemberStatus>> {
-        let mut records = self.store.galera_clusters().await?;
-        if let Some(name) = cluster {
-            records.retain(|r| r.name == name);
-        }
-        let mut rows = Vec::new();
-        for record in records {
-            for m in self.running_members(&record).await? {
-                let answer = match &m.endpoint {
-                    Some(_) => probe(&m, self.credentials).await,
-                    None => Err(Error::Unhealthy {
-                        member: m.target.to_string(),
-                        message: "its container is not running (no tabby endpoint)".into(),
-                    }),
-                };
-                rows.push(MemberStatus {
-                    cluster: record.name.clone(),
-                    container: m.container.clone(),
-                    host: m.host.clone(),
-                    address: m.target.ip.to_string(),
-                    error: answer.as_ref().err().map(|e| e.to_string()),
-                    state: answer.ok(),
-                });
-            }
-        }
-        Ok(rows)
     }
 }

@@ -16,4 +16,5 @@ pub mod converge;
 pub mod membership;
 pub mod recover;
 pub mod state;
+pub mod status;
 pub mod wait;
