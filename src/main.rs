@@ -2,8 +2,11 @@ use std::io::IsTerminal;
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::prelude::*;
 
 use tabby::cli::{Cli, Command};
+use tabby::metrics::recent::RecentLayer;
 
 #[tokio::main]
 async fn main() {
@@ -21,15 +24,22 @@ async fn main() {
     }
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
-    let subscriber = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let fmt = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
-    if json_logs {
-        subscriber.json().init();
+    let fmt = if json_logs {
+        fmt.json().boxed()
     } else {
-        subscriber.init();
-    }
+        fmt.boxed()
+    };
+    // The agent keeps its last warnings for `tabby status`, whatever
+    // RUST_LOG lets through to the log.
+    let recent = matches!(cli.command, Command::Agent(_))
+        .then(|| RecentLayer.with_filter(LevelFilter::WARN));
+    tracing_subscriber::registry()
+        .with(fmt.with_filter(filter))
+        .with(recent)
+        .init();
     if let Err(err) = tabby::cli::run(cli).await {
         eprintln!("Error: {}", tabby::error_chain::text(&err));
         std::process::exit(1);

@@ -160,16 +160,27 @@ fn full_mesh_routes_come_from_bird_and_every_container_reaches_every_other() {
         });
     }
     reachable_matrix(&f);
-    // Every agent reports its sessions, and the AS it inherits.
+    // Every agent reports its sessions, and the AS it inherits. Read from
+    // the JSON: the table's BLOCKS column can hold "2/2" too (x.y.z.192/26).
     // Generous: each probe runs `tabby node show`, slow on a loaded host.
+    let mut last = String::new();
     eventually(
         Duration::from_secs(40),
-        "node show with 2/2 BGP peers",
+        "node show with 2/2 BGP peers and AS 64512 inherited on every node",
         || {
-            let shown = f.lab.sh("h3", "tabby node show");
-            (shown.matches("2/2").count() == 3 && shown.contains("64512 (inherited)")).then_some(())
+            last = f.lab.sh("h3", "tabby node show -o json");
+            let nodes: Vec<Value> = serde_json::from_str(&last).unwrap_or_default();
+            let good = |n: &Value| {
+                n["bgp_peers"]["established"] == 2
+                    && n["bgp_peers"]["configured"] == 2
+                    && n["as"] == 64512
+                    && n["as_inherited"] == true
+            };
+            (nodes.len() == 3 && nodes.iter().all(good)).then_some(())
         },
     );
+    let table = f.lab.sh("h3", "tabby node show");
+    assert!(table.contains("64512 (inherited)"), "{table}\n{last}");
 }
 
 #[test]

@@ -107,6 +107,16 @@ fn metrics_follow_docker_runs_and_parse_as_prometheus_text() {
         assert!(sample(&text, name, &[]) > 0.0, "{name} in:\n{text}");
     }
     assert_eq!(sample(&text, "tabby_nodes_up", &[]), 3.0);
+    // Three endpoints' chains and rules, and their addresses in tag sets
+    // (set once the firewall pass that follows the gauge is applied).
+    eventually(Duration::from_secs(30), "the firewall's objects", || {
+        let text = get(&lab, "h1", "/metrics").1;
+        let programmed = |kind| sample(&text, "tabby_firewall_programmed", &[("kind", kind)]);
+        (programmed("chains") >= 6.0
+            && programmed("rules") > programmed("chains")
+            && programmed("set_members") >= 3.0)
+            .then_some(())
+    });
     assert!(
         sample(
             &text,
@@ -123,6 +133,20 @@ fn metrics_follow_docker_runs_and_parse_as_prometheus_text() {
     });
 }
 
+/// Starts the stopped etcd members again even when an assertion fails,
+/// so the tests after this one find a quorum.
+struct EtcdBack<'a>(&'a Lab);
+
+impl Drop for EtcdBack<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for host in ["h2", "h3"] {
+                let _ = self.0.command(&["start", host, "etcd"]).output();
+            }
+        }
+    }
+}
+
 #[test]
 fn readiness_and_status_follow_the_etcd_quorum() {
     let (_serial, lab) = lab();
@@ -137,13 +161,17 @@ fn readiness_and_status_follow_the_etcd_quorum() {
         stdout(&status),
         stderr(&status)
     );
-    assert!(
-        stdout(&status).contains("ready:      yes"),
-        "{}",
-        stdout(&status)
-    );
+    let text = stdout(&status);
+    assert!(text.contains("ready:      yes"), "{text}");
+    assert!(text.contains("last synced"), "{text}");
+    // Each of the three etcd members, asked on its own; one leads.
+    let members: Vec<&str> = text.lines().filter(|l| l.contains("  member ")).collect();
+    assert_eq!(members.len(), 3, "{text}");
+    assert!(members.iter().all(|l| l.contains(": healthy")), "{text}");
+    assert_eq!(text.matches(", leader,").count(), 1, "{text}");
 
     // Two of three etcd members gone: no quorum.
+    let _restart = EtcdBack(&lab);
     lab.stop("h2", "etcd");
     lab.stop("h3", "etcd");
     let reason = eventually(Duration::from_secs(30), "h1 not ready", || {
@@ -159,6 +187,19 @@ fn readiness_and_status_follow_the_etcd_quorum() {
         "{}",
         stderr(&status)
     );
+    // The two members down are named as such; h1's own answers that it
+    // has no leader.
+    let text = stdout(&status);
+    let member = |ip: &str| {
+        text.lines()
+            .find(|l| l.contains("  member ") && l.contains(ip))
+            .unwrap_or_else(|| panic!("no member {ip} in {text}"))
+    };
+    for ip in ["198.18.0.12", "198.18.0.13"] {
+        assert!(member(ip).contains("UNHEALTHY"), "{text}");
+        assert!(member(ip).contains("refused"), "{text}");
+    }
+    assert!(member("198.18.0.11").contains("no leader"), "{text}");
 
     lab.start("h2", "etcd");
     lab.start("h3", "etcd");
@@ -196,6 +237,16 @@ fn a_failed_join_is_logged_with_its_reason_and_ids() {
                 })
                 .map(|_| ())
         },
+    );
+    // `tabby status` shows it among the last warnings, with its reason.
+    let status = lab.run("h1", &["tabby", "status", "-o", "json"]);
+    let status: serde_json::Value = serde_json::from_str(&stdout(&status)).unwrap();
+    let recent = status["agent"]["recent_errors"].as_array().unwrap();
+    assert!(
+        recent.iter().any(|e| e[1] == "WARN"
+            && e[2].as_str().unwrap().contains("plugin call failed")
+            && e[2].as_str().unwrap().contains(&reason)),
+        "{recent:?}"
     );
     // The call counts as an error.
     let (_, text) = get(&lab, "h1", "/metrics");
@@ -253,4 +304,49 @@ fn a_plain_docker_network_is_named_and_so_is_its_profile() {
     let ip = lab.network_ip("h1", "pn2", "plainnet");
     assert!(lab.pings("h1", "pn1", &ip));
     lab.sh("h1", "docker rm -f pn1 pn2");
+}
+
+#[test]
+fn json_logs_are_json_lines_and_never_hold_a_password() {
+    use std::os::unix::fs::PermissionsExt;
+    let (_serial, lab) = lab();
+    let secret = "obs-Secret-7f3c9e";
+    let file = lab.dir().join("mysql-root-password");
+    std::fs::write(&file, format!("{secret}\n")).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    // The old agent's last lines (text) come before the measure.
+    lab.stop("h1", "agent");
+    let before = lab.agent_log("h1").len();
+    // As verbose as it gets, with a password the agent holds.
+    lab.restart_agent(
+        "h1",
+        &[
+            ("TABBY_LOG_FORMAT", "json"),
+            ("RUST_LOG", "trace"),
+            ("TABBY_MYSQL_ROOT_PASSWORD_FILE", file.to_str().unwrap()),
+        ],
+    );
+    lab.sh(
+        "h1",
+        "docker run -d --name j1 --net obs tabby/busybox sleep 3600 && docker rm -f j1",
+    );
+    let log = lab.agent_log("h1")[before..].to_string();
+    lab.restart_agent("h1", &[]);
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let levels: std::collections::BTreeSet<&str> =
+        lines.iter().filter_map(|l| l["level"].as_str()).collect();
+    assert!(
+        levels.contains("DEBUG") && levels.contains("INFO"),
+        "{levels:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["fields"]["message"] == "agent ready"),
+        "{log}"
+    );
+    assert!(!log.contains(secret), "the password is in the log");
 }

@@ -73,29 +73,36 @@ impl LabelBootstrap {
             }
         }
         let mut pending = false;
+        let mut states = ClusterStates::default();
         for cluster in found.iter().filter(|c| c.master.host == self.host) {
             let members = cluster.member_names();
+            let size = members.len();
             if done.get(&cluster.name) == Some(&members) || self.recorded(cluster).await? {
                 done.insert(cluster.name.clone(), members);
+                states.add("replicating", size);
                 continue;
             }
             let Some(credentials) = &self.credentials else {
                 if reported.insert(format!("credentials {}", cluster.name)) {
                     warn!(cluster = %cluster.name, "labelled MySQL cluster found, but the agent has no --mysql-root-password-file: not bootstrapping it");
                 }
+                states.add("no_credentials", size);
                 continue;
             };
             match self.bootstrap(cluster, credentials).await {
                 Ok(()) => {
                     info!(cluster = %cluster.name, members = ?members, "bootstrapped MySQL replication from labels");
                     done.insert(cluster.name.clone(), members);
+                    states.add("replicating", size);
                 }
                 Err(err) => {
                     info!(cluster = %cluster.name, error = %err, "MySQL bootstrap from labels not done yet; retrying");
                     pending = true;
+                    states.add("pending", size);
                 }
             }
         }
+        states.record();
         Ok(pending)
     }
 
@@ -132,5 +139,30 @@ impl LabelBootstrap {
             )
             .await
             .map(|_| ())
+    }
+}
+
+/// The clusters whose master is on this host, and their members, by what
+/// this agent last did with them (for the metrics).
+#[derive(Default)]
+struct ClusterStates(std::collections::BTreeMap<&'static str, (i64, i64)>);
+
+impl ClusterStates {
+    fn add(&mut self, state: &'static str, members: usize) {
+        let entry = self.0.entry(state).or_default();
+        entry.0 += 1;
+        entry.1 += members as i64;
+    }
+
+    fn record(&self) {
+        let m = crate::metrics::get();
+        for state in ["replicating", "pending", "no_credentials"] {
+            let (clusters, members) = self.0.get(state).copied().unwrap_or_default();
+            let labels = crate::metrics::StateLabels {
+                state: state.into(),
+            };
+            m.mysql_clusters.get_or_create(&labels).set(clusters);
+            m.mysql_members.get_or_create(&labels).set(members);
+        }
     }
 }

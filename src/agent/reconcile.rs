@@ -33,12 +33,9 @@ pub async fn run(driver: Arc<Driver>, store: Store, listeners: Listeners) -> any
     loop {
         if let Err(err) = watch_and_converge(&driver, &store, &listeners, &mut backoff).await {
             crate::metrics::get().watch_restarts.inc();
-            crate::metrics::get().error(format!(
-                "datastore watch: {}",
-                crate::error_chain::text(&err)
-            ));
             let delay = backoff.next_delay();
-            warn!(error = %err, retry_in_ms = delay.as_millis() as u64, "resyncing after datastore error");
+            let error = crate::error_chain::text(&err);
+            warn!(%error, retry_in_ms = delay.as_millis() as u64, "resyncing after datastore error");
             tokio::time::sleep(delay).await;
         }
     }

@@ -123,7 +123,6 @@ async fn log_calls(request: Request, next: Next) -> Response {
             micros,
             "plugin call failed: {reason}"
         );
-        crate::metrics::get().error(format!("{path}: {reason}"));
     }
     response
 }

@@ -11,6 +11,7 @@ use clap::Args;
 
 use super::{EtcdArgs, Format};
 use crate::driver::status::AgentStatus;
+use crate::store::MemberHealth;
 
 #[derive(Args, Debug)]
 pub struct StatusArgs {
@@ -48,28 +49,47 @@ async fn agent(socket: &std::path::Path) -> Result<AgentStatus, String> {
     }
 }
 
-async fn etcd(args: &EtcdArgs) -> Result<(), String> {
+/// The quorum read, and each member's own answer.
+struct Etcd {
+    quorum: Result<(), String>,
+    members: Vec<MemberHealth>,
+}
+
+async fn etcd(args: &EtcdArgs) -> Etcd {
     let check = async {
         let store = args
             .connect()
             .await
             .map_err(|e| crate::error_chain::text(&e))?;
-        store.revision().await.map_err(|e| e.to_string())
+        let (quorum, members) = tokio::join!(store.revision(), store.members());
+        Ok::<_, String>((quorum.map(|_| ()).map_err(|e| e.to_string()), members))
     };
     match tokio::time::timeout(ETCD_TIMEOUT, check).await {
-        Err(_) => Err(format!(
-            "no quorum read within {} s",
-            ETCD_TIMEOUT.as_secs()
-        )),
-        Ok(result) => result.map(|_| ()),
+        Err(_) => Etcd {
+            quorum: Err(format!(
+                "no quorum read within {} s",
+                ETCD_TIMEOUT.as_secs()
+            )),
+            members: Vec::new(),
+        },
+        Ok(Err(e)) => Etcd {
+            quorum: Err(e),
+            members: Vec::new(),
+        },
+        Ok(Ok((quorum, members))) => Etcd { quorum, members },
     }
 }
 
 pub async fn run(args: StatusArgs, etcd_args: &EtcdArgs, format: Format) -> Result<()> {
     let (agent, etcd) = tokio::join!(agent(&args.socket), etcd(etcd_args));
     let mut problems = Vec::new();
-    if let Err(e) = &etcd {
+    if let Err(e) = &etcd.quorum {
         problems.push(format!("etcd: {e}"));
+    }
+    for member in &etcd.members {
+        if let Some(e) = &member.error {
+            problems.push(format!("etcd member {}: {e}", member.endpoint));
+        }
     }
     match &agent {
         Err(e) => problems.push(e.clone()),
@@ -79,12 +99,14 @@ pub async fn run(args: StatusArgs, etcd_args: &EtcdArgs, format: Format) -> Resu
         let value = serde_json::json!({
             "healthy": problems.is_empty(),
             "problems": problems,
-            "etcd": etcd.as_ref().err(),
+            "etcd": etcd.quorum.as_ref().err(),
+            "etcd_members": etcd.members,
             "agent": agent.as_ref().ok(),
         });
         println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
-        print(&agent, &etcd, etcd_args);
+        print_etcd(&etcd, etcd_args);
+        print_agent(&agent);
     }
     if !problems.is_empty() {
         bail!("unhealthy: {}", problems.join("; "));
@@ -92,14 +114,32 @@ pub async fn run(args: StatusArgs, etcd_args: &EtcdArgs, format: Format) -> Resu
     Ok(())
 }
 
-fn print(agent: &Result<AgentStatus, String>, etcd: &Result<(), String>, args: &EtcdArgs) {
-    match etcd {
+fn print_etcd(etcd: &Etcd, args: &EtcdArgs) {
+    match &etcd.quorum {
         Ok(()) => println!(
             "etcd:       healthy (quorum read answered) at {}",
             args.etcd_endpoints.join(",")
         ),
         Err(e) => println!("etcd:       UNHEALTHY: {e}"),
     }
+    for m in &etcd.members {
+        let id = m.id.as_deref().unwrap_or("?");
+        let version = m.version.as_deref().unwrap_or("?");
+        let role = if m.leader { ", leader" } else { "" };
+        match &m.error {
+            None => println!(
+                "  member    {}: healthy{role}, id {id}, etcd {version}",
+                m.endpoint
+            ),
+            Some(e) if m.version.is_some() => {
+                println!("  member    {}: ALARM, id {id}: {e}", m.endpoint)
+            }
+            Some(e) => println!("  member    {}: UNHEALTHY: {e}", m.endpoint),
+        }
+    }
+}
+
+fn print_agent(agent: &Result<AgentStatus, String>) {
     let Ok(s) = agent else {
         println!("agent:      not answering");
         return;
@@ -118,8 +158,11 @@ fn print(agent: &Result<AgentStatus, String>, etcd: &Result<(), String>, args: &
         Some(at) => println!("firewall:   {}, last applied {}", s.firewall, ago(at)),
         None => println!("firewall:   {}, not applied yet", s.firewall),
     }
+    let synced = s.routes_synced.map_or("never synced".into(), |at| {
+        format!("last synced {}", ago(at))
+    });
     println!(
-        "routing:    {}, {} routes, {} full resyncs",
+        "routing:    {}, {} routes, {synced}, {} full resyncs",
         s.routing, s.routes, s.resyncs
     );
     for (peer, info) in &s.bgp_sessions {
@@ -129,8 +172,14 @@ fn print(agent: &Result<AgentStatus, String>, etcd: &Result<(), String>, args: &
         "endpoints:  {} on this host, {} in the cluster",
         s.local_endpoints, s.cluster_endpoints
     );
-    match &s.last_error {
-        Some((at, text)) => println!("last error: {} {text}", ago(*at)),
-        None => println!("last error: none"),
+    if s.recent_errors.is_empty() {
+        println!("errors:     none logged");
+    }
+    for (at, level, text) in &s.recent_errors {
+        println!(
+            "{:<11} {} {text}",
+            format!("{}:", level.to_lowercase()),
+            ago(*at)
+        );
     }
 }

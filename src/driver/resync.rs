@@ -85,8 +85,9 @@ impl Driver {
             .firewall_apply
             .observe(started.elapsed().as_secs_f64());
         let failures = match applied {
-            Ok(failures) => {
+            Ok((failures, programmed)) => {
                 metrics.health.firewall_applied();
+                metrics.programmed(&programmed);
                 failures
             }
             Err(err) => {
@@ -114,6 +115,7 @@ impl Driver {
         metrics.route_sync.observe(started.elapsed().as_secs_f64());
         if let Ok(report) = &report {
             metrics.routes.set(report.routes as i64);
+            metrics.health.routes_synced();
         }
         report
     }

@@ -1,6 +1,6 @@
 //! What `tabby status` asks the local agent (`/Tabby.Status`): how long it
 //! has run, when the firewall and routes were last applied, its endpoints,
-//! BGP sessions, readiness and the last error.
+//! BGP sessions, readiness and the last warnings and errors.
 
 use std::sync::atomic::Ordering;
 
@@ -19,13 +19,15 @@ pub struct AgentStatus {
     pub firewall_applied: Option<i64>,
     pub routing: String,
     pub routes: i64,
+    /// Unix seconds of the last route sync that succeeded.
+    pub routes_synced: Option<i64>,
     pub resyncs: u64,
     pub local_endpoints: i64,
     pub cluster_endpoints: i64,
     /// BGP sessions: peer and BIRD's info column.
     pub bgp_sessions: Vec<(String, String)>,
-    /// Unix seconds and text.
-    pub last_error: Option<(i64, String)>,
+    /// The last warnings and errors logged: Unix seconds, level, text.
+    pub recent_errors: Vec<(i64, String, String)>,
     /// Why the agent is not ready; None when it is.
     pub not_ready: Option<String>,
 }
@@ -35,6 +37,7 @@ impl Driver {
         let m = crate::metrics::get();
         let health = &m.health;
         let applied = health.firewall_applied.load(Ordering::Relaxed);
+        let synced = health.routes_synced.load(Ordering::Relaxed);
         let sessions = self.bgp_sessions().await.unwrap_or_default();
         AgentStatus {
             version: crate::VERSION.to_string(),
@@ -44,6 +47,7 @@ impl Driver {
             firewall_applied: (applied > 0).then_some(applied),
             routing: format!("{:?}", self.routing_mode()).to_lowercase(),
             routes: m.routes.get(),
+            routes_synced: (synced > 0).then_some(synced),
             resyncs: m.resyncs.get(),
             local_endpoints: m.local_endpoints.get(),
             cluster_endpoints: m.cluster_endpoints.get(),
@@ -51,7 +55,7 @@ impl Driver {
                 .iter()
                 .map(|s| (s.peer.to_string(), s.info.clone()))
                 .collect(),
-            last_error: health.last_error.lock().ok().and_then(|e| e.clone()),
+            recent_errors: health.recent.all(),
             not_ready: crate::metrics::serve::not_ready(&self.store).await,
         }
     }

@@ -6,6 +6,7 @@
 //! endpoint or container IDs.
 
 pub mod cluster;
+pub mod recent;
 pub mod serve;
 
 use std::sync::OnceLock;
@@ -57,6 +58,7 @@ pub struct Metrics {
     pub plugin_calls: Timings<CallLabels>,
     pub firewall_apply: Histogram,
     pub firewall_errors: Counter,
+    pub firewall_objects: Family<KindLabels, Gauge>,
     pub route_sync: Histogram,
     pub routes: Gauge,
     pub etcd_requests: Timings<OpLabels>,
@@ -72,6 +74,8 @@ pub struct Metrics {
     pub repairs: Family<KindLabels, Counter>,
     pub bgp_sessions: Family<StateLabels, Gauge>,
     pub galera_members: Family<StateLabels, Gauge>,
+    pub mysql_clusters: Family<StateLabels, Gauge>,
+    pub mysql_members: Family<StateLabels, Gauge>,
     pub health: Health,
 }
 
@@ -87,8 +91,10 @@ pub struct Health {
     pub firewall_applied: AtomicI64,
     /// Unix seconds of the liveness loop's last tick.
     pub alive_tick: AtomicI64,
-    /// The last error any loop logged, with its Unix time.
-    pub last_error: std::sync::Mutex<Option<(i64, String)>>,
+    /// Unix seconds of the last route sync that succeeded; 0: none.
+    pub routes_synced: AtomicI64,
+    /// The last warnings and errors logged, with their Unix time.
+    pub recent: recent::Recent,
 }
 
 static METRICS: OnceLock<Metrics> = OnceLock::new();
@@ -111,6 +117,10 @@ impl Health {
         self.firewall_applied.store(now(), Ordering::Relaxed);
     }
 
+    pub fn routes_synced(&self) {
+        self.routes_synced.store(now(), Ordering::Relaxed);
+    }
+
     pub fn tick(&self) {
         self.alive_tick.store(now(), Ordering::Relaxed);
     }
@@ -123,6 +133,7 @@ impl Metrics {
             plugin_calls: Family::new_with_constructor(seconds),
             firewall_apply: seconds(),
             firewall_errors: Counter::default(),
+            firewall_objects: Family::default(),
             route_sync: seconds(),
             routes: Gauge::default(),
             etcd_requests: Family::new_with_constructor(seconds),
@@ -138,6 +149,8 @@ impl Metrics {
             repairs: Family::default(),
             bgp_sessions: Family::default(),
             galera_members: Family::default(),
+            mysql_clusters: Family::default(),
+            mysql_members: Family::default(),
             health: Health::default(),
         };
         m.register()
@@ -159,6 +172,11 @@ impl Metrics {
             "firewall_apply_errors",
             "Firewall programming passes that failed",
             self.firewall_errors.clone(),
+        );
+        r.register(
+            "firewall_programmed",
+            "What the firewall holds: chains, rules, set members, DNAT entries",
+            self.firewall_objects.clone(),
         );
         r.register(
             "route_sync_duration_seconds",
@@ -231,6 +249,16 @@ impl Metrics {
             "Galera members on this host by what its agent last did",
             self.galera_members.clone(),
         );
+        r.register(
+            "mysql_clusters",
+            "Replication clusters whose master is on this host, by state",
+            self.mysql_clusters.clone(),
+        );
+        r.register(
+            "mysql_cluster_members",
+            "Members of those clusters, by their cluster's state",
+            self.mysql_members.clone(),
+        );
         self
     }
 
@@ -261,6 +289,20 @@ impl Metrics {
             .observe(started.elapsed().as_secs_f64());
         if !ok {
             self.etcd_errors.get_or_create(&labels).inc();
+        }
+    }
+
+    pub fn programmed(&self, p: &crate::policy::model::Programmed) {
+        let counts = [
+            ("chains", p.chains),
+            ("rules", p.rules),
+            ("set_members", p.set_members),
+            ("dnat_entries", p.dnat_entries),
+        ];
+        for (kind, count) in counts {
+            self.firewall_objects
+                .get_or_create(&KindLabels { kind })
+                .set(count as i64);
         }
     }
 
@@ -299,13 +341,6 @@ impl Metrics {
                     state: state.into(),
                 })
                 .inc();
-        }
-    }
-
-    /// Remembers an error for `tabby status`.
-    pub fn error(&self, message: String) {
-        if let Ok(mut last) = self.health.last_error.lock() {
-            *last = Some((now(), message));
         }
     }
 }

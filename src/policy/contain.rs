@@ -9,7 +9,7 @@ use std::sync::Arc;
 use tracing::warn;
 
 use super::firewall::{Error, Firewall};
-use super::model::Table;
+use super::model::{Programmed, Table};
 use super::names::profile_chain;
 use super::render::{PolicyInput, PolicyState, render};
 use crate::model::{Action, Endpoint, Profile, Rule, RuleMatch};
@@ -103,16 +103,17 @@ fn kernel_message(err: &Error) -> String {
 /// Applies the policy; `invalid` profiles (unusable records) fail closed
 /// from the start. When the kernel refuses the batch, each profile is tried
 /// on its own, the refused ones are quarantined and the rest applied.
-/// Returns every profile that is not applied, and why.
+/// Returns every profile that is not applied, and why, and what the
+/// applied policy holds.
 pub async fn apply_contained(
     firewall: &dyn Firewall,
     input: &PolicyInput<'_>,
     invalid: &Failures,
-) -> Result<Failures, Error> {
+) -> Result<(Failures, Programmed), Error> {
     let mut failed = invalid.clone();
     let state = Arc::new(render_contained(input, &failed));
     let Err(batch_err) = firewall.apply(state.clone()).await else {
-        return Ok(failed);
+        return Ok((failed, Programmed::of(&state.ruleset, &state.sets)));
     };
     let mut found = false;
     for profile in input.profiles {
@@ -132,10 +133,9 @@ pub async fn apply_contained(
     if !found {
         return Err(batch_err);
     }
-    firewall
-        .apply(Arc::new(render_contained(input, &failed)))
-        .await?;
-    Ok(failed)
+    let state = Arc::new(render_contained(input, &failed));
+    firewall.apply(state.clone()).await?;
+    Ok((failed, Programmed::of(&state.ruleset, &state.sets)))
 }
 
 #[cfg(test)]

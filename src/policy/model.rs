@@ -239,3 +239,28 @@ pub struct Ruleset {
     pub nat: Table,
     pub dispatch: Dispatch,
 }
+
+/// How much a policy puts in the kernel, for the metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Programmed {
+    pub chains: usize,
+    pub rules: usize,
+    pub set_members: usize,
+    pub dnat_entries: usize,
+}
+
+impl Programmed {
+    pub fn of(ruleset: &Ruleset, sets: &Sets) -> Programmed {
+        let tables = [&ruleset.filter, &ruleset.nat];
+        Programmed {
+            chains: tables.iter().map(|t| t.chains.len()).sum(),
+            rules: tables.iter().map(|t| t.rule_count()).sum(),
+            set_members: sets.values().map(BTreeSet::len).sum(),
+            dnat_entries: tables
+                .iter()
+                .flat_map(|t| &t.maps)
+                .map(|(_, m)| m.entries.len())
+                .sum(),
+        }
+    }
+}

@@ -19,6 +19,7 @@ use super::etcd_options::EtcdOptions;
 use super::kv::{Expect, KeyStream, Kv, LeaseGuard, Swap, Versioned};
 
 mod addresses;
+mod health;
 mod lease;
 
 /// Every request is bounded: with quorum lost a plugin call must fail with
@@ -249,6 +250,10 @@ fn key_string(key: &[u8]) -> String {
 
 #[async_trait]
 impl Kv for EtcdKv {
+    async fn members(&self) -> Vec<super::MemberHealth> {
+        health::members(&self.members).await
+    }
+
     async fn get(&self, key: &str) -> Result<Option<Versioned<Vec<u8>>>, Error> {
         let resp = self
             .call(

@@ -74,6 +74,23 @@ pub trait Kv: Send + Sync {
     /// caller may read (etcd RBAC can limit a user to tabby's prefix):
     /// where watches start, and how tests prove that nothing changed.
     async fn revision(&self, within: &str) -> Result<i64, Error>;
+    /// Each configured member, asked on its own (for `tabby status`); a
+    /// store of one process has none.
+    async fn members(&self) -> Vec<MemberHealth> {
+        Vec::new()
+    }
+}
+
+/// What one etcd member says of itself, or why it says nothing.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MemberHealth {
+    pub endpoint: String,
+    /// etcd's member ID, in hex as `etcdctl member list` prints it.
+    pub id: Option<String>,
+    pub leader: bool,
+    pub version: Option<String>,
+    /// None when the member answered.
+    pub error: Option<String>,
 }
 
 /// Stops refreshing a leased key when dropped; `release` also waits until

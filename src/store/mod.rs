@@ -25,7 +25,7 @@ pub use crate::model::BgpSettings;
 use crate::model::{Block, Endpoint, Exposure, Network, NetworkDef, NetworkStatus, Node, Profile};
 pub use etcd_options::{ConfigError, EtcdOptions};
 pub use keys::Keys;
-pub use kv::{Expect, KeyStream, Kv, LeaseGuard, Swap, Versioned};
+pub use kv::{Expect, KeyStream, Kv, LeaseGuard, MemberHealth, Swap, Versioned};
 pub use listing::{Skipped, Validate};
 
 #[derive(Debug, thiserror::Error)]
@@ -122,6 +122,11 @@ impl Store {
         // Under the prefix with its slash: an RBAC role granted on
         // "<prefix>/" must cover the read.
         self.kv.revision(&format!("{}/", self.keys.prefix())).await
+    }
+
+    /// Each etcd member's own answer (none for an in-process store).
+    pub async fn members(&self) -> Vec<MemberHealth> {
+        self.kv.members().await
     }
 
     async fn get_typed<T: DeserializeOwned + Validate>(

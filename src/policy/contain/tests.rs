@@ -84,7 +84,7 @@ async fn a_refused_profile_drops_and_the_others_still_apply() {
         quarantined: &[],
     };
     let fw = PickyFirewall::default();
-    let failures = apply_contained(&fw, &input, &Failures::new())
+    let (failures, _) = apply_contained(&fw, &input, &Failures::new())
         .await
         .unwrap();
     assert_eq!(failures.keys().collect::<Vec<_>>(), ["B"]);
@@ -124,11 +124,18 @@ async fn an_invalid_record_fails_closed_and_a_good_batch_reports_nothing() {
         apply_contained(&fw, &input, &Failures::new())
             .await
             .unwrap()
+            .0
             .is_empty()
     );
     let invalid = Failures::from([("B".to_string(), "invalid record: x".to_string())]);
-    let failures = apply_contained(&fw, &input, &invalid).await.unwrap();
+    let (failures, programmed) = apply_contained(&fw, &input, &invalid).await.unwrap();
     assert_eq!(failures, invalid);
     let state = fw.applied.lock().unwrap().clone().unwrap();
+    // What the metrics say is what the firewall was given.
+    let chains = state.ruleset.filter.chains.len() + state.ruleset.nat.chains.len();
+    assert_eq!(programmed.chains, chains);
+    assert!(programmed.rules >= chains, "{programmed:?}");
+    let members: usize = state.sets.values().map(|s| s.len()).sum();
+    assert_eq!(programmed.set_members, members);
     assert_eq!(chain(&state, &profile_chain("I", "B")), ["-j DROP"]);
 }
