@@ -168,7 +168,7 @@ fn etcd_unavailable(err: &crate::store::Error) -> bool {
     use crate::store::Error as E;
     match err {
         E::Timeout(_) | E::Watch(_) => true,
-        E::Connect { source, .. } | E::Etcd(source) => match source {
+        E::Connect { cause: source, .. } | E::Etcd(source) => match source {
             etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => true,
             etcd_client::Error::GRpcStatus(status) => matches!(
                 status.code(),

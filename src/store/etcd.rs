@@ -132,7 +132,7 @@ impl EtcdKv {
                     if !member_unavailable(&err) {
                         return Err(Error::Connect {
                             endpoints: member.endpoint.clone(),
-                            source: err,
+                            cause: err,
                         });
                     }
                     down.push(format!("{}: {err}", member.endpoint));

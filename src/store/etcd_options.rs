@@ -239,7 +239,7 @@ fn read_pem(path: &Path, what: &'static str, label: &'static str) -> Result<Vec<
 
 /// The error and its sources on one line, deduplicated: tonic repeats its
 /// message in its source, and a gRPC status's message is its useful part.
-fn error_chain(err: &etcd_client::Error) -> String {
+pub(super) fn error_chain(err: &etcd_client::Error) -> String {
     let (mut parts, mut source): (Vec<String>, Option<&dyn std::error::Error>) = match err {
         etcd_client::Error::GRpcStatus(status) => (
             vec![status.message().to_string()],

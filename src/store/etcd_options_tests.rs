@@ -131,3 +131,19 @@ fn refused_credentials_are_a_configuration_error() {
         .is_none()
     );
 }
+
+#[test]
+fn an_etcd_failure_prints_its_message_and_root_cause_once() {
+    let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+    let mut status = tonic::Status::unavailable("tcp connect error");
+    status.set_source(std::sync::Arc::new(refused));
+    let err = anyhow::Error::from(crate::store::Error::from(etcd_client::Error::GRpcStatus(
+        status,
+    )))
+    .context("cannot list pools");
+    let text = crate::error_chain::text(&err);
+    assert_eq!(
+        text,
+        "cannot list pools: etcd: tcp connect error: connection refused"
+    );
+}

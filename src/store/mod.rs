@@ -30,16 +30,18 @@ pub use listing::{Skipped, Validate};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("cannot connect to etcd at {endpoints}: {source}")]
+    // etcd-client's own text repeats its transport cause in Debug form:
+    // these print the message and each cause once, and keep etcd-client's
+    // error out of the source chain so it is not printed again after.
+    #[error("cannot connect to etcd at {endpoints}: {}", etcd_options::error_chain(.cause))]
     Connect {
         endpoints: String,
-        #[source]
-        source: etcd_client::Error,
+        cause: etcd_client::Error,
     },
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("etcd: {0}")]
-    Etcd(#[from] etcd_client::Error),
+    #[error("etcd: {}", etcd_options::error_chain(.0))]
+    Etcd(etcd_client::Error),
     #[error("{0}")]
     Timeout(String),
     #[error("etcd {0}")]
@@ -61,6 +63,12 @@ pub enum Error {
     },
     #[error("invalid record at {key}: {reason}")]
     Invalid { key: String, reason: String },
+}
+
+impl From<etcd_client::Error> for Error {
+    fn from(err: etcd_client::Error) -> Self {
+        Error::Etcd(err)
+    }
 }
 
 /// Typed datastore over any `Kv`.

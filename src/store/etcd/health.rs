@@ -24,7 +24,7 @@ async fn one(member: &Member) -> MemberHealth {
     };
     match tokio::time::timeout(CONNECT_TIMEOUT, status).await {
         Err(_) => health.error = Some(format!("no answer within {CONNECT_TIMEOUT:?}")),
-        Ok(Err(err)) => health.error = Some(err.to_string()),
+        Ok(Err(err)) => health.error = Some(crate::store::etcd_options::error_chain(&err)),
         Ok(Ok(status)) => {
             let id = status.header().map(|h| h.member_id());
             health.id = id.map(|id| format!("{id:x}"));
