@@ -70,6 +70,7 @@ fn state(n: usize, remote: usize) -> Arc<PolicyState> {
         profiles: &profiles,
         exposures: &[],
         quarantined: &[],
+        vxlan_peers: None,
     }))
 }
 

@@ -12,6 +12,7 @@ mod checks;
 pub mod galera;
 
 pub use bgp::{BgpConfig, BgpPeer, BgpSettings, BgpStatus, NodeBgp};
+pub use checks::unicast_mac;
 
 /// An address pool that Docker networks draw /32s from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -20,6 +21,37 @@ pub struct Pool {
     /// Prefix length of the blocks hosts claim from this pool.
     pub block_prefix: u8,
     pub created: DateTime<Utc>,
+    /// Where traffic between hosts is encapsulated (absent: never).
+    #[serde(default, skip_serializing_if = "VxlanMode::is_never")]
+    pub vxlan: VxlanMode,
+}
+
+/// Calico's `vxlanMode`: which of a pool's cross-host traffic goes through
+/// the VXLAN tunnel instead of being routed as it is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum VxlanMode {
+    /// Routed, never encapsulated.
+    #[default]
+    Never,
+    /// Encapsulated towards hosts on another subnet only.
+    CrossSubnet,
+    /// Encapsulated towards every other host.
+    Always,
+}
+
+impl VxlanMode {
+    pub fn is_never(&self) -> bool {
+        *self == VxlanMode::Never
+    }
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            VxlanMode::Never => "never",
+            VxlanMode::CrossSubnet => "cross-subnet",
+            VxlanMode::Always => "always",
+        }
+    }
 }
 
 /// Who holds an address. Calico's libnetwork allocations carried no handle,
@@ -159,6 +191,14 @@ pub struct Node {
     pub ip: Ipv4Addr,
     pub started: DateTime<Utc>,
     pub version: String,
+    /// The subnet `ip` is on: peers outside it are "another subnet" for
+    /// `--vxlan cross-subnet` (absent: every peer counts as on it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnet: Option<Ipv4Net>,
+    /// The MAC of this host's `tabby.vxlan` device; its tunnel address is
+    /// `ip` (absent: an agent from before VXLAN, never tunnelled to).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vxlan_mac: Option<String>,
 }
 
 /// A network defined once for every host (`tabby network create`); each

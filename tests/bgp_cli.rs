@@ -36,6 +36,8 @@ impl Cluster {
                     ip: ip.parse().unwrap(),
                     started: chrono::Utc::now(),
                     version: "test".into(),
+                    subnet: None,
+                    vxlan_mac: None,
                 };
                 store
                     .register_node(&node, 10)

@@ -98,6 +98,7 @@ fn state(local: u32, remote: u32, quarantine: bool, extra_rules: bool) -> Policy
         // Fewer as endpoints come, all four at the end: some go and come back.
         exposures: &exposures(extra_rules)[..(8 - local as usize).min(4)],
         quarantined: &quarantined,
+        vxlan_peers: None,
     })
 }
 

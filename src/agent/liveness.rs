@@ -67,6 +67,8 @@ mod tests {
             ip: "198.18.0.11".parse().unwrap(),
             started: chrono::Utc::now(),
             version: "test".into(),
+            subnet: None,
+            vxlan_mac: None,
         };
         let guard = store.register_node(&node, 3).await.unwrap();
         let liveness = Liveness {

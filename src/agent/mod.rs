@@ -4,6 +4,7 @@
 //! Docker's plugin protocol on a Unix socket until SIGTERM/SIGINT.
 
 mod bgp;
+mod etcd;
 mod galera;
 mod galera_labels;
 mod gate;
@@ -65,6 +66,29 @@ pub struct AgentConfig {
     pub routing: Option<BgpOptions>,
     /// Where /metrics, /livez and /readyz are served; None: nowhere.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// This host's subnet for `--vxlan cross-subnet`; None: the prefix
+    /// its address is configured with.
+    pub subnet: Option<Ipv4Net>,
+}
+
+/// The subnet recorded for this node: the one given, else `ip`'s own
+/// prefix on this host (none if `ip` is not configured here).
+async fn node_subnet(
+    dataplane: &Dataplane,
+    ip: Ipv4Addr,
+    given: Option<Ipv4Net>,
+) -> Result<Option<Ipv4Net>> {
+    if let Some(subnet) = given {
+        anyhow::ensure!(
+            subnet.contains(&ip),
+            "--subnet {subnet} does not hold this host's address {ip}"
+        );
+        return Ok(Some(subnet.trunc()));
+    }
+    let prefix = dataplane.netlink().address_prefix(ip).await?;
+    Ok(prefix
+        .and_then(|p| Ipv4Net::new(ip, p).ok())
+        .map(|n| n.trunc()))
 }
 
 #[derive(Debug, Clone)]
@@ -75,7 +99,7 @@ pub struct BgpOptions {
 }
 
 pub async fn run(config: AgentConfig) -> Result<()> {
-    let store = connect(&config).await?;
+    let store = etcd::connect(&config).await?;
     let tick = std::time::Duration::from_secs(config.node_ttl.max(1) as u64);
     crate::metrics::serve::spawn(config.metrics_listen, store.clone(), tick);
     crate::metrics::get()
@@ -90,6 +114,7 @@ pub async fn run(config: AgentConfig) -> Result<()> {
             .await?
             .context("cannot find this host's address: pass --ip")?,
     };
+    let subnet = node_subnet(&dataplane, ip, config.subnet).await?;
     let docker = Arc::new(DockerEngine::new(&config.docker_host));
     let driver = Driver::new(
         store.clone(),
@@ -121,6 +146,10 @@ pub async fn run(config: AgentConfig) -> Result<()> {
         ip,
         started: Utc::now(),
         version: crate::VERSION.to_string(),
+        subnet,
+        vxlan_mac: Some(crate::dataplane::vxlan::mac_text(
+            &crate::dataplane::vxlan::mac_for(&config.hostname),
+        )),
     };
     let lease = Arc::new(tokio::sync::Mutex::new(None));
     let start = start(
@@ -143,41 +172,6 @@ pub async fn run(config: AgentConfig) -> Result<()> {
     }
     info!("agent stopped");
     outcome
-}
-
-/// Connecting is lazy without authentication; with it the client logs in
-/// at once, so etcd being down is waited out here (without a socket yet).
-async fn connect(config: &AgentConfig) -> Result<Store> {
-    let mut backoff = Backoff::default();
-    loop {
-        match Store::connect(&config.etcd, &config.etcd_prefix).await {
-            Ok(store) => return Ok(store),
-            Err(err) if etcd_unavailable(&err) => {
-                let delay = backoff.next_delay();
-                warn!(error = %err, retry_in_ms = delay.as_millis() as u64, "waiting for etcd");
-                tokio::time::sleep(delay).await;
-            }
-            Err(err) => return Err(err.into()),
-        }
-    }
-}
-
-/// Whether a datastore error means "etcd cannot be reached (yet)", as
-/// opposed to an answer that retrying will not change.
-fn etcd_unavailable(err: &crate::store::Error) -> bool {
-    use crate::store::Error as E;
-    match err {
-        E::Timeout(_) | E::Watch(_) => true,
-        E::Connect { cause: source, .. } | E::Etcd(source) => match source {
-            etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => true,
-            etcd_client::Error::GRpcStatus(status) => matches!(
-                status.code(),
-                tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
-            ),
-            _ => false,
-        },
-        _ => false,
-    }
 }
 
 /// Converges once (the node's registration, then a full resync), retrying
@@ -214,7 +208,9 @@ async fn start(
                 ready.attempting();
                 match registered {
                     Ok(guard) => *lease.lock().await = Some(guard),
-                    Err(err) if etcd_unavailable(&err) => return Err(anyhow::Error::from(err)),
+                    Err(err) if etcd::etcd_unavailable(&err) => {
+                        return Err(anyhow::Error::from(err));
+                    }
                     Err(err) => {
                         return Ok(Err(
                             anyhow::Error::from(err).context("cannot register this node")

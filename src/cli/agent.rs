@@ -97,6 +97,10 @@ pub struct AgentArgs {
     /// (e.g. 127.0.0.1:9091); off by default, as felix.
     #[arg(long, env = "TABBY_METRICS_LISTEN", value_parser = listen_addr)]
     metrics_listen: Option<Listen>,
+    /// This host's subnet, for pools with `--vxlan cross-subnet` (default:
+    /// the prefix of --ip on this host).
+    #[arg(long, env = "TABBY_NODE_SUBNET")]
+    subnet: Option<ipnet::Ipv4Net>,
     /// Log format (filter with RUST_LOG).
     #[arg(long, env = "TABBY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -127,6 +131,7 @@ pub async fn run(args: AgentArgs, etcd: EtcdArgs) -> Result<()> {
         etcd_prefix: etcd.etcd_prefix,
         hostname,
         ip: args.ip,
+        subnet: args.subnet,
         socket: args.socket,
         mtu: args.mtu,
         default_pool: args.default_pool,

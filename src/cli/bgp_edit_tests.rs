@@ -12,6 +12,8 @@ async fn store() -> Store {
             ip: ip.parse().unwrap(),
             started: chrono::Utc::now(),
             version: "test".into(),
+            subnet: None,
+            vxlan_mac: None,
         };
         // The record stays after the lease goes, as a stopped agent's does.
         store

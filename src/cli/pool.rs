@@ -6,6 +6,7 @@ use serde_json::json;
 use super::output::print;
 use super::{EtcdArgs, Format};
 use crate::ipam::{DEFAULT_BLOCK_PREFIX, Ipam, block};
+use crate::model::VxlanMode;
 
 #[derive(Subcommand, Debug)]
 pub enum PoolCommand {
@@ -15,6 +16,15 @@ pub enum PoolCommand {
         /// Prefix length of the blocks hosts claim.
         #[arg(long, default_value_t = DEFAULT_BLOCK_PREFIX)]
         block_size: u8,
+        /// Which cross-host traffic goes through the VXLAN tunnel.
+        #[arg(long, value_enum, default_value_t = VxlanMode::Never)]
+        vxlan: VxlanMode,
+    },
+    /// Change a pool's settings (in use or not; every host converges).
+    Set {
+        cidr: Ipv4Net,
+        #[arg(long, value_enum)]
+        vxlan: VxlanMode,
     },
     /// List pools with their use.
     Show,
@@ -27,12 +37,22 @@ pub async fn run(cmd: PoolCommand, etcd: &EtcdArgs, format: Format) -> Result<()
     // The CLI claims nothing; the host name only labels handles.
     let ipam = Ipam::new(store.clone(), "cli");
     match cmd {
-        PoolCommand::Add { cidr, block_size } => {
-            let pool = ipam.add_pool(cidr, block_size).await?;
+        PoolCommand::Add {
+            cidr,
+            block_size,
+            vxlan,
+        } => {
+            let pool = ipam.add_pool_with(cidr, block_size, vxlan).await?;
             println!(
-                "Added pool {} (blocks of /{})",
-                pool.cidr, pool.block_prefix
+                "Added pool {} (blocks of /{}, vxlan {})",
+                pool.cidr,
+                pool.block_prefix,
+                pool.vxlan.as_str()
             );
+        }
+        PoolCommand::Set { cidr, vxlan } => {
+            let pool = ipam.set_pool_vxlan(&cidr, vxlan).await?;
+            println!("Pool {}: vxlan {}", pool.cidr, pool.vxlan.as_str());
         }
         PoolCommand::Remove { cidr } => {
             ipam.remove_pool(&cidr).await?;
@@ -55,16 +75,17 @@ pub async fn run(cmd: PoolCommand, etcd: &EtcdArgs, format: Format) -> Result<()
                     format!("/{}", pool.block_prefix),
                     mine.len().to_string(),
                     format!("{used}/{size}"),
+                    pool.vxlan.as_str().to_string(),
                 ]);
                 out.push(json!({
                     "cidr": pool.cidr, "block_prefix": pool.block_prefix,
                     "blocks": mine.len(), "allocated": used, "size": size,
-                    "created": pool.created,
+                    "created": pool.created, "vxlan": pool.vxlan.as_str(),
                 }));
             }
             print(
                 format,
-                &["CIDR", "BLOCK SIZE", "BLOCKS CLAIMED", "ALLOCATED"],
+                &["CIDR", "BLOCK SIZE", "BLOCKS CLAIMED", "ALLOCATED", "VXLAN"],
                 rows,
                 &out,
             );

@@ -9,6 +9,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use ipnet::Ipv4Net;
 
+use super::vxlan::{Mac, TunnelEntries, VXLAN_DEVICE, VxlanLink, VxlanSpec};
 use super::{Error, Kernel, LinkSummary, Route, RouteTarget, Sysctl};
 
 #[derive(Default)]
@@ -17,6 +18,9 @@ struct Host {
     /// Destination -> (route, made by tabby).
     routes: BTreeMap<Ipv4Net, (Route, bool)>,
     next_index: u32,
+    /// `tabby.vxlan` as made (None for a foreign link of that name).
+    vxlan: Option<VxlanLink>,
+    tunnel: TunnelEntries,
 }
 
 pub struct FakeKernel {
@@ -150,6 +154,12 @@ impl Kernel for FakeKernel {
         if host.links.remove(name).is_none() {
             return Ok(false);
         }
+        if name == VXLAN_DEVICE {
+            host.vxlan = None;
+            host.tunnel = TunnelEntries::default();
+            host.routes
+                .retain(|_, (r, _)| !matches!(r.target, RouteTarget::Tunnel(_)));
+        }
         // As the kernel does: the routes over the link go with it.
         host.routes
             .retain(|_, (r, _)| r.target != RouteTarget::Dev(name.into()));
@@ -163,10 +173,15 @@ impl Kernel for FakeKernel {
         replace: bool,
     ) -> Result<(), Error> {
         self.record(format!("install route {route}"));
-        if let RouteTarget::Dev(dev) = &route.target {
-            if !links.contains_key(dev) {
-                return Err(Error::LinkMissing(dev.clone()));
-            }
+        let dev = match &route.target {
+            RouteTarget::Dev(dev) => Some(dev.as_str()),
+            RouteTarget::Tunnel(_) => Some(VXLAN_DEVICE),
+            _ => None,
+        };
+        if let Some(dev) = dev
+            && !links.contains_key(dev)
+        {
+            return Err(Error::LinkMissing(dev.into()));
         }
         let mut host = self.host.lock().unwrap();
         if !replace && host.routes.contains_key(&route.dst) {
@@ -202,6 +217,77 @@ impl Kernel for FakeKernel {
 
     async fn host_address(&self) -> Result<Option<Ipv4Addr>, Error> {
         Ok(Some(Ipv4Addr::new(198, 18, 0, 11)))
+    }
+
+    async fn address_prefix(&self, _: Ipv4Addr) -> Result<Option<u8>, Error> {
+        Ok(Some(24))
+    }
+
+    async fn vxlan_link(&self) -> Result<Option<VxlanLink>, Error> {
+        let host = self.host.lock().unwrap();
+        let Some(link) = host.links.get(VXLAN_DEVICE) else {
+            return Ok(None);
+        };
+        Ok(Some(host.vxlan.clone().unwrap_or(VxlanLink {
+            index: link.index,
+            ours: false,
+            up: true,
+            spec: None,
+            vni: None,
+            learning: None,
+        })))
+    }
+
+    async fn create_vxlan(&self, spec: &VxlanSpec) -> Result<(), Error> {
+        self.record(format!("create {VXLAN_DEVICE} mtu {}", spec.mtu));
+        let mut host = self.host.lock().unwrap();
+        if host.links.contains_key(VXLAN_DEVICE) {
+            return Err(Error::Foreign(VXLAN_DEVICE.into()));
+        }
+        host.next_index += 1;
+        let index = host.next_index;
+        host.links.insert(
+            VXLAN_DEVICE.into(),
+            LinkSummary {
+                name: VXLAN_DEVICE.into(),
+                index,
+                veth: false,
+                alias: Some(super::vxlan::VXLAN_ALIAS.into()),
+            },
+        );
+        host.vxlan = Some(VxlanLink {
+            index,
+            ours: true,
+            up: true,
+            spec: Some(spec.clone()),
+            vni: Some(super::vxlan::VXLAN_VNI),
+            learning: Some(false),
+        });
+        Ok(())
+    }
+
+    async fn tunnel_entries(&self, _: u32) -> Result<TunnelEntries, Error> {
+        Ok(self.host.lock().unwrap().tunnel.clone())
+    }
+
+    async fn put_tunnel_peer(&self, _: u32, ip: Ipv4Addr, mac: &Mac) -> Result<(), Error> {
+        self.record(format!("put tunnel peer {ip}"));
+        let mut host = self.host.lock().unwrap();
+        host.tunnel.neighbours.insert(ip, *mac);
+        host.tunnel.fdb.insert(*mac, ip);
+        Ok(())
+    }
+
+    async fn delete_tunnel_neighbour(&self, _: u32, ip: Ipv4Addr) -> Result<(), Error> {
+        self.record(format!("delete tunnel neighbour {ip}"));
+        self.host.lock().unwrap().tunnel.neighbours.remove(&ip);
+        Ok(())
+    }
+
+    async fn delete_tunnel_fdb(&self, _: u32, mac: &Mac, _: Ipv4Addr) -> Result<(), Error> {
+        self.record(format!("delete tunnel fdb {}", super::vxlan::mac_text(mac)));
+        self.host.lock().unwrap().tunnel.fdb.remove(mac);
+        Ok(())
     }
 }
 

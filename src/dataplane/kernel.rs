@@ -9,6 +9,7 @@ use std::net::Ipv4Addr;
 use async_trait::async_trait;
 
 use super::netlink::{LinkSummary, Netlink, Route};
+use super::vxlan::{Mac, TunnelEntries, VxlanLink, VxlanSpec};
 use super::{Error, sysctl};
 
 /// Links and routes, as tabby uses them.
@@ -40,6 +41,17 @@ pub trait Kernel: Send + Sync {
     async fn has_route_to(&self, ip: Ipv4Addr) -> Result<bool, Error>;
     /// The address of the interface holding the default route, if any.
     async fn host_address(&self) -> Result<Option<Ipv4Addr>, Error>;
+    /// The prefix length `ip` is configured with on this host, if it is.
+    async fn address_prefix(&self, ip: Ipv4Addr) -> Result<Option<u8>, Error>;
+    /// `tabby.vxlan`, if a link of that name exists (tabby's or not).
+    async fn vxlan_link(&self) -> Result<Option<VxlanLink>, Error>;
+    /// Makes `tabby.vxlan` as `spec`, marked as tabby's, up.
+    async fn create_vxlan(&self, spec: &VxlanSpec) -> Result<(), Error>;
+    async fn tunnel_entries(&self, index: u32) -> Result<TunnelEntries, Error>;
+    /// A peer's neighbour and FDB entries, replacing older ones.
+    async fn put_tunnel_peer(&self, index: u32, ip: Ipv4Addr, mac: &Mac) -> Result<(), Error>;
+    async fn delete_tunnel_neighbour(&self, index: u32, ip: Ipv4Addr) -> Result<(), Error>;
+    async fn delete_tunnel_fdb(&self, index: u32, mac: &Mac, ip: Ipv4Addr) -> Result<(), Error>;
 }
 
 #[async_trait]
@@ -84,6 +96,27 @@ impl Kernel for Netlink {
     }
     async fn host_address(&self) -> Result<Option<Ipv4Addr>, Error> {
         Netlink::host_address(self).await
+    }
+    async fn address_prefix(&self, ip: Ipv4Addr) -> Result<Option<u8>, Error> {
+        Netlink::address_prefix(self, ip).await
+    }
+    async fn vxlan_link(&self) -> Result<Option<VxlanLink>, Error> {
+        Netlink::vxlan_link(self).await
+    }
+    async fn create_vxlan(&self, spec: &VxlanSpec) -> Result<(), Error> {
+        Netlink::create_vxlan(self, spec).await
+    }
+    async fn tunnel_entries(&self, index: u32) -> Result<TunnelEntries, Error> {
+        Netlink::tunnel_entries(self, index).await
+    }
+    async fn put_tunnel_peer(&self, index: u32, ip: Ipv4Addr, mac: &Mac) -> Result<(), Error> {
+        Netlink::put_tunnel_peer(self, index, ip, mac).await
+    }
+    async fn delete_tunnel_neighbour(&self, index: u32, ip: Ipv4Addr) -> Result<(), Error> {
+        Netlink::delete_tunnel_neighbour(self, index, ip).await
+    }
+    async fn delete_tunnel_fdb(&self, index: u32, mac: &Mac, ip: Ipv4Addr) -> Result<(), Error> {
+        Netlink::delete_tunnel_fdb(self, index, mac, ip).await
     }
 }
 

@@ -8,7 +8,10 @@ mod kernel;
 pub mod netlink;
 mod ownership;
 mod reconcile;
+mod route;
 pub mod sysctl;
+mod tunnel;
+pub mod vxlan;
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -21,6 +24,7 @@ pub use kernel::{Kernel, ProcSysctl, Sysctl};
 pub use netlink::{LinkSummary, Netlink, Route, RouteTarget};
 pub use ownership::{is_tabby_link, owner_alias, proven_owner, recorded_links};
 pub use reconcile::RouteDiff;
+pub use vxlan::{VXLAN_DEVICE, VXLAN_OVERHEAD, VXLAN_PORT, VxlanSpec};
 
 /// The gateway a container's first tabby interface is given. It exists
 /// nowhere: the host end of each veth answers ARP for it (proxy ARP).
@@ -79,6 +83,8 @@ pub enum Error {
     Foreign(String),
     #[error("a route to {0} that tabby did not make is in the way: it is left alone")]
     RouteTaken(Ipv4Net),
+    #[error("{0}: its next hop is on no network of this host")]
+    Unreachable(String),
 }
 
 /// Host-side veth name for an endpoint: fits IFNAMSIZ.
@@ -138,6 +144,11 @@ impl Dataplane {
             sysctl,
             mtu,
         }
+    }
+
+    /// The veths' MTU, which the tunnel's is derived from.
+    pub fn mtu(&self) -> u32 {
+        self.mtu
     }
 
     pub fn netlink(&self) -> &dyn Kernel {

@@ -2,7 +2,7 @@
 //! tabby needs, with routes as typed values rather than strings.
 
 use std::collections::HashMap;
-use std::fmt;
+
 use std::net::{IpAddr, Ipv4Addr};
 
 use futures::TryStreamExt;
@@ -16,6 +16,7 @@ use netlink_packet_route::route::{
 use rtnetlink::{Handle, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
 use super::Error;
+pub use super::route::{Route, RouteTarget};
 
 /// Marks every route tabby installs (`proto 77` in `ip route`), so the
 /// agent only ever touches its own routes.
@@ -25,37 +26,7 @@ const ENOENT: i32 = 2;
 const EEXIST: i32 = 17;
 const ESRCH: i32 = 3;
 const ENODEV: i32 = 19;
-
-/// Where a route sends traffic.
-#[derive(
-    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum RouteTarget {
-    /// Directly out of a link (`dev X scope link`).
-    Dev(String),
-    /// Through a gateway (`via A`).
-    Via(Ipv4Addr),
-    Blackhole,
-}
-
-#[derive(
-    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
-pub struct Route {
-    pub dst: Ipv4Net,
-    pub target: RouteTarget,
-}
-
-impl fmt::Display for Route {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.target {
-            RouteTarget::Dev(dev) => write!(f, "{} dev {dev}", self.dst),
-            RouteTarget::Via(gw) => write!(f, "{} via {gw}", self.dst),
-            RouteTarget::Blackhole => write!(f, "blackhole {}", self.dst),
-        }
-    }
-}
+const ENETUNREACH: i32 = 101;
 
 /// One link as listed: enough to decide whether tabby made it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,22 +39,22 @@ pub struct LinkSummary {
 
 #[derive(Clone)]
 pub struct Netlink {
-    handle: Handle,
+    pub(super) handle: Handle,
 }
 
-fn nl_err(op: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> Error {
+pub(super) fn nl_err(op: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> Error {
     let op = op.into();
     move |source| Error::Netlink { op, source }
 }
 
-fn errno(err: &rtnetlink::Error) -> Option<i32> {
+pub(super) fn errno(err: &rtnetlink::Error) -> Option<i32> {
     match err {
         rtnetlink::Error::NetlinkError(msg) => Some(msg.raw_code().abs()),
         _ => None,
     }
 }
 
-fn is_missing(err: &rtnetlink::Error) -> bool {
+pub(super) fn is_missing(err: &rtnetlink::Error) -> bool {
     matches!(errno(err), Some(ENOENT | ESRCH | ENODEV))
 }
 
@@ -226,6 +197,9 @@ impl Netlink {
         match request.execute().await {
             Ok(()) => Ok(()),
             Err(err) if errno(&err) == Some(EEXIST) => Err(Error::RouteTaken(route.dst)),
+            Err(err) if errno(&err) == Some(ENETUNREACH) => {
+                Err(Error::Unreachable(route.to_string()))
+            }
             Err(err) => Err(nl_err(format!("add route {route}"))(err)),
         }
     }
@@ -264,6 +238,12 @@ impl Netlink {
                 builder.output_interface(index).scope(RouteScope::Link)
             }
             RouteTarget::Via(gw) => builder.gateway(*gw),
+            RouteTarget::Tunnel(gw) => {
+                let index = *links
+                    .get(super::VXLAN_DEVICE)
+                    .ok_or_else(|| Error::LinkMissing(super::VXLAN_DEVICE.into()))?;
+                builder.output_interface(index).gateway(*gw).onlink()
+            }
             RouteTarget::Blackhole => builder.kind(RouteType::BlackHole),
         };
         Ok(builder.build())
@@ -380,17 +360,21 @@ fn parse_route(msg: &RouteMessage, names: &HashMap<u32, String>) -> Option<Route
     let dst = Ipv4Net::new(addr, msg.header.destination_prefix_length).ok()?;
     let target = if msg.header.kind == RouteType::BlackHole {
         RouteTarget::Blackhole
-    } else if let Some(gw) = msg.attributes.iter().find_map(|a| match a {
-        RouteAttribute::Gateway(RouteAddress::Inet(ip)) => Some(*ip),
-        _ => None,
-    }) {
-        RouteTarget::Via(gw)
     } else {
         let oif = msg.attributes.iter().find_map(|a| match a {
             RouteAttribute::Oif(i) => Some(*i),
             _ => None,
-        })?;
-        RouteTarget::Dev(names.get(&oif)?.clone())
+        });
+        let dev = oif.and_then(|i| names.get(&i));
+        let gateway = msg.attributes.iter().find_map(|a| match a {
+            RouteAttribute::Gateway(RouteAddress::Inet(ip)) => Some(*ip),
+            _ => None,
+        });
+        match gateway {
+            Some(gw) if dev.is_some_and(|d| d == super::VXLAN_DEVICE) => RouteTarget::Tunnel(gw),
+            Some(gw) => RouteTarget::Via(gw),
+            None => RouteTarget::Dev(dev?.clone()),
+        }
     };
     Some(Route { dst, target })
 }

@@ -60,6 +60,9 @@ impl Dataplane {
                 Err(Error::RouteTaken(_)) => {
                     warn!(%route, "a route tabby did not make is in the way, route skipped")
                 }
+                // One unreachable next hop must not hold up every other
+                // route (a peer on another subnet, routed as it is).
+                Err(err @ Error::Unreachable(_)) => warn!(%err, "route skipped"),
                 Err(err) => return Err(err),
             }
         }

@@ -14,6 +14,7 @@ mod resync;
 pub mod status;
 #[cfg(test)]
 mod tests;
+mod tunnel;
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;

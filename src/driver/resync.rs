@@ -48,12 +48,14 @@ impl Driver {
             let ids = self.store.host_endpoint_ids(self.host()).await?;
             Ok::<_, crate::store::Error>((ids, self.store.endpoints().await?))
         };
-        let (listed, profiles, exposures) = tokio::join!(
+        let (listed, profiles, exposures, peers) = tokio::join!(
             endpoints,
             self.store.profiles_checked(),
-            self.store.exposures()
+            self.store.exposures(),
+            self.vxlan_peers()
         );
         let ((ids, all), (profiles, invalid), exposures) = (listed?, profiles?, exposures?);
+        let peers = peers?;
         let local: Vec<_> = all
             .iter()
             .filter(|e| e.host == self.host())
@@ -73,6 +75,7 @@ impl Driver {
             profiles: &profiles,
             exposures: &exposures,
             quarantined: &quarantined,
+            vxlan_peers: peers.as_deref(),
         };
         let metrics = crate::metrics::get();
         metrics.local_endpoints.set(local.len() as i64);
@@ -140,6 +143,7 @@ impl Driver {
             alive: &alive,
             mode: self.routing_mode(),
         };
+        let tunnel = self.desired_tunnel(&view);
         // Local routes win over anything stale the cluster view says.
         let mut desired: BTreeMap<Ipv4Net, Route> = desired_routes(self.host(), &view)
             .into_iter()
@@ -187,8 +191,10 @@ impl Driver {
         for route in self.gateway_routes(&endpoints).await? {
             desired.insert(route.dst, route);
         }
-        let desired: BTreeSet<Route> = desired.into_values().collect();
+        let mut desired: BTreeSet<Route> = desired.into_values().collect();
+        self.tunnel_before_routes(&tunnel, &mut desired).await;
         let diff = self.dataplane.converge_routes(&desired).await?;
+        self.tunnel_after_routes(&tunnel).await;
         drop(_kernel);
         // After the kernel: BIRD learns this host's blackholes from it.
         self.converge_bgp(&pools, &blocks, &nodes).await;

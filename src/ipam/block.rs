@@ -84,6 +84,7 @@ mod tests {
             cidr: cidr.parse().unwrap(),
             block_prefix,
             created: Utc::now(),
+            vxlan: Default::default(),
         }
     }
 

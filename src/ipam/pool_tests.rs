@@ -15,6 +15,8 @@ async fn bad_pools_are_refused_and_nothing_is_written() {
         ip: "198.18.1.11".parse().unwrap(),
         started: Utc::now(),
         version: "t".into(),
+        subnet: None,
+        vxlan_mac: None,
     };
     store.register_node(&node, 10).await.unwrap();
     let ipam = Ipam::new(store.clone(), "cli");

@@ -5,7 +5,7 @@ use chrono::Utc;
 use ipnet::Ipv4Net;
 
 use super::{Error, Ipam};
-use crate::model::Pool;
+use crate::model::{Pool, VxlanMode};
 use crate::validate;
 
 /// Concurrent adds each lose at most once per pool added meanwhile.
@@ -17,7 +17,19 @@ impl Ipam {
     /// the pool's own prefix so a small pool is one block. Nothing is
     /// written unless every check passes.
     pub async fn add_pool(&self, cidr: Ipv4Net, block_prefix: u8) -> Result<Pool, Error> {
-        let pool = validate_pool(cidr, block_prefix)?;
+        self.add_pool_with(cidr, block_prefix, VxlanMode::Never)
+            .await
+    }
+
+    /// `add_pool` with an encapsulation mode.
+    pub async fn add_pool_with(
+        &self,
+        cidr: Ipv4Net,
+        block_prefix: u8,
+        vxlan: VxlanMode,
+    ) -> Result<Pool, Error> {
+        let mut pool = validate_pool(cidr, block_prefix)?;
+        pool.vxlan = vxlan;
         validate::pool_clear_of(cidr, "an etcd endpoint", self.store.etcd_addresses())?;
         for node in self.store.nodes().await? {
             let what = format!("node {}", node.hostname);
@@ -37,6 +49,25 @@ impl Ipam {
                 }
             }
             if self.store.create_pool(&pool, index).await? {
+                return Ok(pool);
+            }
+        }
+        Err(Error::Contention(ADD_ATTEMPTS))
+    }
+
+    /// Changes a pool's encapsulation mode, in use or not: every agent
+    /// converges its tunnel and routes to it. The pool as it is now.
+    pub async fn set_pool_vxlan(&self, cidr: &Ipv4Net, vxlan: VxlanMode) -> Result<Pool, Error> {
+        for _ in 0..ADD_ATTEMPTS {
+            let Some(current) = self.store.pool(cidr).await? else {
+                return Err(Error::NoSuchPool(*cidr));
+            };
+            let mut pool = current.value;
+            if pool.vxlan == vxlan {
+                return Ok(pool);
+            }
+            pool.vxlan = vxlan;
+            if self.store.update_pool(&pool, current.revision).await? {
                 return Ok(pool);
             }
         }
@@ -66,6 +97,7 @@ fn validate_pool(cidr: Ipv4Net, block_prefix: u8) -> Result<Pool, Error> {
         cidr,
         block_prefix: block_prefix.max(cidr.prefix_len()),
         created: Utc::now(),
+        vxlan: VxlanMode::Never,
     })
 }
 

@@ -128,8 +128,37 @@ impl Validate for Endpoint {
 impl Validate for Node {
     fn validate(&self) -> Result<(), ValidationError> {
         v::hostname(&self.hostname)?;
-        unicast("node address", self.ip)
+        unicast("node address", self.ip)?;
+        if let Some(subnet) = self.subnet
+            && !subnet.contains(&self.ip)
+        {
+            return Err(record(
+                "node subnet",
+                format!("{subnet} does not hold the node's address {}", self.ip),
+            ));
+        }
+        if let Some(mac) = &self.vxlan_mac {
+            unicast_mac(mac)?;
+        }
+        Ok(())
     }
+}
+
+/// A MAC a neighbour and FDB entry may carry: six hex bytes, unicast
+/// (the group bit of the first byte clear), not all zeros.
+pub fn unicast_mac(mac: &str) -> Result<[u8; 6], ValidationError> {
+    let bytes: Vec<u8> = mac
+        .split(':')
+        .map(|b| u8::from_str_radix(b, 16))
+        .collect::<Result<_, _>>()
+        .map_err(|_| record("VXLAN MAC", format!("{mac:?} is not a MAC address")))?;
+    let Ok(bytes) = <[u8; 6]>::try_from(bytes) else {
+        return Err(record("VXLAN MAC", format!("{mac:?} is not six bytes")));
+    };
+    if mac.len() != 17 || bytes[0] & 1 == 1 || bytes == [0; 6] {
+        return Err(record("VXLAN MAC", format!("{mac} is not a unicast MAC")));
+    }
+    Ok(bytes)
 }
 
 impl Validate for NetworkDef {

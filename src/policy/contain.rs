@@ -72,6 +72,7 @@ pub fn render_contained(input: &PolicyInput, failed: &Failures) -> PolicyState {
         profiles: &profiles,
         exposures: input.exposures,
         quarantined: input.quarantined,
+        vxlan_peers: input.vxlan_peers,
     })
 }
 

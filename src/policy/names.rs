@@ -56,6 +56,12 @@ pub fn tag_set(tag: &str) -> String {
     short_name(SET_PREFIX, tag, 31)
 }
 
+/// The nodes VXLAN is taken from. No tag starts with `~`, and hashed
+/// names are `~` and 16 hex digits, so this names no tag's set.
+pub fn vxlan_peers_set() -> String {
+    format!("{SET_PREFIX}~vxlan")
+}
+
 pub fn profile_chain(direction: &str, profile: &str) -> String {
     short_name(&format!("TABBY-P{direction}-"), profile, 28)
 }

@@ -23,10 +23,10 @@ use super::model::{
 };
 use super::names::{
     FORWARD, INPUT, OUTPUT, POSTROUTING, PREROUTING, dnat_map, endpoint_chain, profile_chain,
-    tag_set,
+    tag_set, vxlan_peers_set,
 };
 use crate::dataplane::VETH_PREFIX;
-use crate::model::{self, Action, Endpoint, Exposure, PortRange, Profile, RuleMatch};
+use crate::model::{self, Action, Endpoint, Exposure, PortRange, Profile, Protocol, RuleMatch};
 
 pub struct PolicyInput<'a> {
     /// Endpoints of this host (they get chains).
@@ -39,6 +39,9 @@ pub struct PolicyInput<'a> {
     /// Veths of this host's endpoints whose records fail their checks:
     /// kept, but every packet of theirs is dropped.
     pub quarantined: &'a [String],
+    /// With a pool that encapsulates, every node's address: VXLAN from
+    /// anywhere else is dropped. None: no pool encapsulates.
+    pub vxlan_peers: Option<&'a [Ipv4Addr]>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -205,7 +208,7 @@ fn render_nat<'a>(input: &'a PolicyInput, nat: &mut Table) -> Vec<(&'a Endpoint,
 /// user's `tabby0` bridge: names can only be matched by prefix here) comes
 /// back unmarked and is left to the rest of FORWARD, as if tabby were not
 /// there.
-fn fixed_chains(filter: &mut Table) {
+fn fixed_chains(filter: &mut Table, vxlan: bool) {
     let from = || Match::In(veths());
     let to = || Match::Out(veths());
     filter.chain(
@@ -226,22 +229,40 @@ fn fixed_chains(filter: &mut Table) {
     // policed (as in Calico). Veths accept loopback addresses
     // (`route_localnet`, for exposures on 127.0.0.1): only the replies of
     // those connections may use them.
-    filter.chain(
-        INPUT,
-        vec![
-            Rule::new(
-                vec![
-                    from(),
-                    Match::Dst(loopback()),
-                    Match::NotCt(Ct::Established),
-                ],
-                Verdict::Drop,
-            ),
-            Rule::new(vec![from()], Verdict::Dispatch(Direction::From)),
-        ],
-    );
+    let mut input = vxlan_guard(vxlan);
+    input.extend([
+        Rule::new(
+            vec![
+                from(),
+                Match::Dst(loopback()),
+                Match::NotCt(Ct::Established),
+            ],
+            Verdict::Drop,
+        ),
+        Rule::new(vec![from()], Verdict::Dispatch(Direction::From)),
+    ]);
+    filter.chain(INPUT, input);
     filter.hook("FORWARD", FORWARD);
     filter.hook("INPUT", INPUT);
+}
+
+/// With a tunnel, VXLAN is taken only from the cluster's nodes: anyone
+/// else could otherwise inject packets into the container network.
+fn vxlan_guard(vxlan: bool) -> Vec<Rule> {
+    if !vxlan {
+        return Vec::new();
+    }
+    let port = PortRange {
+        first: crate::dataplane::VXLAN_PORT,
+        last: crate::dataplane::VXLAN_PORT,
+    };
+    let vxlan = || vec![Match::Protocol(Protocol::Udp), Match::DstPorts(vec![port])];
+    let mut from_peer = vxlan();
+    from_peer.push(Match::SrcSet(vxlan_peers_set()));
+    vec![
+        Rule::new(from_peer, Verdict::Return),
+        Rule::new(vxlan(), Verdict::Drop),
+    ]
 }
 
 /// An endpoint's two chains: (from, to).
@@ -320,7 +341,7 @@ fn tag_sets(input: &PolicyInput) -> Sets {
 pub fn render(input: &PolicyInput) -> PolicyState {
     let mut ruleset = Ruleset::default();
     let exposed = render_nat(input, &mut ruleset.nat);
-    fixed_chains(&mut ruleset.filter);
+    fixed_chains(&mut ruleset.filter, input.vxlan_peers.is_some());
     let known: BTreeSet<&str> = input.profiles.iter().map(|p| p.name.as_str()).collect();
     for ep in input.local {
         let (fw, tw) = (endpoint_chain("F", &ep.id), endpoint_chain("T", &ep.id));
@@ -337,10 +358,11 @@ pub fn render(input: &PolicyInput) -> PolicyState {
         filter.chain(&profile_chain("I", &profile.name), rules(&profile.inbound));
         filter.chain(&profile_chain("O", &profile.name), rules(&profile.outbound));
     }
-    PolicyState {
-        ruleset,
-        sets: tag_sets(input),
+    let mut sets = tag_sets(input);
+    if let Some(peers) = input.vxlan_peers {
+        sets.insert(vxlan_peers_set(), peers.iter().copied().collect());
     }
+    PolicyState { ruleset, sets }
 }
 
 #[cfg(test)]

@@ -7,11 +7,11 @@
 pub mod bgp;
 pub mod bird;
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::Ipv4Addr;
 
 use crate::dataplane::{Route, RouteTarget};
-use crate::model::{Block, Node, Pool};
+use crate::model::{Block, Node, Pool, VxlanMode};
 
 /// Who installs the routes towards other hosts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -37,23 +37,31 @@ pub struct ClusterView<'a> {
 /// - every pool: blackhole (nothing addressed to a pool ever leaves by the
 ///   default route; more specific routes win over it);
 /// - this host's blocks: blackhole (unallocated addresses are dropped);
-/// - another live host's block: `BLOCK via HOST`;
+/// - another live host's block: `BLOCK via HOST`, or through the VXLAN
+///   tunnel when the block's pool says so for that host (see `path`);
 /// - an address held by a host other than its block's owner (borrowed, or
 ///   an explicit `--ip` in someone else's block): `/32 via HOLDER` on every
-///   host but the holder (who routes it down its veth).
+///   host but the holder (who routes it down its veth), tunnelled alike.
 ///
 /// Routes towards a host that is down are left out, so its addresses fall
 /// back to the pool blackhole. In BGP mode every route towards another
 /// host is left to BIRD.
 pub fn desired_routes(host: &str, view: &ClusterView) -> BTreeSet<Route> {
-    let live_ip: HashMap<&str, Ipv4Addr> = view
+    let me = view.nodes.iter().find(|n| n.hostname == host);
+    let live: HashMap<&str, &Node> = view
         .nodes
         .iter()
         .filter(|n| n.hostname != host && view.alive.contains(&n.hostname))
         .filter(|_| view.mode == Mode::Direct)
-        .map(|n| (n.hostname.as_str(), n.ip))
+        .map(|n| (n.hostname.as_str(), n))
         .collect();
-    let via = |h: &str| live_ip.get(h).map(|ip| RouteTarget::Via(*ip));
+    let mode_of = |block: &Block| {
+        view.pools
+            .iter()
+            .find(|p| p.cidr == block.pool)
+            .map_or(VxlanMode::Never, |p| p.vxlan)
+    };
+    let to = |peer: &str, mode| live.get(peer).and_then(|n| path(me, n, mode));
 
     let mut routes = BTreeSet::new();
     for pool in view.pools {
@@ -64,9 +72,10 @@ pub fn desired_routes(host: &str, view: &ClusterView) -> BTreeSet<Route> {
     }
     for block in view.blocks {
         let owner = block.affinity.as_deref();
+        let mode = mode_of(block);
         let target = match owner {
             Some(o) if o == host => Some(RouteTarget::Blackhole),
-            Some(o) => via(o),
+            Some(o) => to(o, mode),
             None => None,
         };
         if let Some(target) = target {
@@ -79,7 +88,7 @@ pub fn desired_routes(host: &str, view: &ClusterView) -> BTreeSet<Route> {
             if Some(handle.host.as_str()) == owner || handle.host == host {
                 continue;
             }
-            if let Some(target) = via(&handle.host) {
+            if let Some(target) = to(&handle.host, mode) {
                 routes.insert(Route {
                     dst: ip.into(),
                     target,
@@ -88,6 +97,59 @@ pub fn desired_routes(host: &str, view: &ClusterView) -> BTreeSet<Route> {
         }
     }
     routes
+}
+
+/// How traffic of a pool in `mode` reaches `peer`: routed as it is, or
+/// through the tunnel to the peer's address. None when neither can work:
+/// a peer on another subnet routed as it is, or one to tunnel to that
+/// has no tunnel (an agent from before VXLAN). The pool's blackhole then
+/// drops the traffic, as it would be dropped anyway.
+fn path(me: Option<&Node>, peer: &Node, mode: VxlanMode) -> Option<RouteTarget> {
+    let tunnel = match mode {
+        VxlanMode::Never => false,
+        VxlanMode::Always => true,
+        VxlanMode::CrossSubnet => !same_subnet(me, peer),
+    };
+    if !tunnel {
+        // Routed as it is, a peer is a next hop only on this host's own
+        // subnet: beyond it a router would have to know the pools (BGP).
+        return same_subnet(me, peer).then_some(RouteTarget::Via(peer.ip));
+    }
+    peer.vxlan_mac
+        .as_ref()
+        .map(|_| RouteTarget::Tunnel(peer.ip))
+}
+
+/// Whether `peer` is on this host's subnet; with the subnet unknown,
+/// every peer is (routing as it is, today's behaviour).
+fn same_subnet(me: Option<&Node>, peer: &Node) -> bool {
+    me.and_then(|m| m.subnet)
+        .is_none_or(|subnet| subnet.contains(&peer.ip))
+}
+
+/// This host's tunnel: None when no pool encapsulates (no device), else
+/// the peers its routes tunnel to, by address, with their MACs.
+pub fn desired_tunnel(host: &str, view: &ClusterView) -> Option<BTreeMap<Ipv4Addr, [u8; 6]>> {
+    if view.pools.iter().all(|p| p.vxlan.is_never()) {
+        return None;
+    }
+    let tunnelled: BTreeSet<Ipv4Addr> = desired_routes(host, view)
+        .into_iter()
+        .filter_map(|r| match r.target {
+            RouteTarget::Tunnel(ip) => Some(ip),
+            _ => None,
+        })
+        .collect();
+    Some(
+        view.nodes
+            .iter()
+            .filter(|n| tunnelled.contains(&n.ip))
+            .filter_map(|n| {
+                let mac = crate::model::unicast_mac(n.vxlan_mac.as_deref()?).ok()?;
+                Some((n.ip, mac))
+            })
+            .collect(),
+    )
 }
 
 #[cfg(test)]

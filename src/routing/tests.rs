@@ -9,6 +9,8 @@ fn node(name: &str, ip: &str) -> Node {
         ip: ip.parse().unwrap(),
         started: Utc::now(),
         version: "t".into(),
+        subnet: None,
+        vxlan_mac: None,
     }
 }
 
@@ -42,6 +44,7 @@ fn scenario() -> (Vec<Pool>, Vec<Block>, Vec<Node>) {
         cidr: "192.168.0.0/16".parse().unwrap(),
         block_prefix: 26,
         created: Utc::now(),
+        vxlan: Default::default(),
     }];
     let blocks = vec![
         block(
@@ -135,4 +138,108 @@ fn in_bgp_mode_only_blackholes_are_the_agents() {
         .into_iter()
         .collect()
     );
+}
+
+/// h1 and h2 on 198.18.0.0/24, h3 on 198.18.1.0/24, each with a block;
+/// every node has a tunnel MAC but h2, an agent from before VXLAN.
+fn two_subnets(mode: VxlanMode) -> (Vec<Pool>, Vec<Block>, Vec<Node>) {
+    let (mut pools, _, _) = scenario();
+    pools[0].vxlan = mode;
+    let blocks = vec![
+        block("192.168.0.0/26", "h1", &[(1, "h1")]),
+        block("192.168.1.0/26", "h2", &[(1, "h2")]),
+        block("192.168.2.0/26", "h3", &[(1, "h3"), (2, "h1")]),
+    ];
+    let mut nodes = vec![
+        node("h1", "198.18.0.11"),
+        node("h2", "198.18.0.12"),
+        node("h3", "198.18.1.13"),
+    ];
+    for (n, subnet, mac) in [
+        (0, "198.18.0.0/24", Some("0e:00:00:00:00:01")),
+        (1, "198.18.0.0/24", None),
+        (2, "198.18.1.0/24", Some("0e:00:00:00:00:03")),
+    ] {
+        nodes[n].subnet = Some(subnet.parse().unwrap());
+        nodes[n].vxlan_mac = mac.map(str::to_string);
+    }
+    (pools, blocks, nodes)
+}
+
+fn tunnel(dst: &str, peer: &str) -> Route {
+    Route {
+        dst: dst.parse().unwrap(),
+        target: RouteTarget::Tunnel(peer.parse().unwrap()),
+    }
+}
+
+fn routes_in(mode: VxlanMode, host: &str) -> (BTreeSet<Route>, Option<Vec<Ipv4Addr>>) {
+    let (pools, blocks, nodes) = two_subnets(mode);
+    let alive: HashSet<String> = ["h1", "h2", "h3"].map(String::from).into();
+    let view = ClusterView {
+        pools: &pools,
+        blocks: &blocks,
+        nodes: &nodes,
+        alive: &alive,
+        mode: Mode::Direct,
+    };
+    let peers = desired_tunnel(host, &view).map(|p| p.into_keys().collect());
+    (desired_routes(host, &view), peers)
+}
+
+#[test]
+fn cross_subnet_tunnels_only_towards_the_other_subnet() {
+    let (h1, peers) = routes_in(VxlanMode::CrossSubnet, "h1");
+    assert!(h1.contains(&r("192.168.1.0/26", "198.18.0.12")), "{h1:?}");
+    assert!(
+        h1.contains(&tunnel("192.168.2.0/26", "198.18.1.13")),
+        "{h1:?}"
+    );
+    assert_eq!(peers, Some(vec!["198.18.1.13".parse().unwrap()]));
+    // h3 tunnels to h1 (its borrowed /32 in h3's block stays on h1), and
+    // has no route to h2, whose agent has no tunnel.
+    let (h3, peers) = routes_in(VxlanMode::CrossSubnet, "h3");
+    assert!(
+        h3.contains(&tunnel("192.168.0.0/26", "198.18.0.11")),
+        "{h3:?}"
+    );
+    assert!(
+        !h3.iter()
+            .any(|r| r.dst == "192.168.1.0/26".parse().unwrap())
+    );
+    assert_eq!(peers, Some(vec!["198.18.0.11".parse().unwrap()]));
+    // h1's address in h3's block: routed on h1's subnet, tunnelled on h3's.
+    let (h2, _) = routes_in(VxlanMode::CrossSubnet, "h2");
+    assert!(h2.contains(&r("192.168.2.2/32", "198.18.0.11")), "{h2:?}");
+    assert!(
+        h2.contains(&tunnel("192.168.2.0/26", "198.18.1.13")),
+        "{h2:?}"
+    );
+}
+
+#[test]
+fn always_tunnels_everywhere_and_never_nowhere() {
+    let (h1, peers) = routes_in(VxlanMode::Always, "h1");
+    assert!(
+        h1.contains(&tunnel("192.168.2.0/26", "198.18.1.13")),
+        "{h1:?}"
+    );
+    // h2 has no tunnel: with every route tunnelled, h1 has none to it.
+    assert!(
+        !h1.iter()
+            .any(|r| r.dst == "192.168.1.0/26".parse().unwrap())
+    );
+    assert_eq!(peers, Some(vec!["198.18.1.13".parse().unwrap()]));
+    // Never: h3, on another subnet, is no next hop; h2 is.
+    let (h1, peers) = routes_in(VxlanMode::Never, "h1");
+    assert!(h1.contains(&r("192.168.1.0/26", "198.18.0.12")), "{h1:?}");
+    assert!(
+        !h1.iter()
+            .any(|r| r.dst == "192.168.2.0/26".parse().unwrap())
+    );
+    assert!(
+        !h1.iter()
+            .any(|r| matches!(r.target, RouteTarget::Tunnel(_)))
+    );
+    assert_eq!(peers, None, "no pool encapsulates: no device");
 }

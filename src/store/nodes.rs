@@ -118,6 +118,8 @@ mod tests {
             ip: Ipv4Addr::from(ip),
             started: Utc::now(),
             version: "test".into(),
+            subnet: None,
+            vxlan_mac: None,
         }
     }
 

@@ -42,6 +42,18 @@ impl Store {
         self.kv.swap_all(swaps).await
     }
 
+    /// Rewrites a pool read at `revision`; false (nothing written) if it
+    /// changed or went since.
+    pub async fn update_pool(&self, pool: &Pool, revision: i64) -> Result<bool, Error> {
+        self.kv
+            .swap(
+                &self.keys.pool(&pool.cidr),
+                Expect::Revision(revision),
+                Some(encode(pool)),
+            )
+            .await
+    }
+
     pub async fn delete_pool(&self, cidr: &Ipv4Net) -> Result<bool, Error> {
         self.kv.delete(&self.keys.pool(cidr)).await
     }

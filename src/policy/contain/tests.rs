@@ -82,6 +82,7 @@ async fn a_refused_profile_drops_and_the_others_still_apply() {
         profiles: &[a.clone(), b],
         exposures: &[],
         quarantined: &[],
+        vxlan_peers: None,
     };
     let fw = PickyFirewall::default();
     let (failures, _) = apply_contained(&fw, &input, &Failures::new())
@@ -118,6 +119,7 @@ async fn an_invalid_record_fails_closed_and_a_good_batch_reports_nothing() {
         profiles: &[default_profile("A")],
         exposures: &[],
         quarantined: &[],
+        vxlan_peers: None,
     };
     let fw = PickyFirewall::default();
     assert!(

@@ -203,6 +203,7 @@ mod tests {
             profiles: &[default_profile("n")],
             exposures: &[],
             quarantined: &[],
+            vxlan_peers: None,
         })
     }
 

@@ -200,6 +200,7 @@ mod tests {
             profiles: &[crate::policy::rules::default_profile("n")],
             exposures: &[],
             quarantined: &[],
+            vxlan_peers: None,
         });
         let want = desired(&state);
         let mut have = desired(&state);

@@ -36,6 +36,7 @@ fn render_with(endpoints: &[Endpoint], profiles: &[Profile]) -> PolicyState {
         profiles,
         exposures: &[],
         quarantined: &[],
+        vxlan_peers: None,
     })
 }
 
@@ -152,6 +153,7 @@ fn loopback_exposures_only_dnat_locally_and_chains_are_recognised() {
         profiles: &[default_profile("A")],
         exposures: &exposures,
         quarantined: &[],
+        vxlan_peers: None,
     });
     let text = lay_out(&state.ruleset);
     let nat = |name: &str| {
@@ -189,6 +191,7 @@ fn foreign_interfaces_get_no_verdict_and_quarantined_veths_drop() {
         profiles: &[default_profile("A")],
         exposures: &[],
         quarantined: &quarantined,
+        vxlan_peers: None,
     });
     let text = lay_out(&state.ruleset);
     let chain = |name: &str| {
@@ -214,4 +217,49 @@ fn foreign_interfaces_get_no_verdict_and_quarantined_veths_drop() {
             .all(|r| r.contains("-m mark --mark 0x100000/0x100000")),
         "only what an endpoint's chains allowed: {forward:?}"
     );
+}
+
+#[test]
+fn with_a_tunnel_vxlan_is_taken_only_from_nodes() {
+    let peers: Vec<Ipv4Addr> = vec![
+        "198.18.0.11".parse().unwrap(),
+        "198.18.1.12".parse().unwrap(),
+    ];
+    let eps = [ep("a", "198.18.64.1", "A")];
+    let profiles = [default_profile("A")];
+    let input = |vxlan_peers| PolicyInput {
+        local: &eps,
+        all: &eps,
+        profiles: &profiles,
+        exposures: &[],
+        quarantined: &[],
+        vxlan_peers,
+    };
+    let state = render(&input(Some(&peers)));
+    let chain: Vec<String> = state.ruleset.filter.rules(INPUT).unwrap()[..2]
+        .iter()
+        .map(rule_text)
+        .collect();
+    assert_eq!(
+        chain,
+        [
+            "-p udp -m multiport --dports 4789 -m set --match-set tabby-t-~vxlan src -j RETURN",
+            "-p udp -m multiport --dports 4789 -j DROP",
+        ]
+    );
+    assert_eq!(
+        state.sets["tabby-t-~vxlan"],
+        peers.iter().copied().collect()
+    );
+    let without = render(&input(None));
+    assert!(!without.sets.contains_key("tabby-t-~vxlan"));
+    let text: Vec<String> = without
+        .ruleset
+        .filter
+        .rules(INPUT)
+        .unwrap()
+        .iter()
+        .map(rule_text)
+        .collect();
+    assert!(!text.iter().any(|r| r.contains("4789")), "{text:?}");
 }

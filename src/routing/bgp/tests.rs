@@ -9,6 +9,8 @@ fn node(name: &str, ip: &str) -> Node {
         ip: ip.parse().unwrap(),
         started: Utc::now(),
         version: "t".into(),
+        subnet: None,
+        vxlan_mac: None,
     }
 }
 
