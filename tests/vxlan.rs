@@ -89,6 +89,15 @@ impl Fixture {
     }
 }
 
+fn mtu_of_new_container(lab: &Lab) -> String {
+    lab.sh(
+        "h1",
+        "docker run --rm --net vx tabby/busybox cat /sys/class/net/eth0/mtu",
+    )
+    .trim()
+    .to_string()
+}
+
 /// Packets the tunnel device sent and received on `host` (0 without one).
 fn tunnel_packets(lab: &Lab, host: &str) -> (u64, u64) {
     let out = lab.run(
@@ -121,6 +130,8 @@ fn cross_subnet_tunnels_only_towards_the_other_segment() {
         after.0 > before.0 && after.1 > before.1,
         "{before:?} {after:?}"
     );
+    // A container started on an encapsulating pool gets the tunnel's MTU.
+    assert_eq!(mtu_of_new_container(&f.lab), "1450");
     // One neighbour and one FDB entry, for h2 only.
     let neighbours = f.lab.sh("h1", "ip neigh show dev tabby.vxlan");
     assert_eq!(neighbours.lines().count(), 1, "{neighbours}");
@@ -154,6 +165,11 @@ fn always_tunnels_every_host_and_never_cannot_cross_the_router() {
     });
     assert!(f.pings("h1", "h3"), "the reachable pair");
     assert!(!f.pings("h1", "h2"), "the tor routes no pool");
+    assert_eq!(
+        mtu_of_new_container(&f.lab),
+        "1500",
+        "no tunnel, no smaller MTU"
+    );
     // Back to cross-subnet: no stale route of either mode remains.
     f.lab
         .sh("h1", &format!("tabby pool set {POOL} --vxlan cross-subnet"));

@@ -169,14 +169,27 @@ impl Dataplane {
     /// configures the host end and routes the endpoint's address down it.
     /// A leftover pair of an earlier attempt is replaced; a link of that
     /// name that tabby did not make is refused.
-    pub async fn attach(&self, endpoint_id: &str, ip: Ipv4Addr) -> Result<Attached, Error> {
+    /// `encapsulated`: the endpoint's pool may send its traffic through
+    /// the tunnel, so its veth gets the tunnel's MTU and nothing it sends
+    /// needs fragmenting.
+    pub async fn attach(
+        &self,
+        endpoint_id: &str,
+        ip: Ipv4Addr,
+        encapsulated: bool,
+    ) -> Result<Attached, Error> {
+        let mtu = if encapsulated {
+            self.mtu.saturating_sub(vxlan::VXLAN_OVERHEAD)
+        } else {
+            self.mtu
+        };
         let host = host_veth_name(endpoint_id);
         let peer = peer_veth_name(endpoint_id);
         if self.delete_own_link(&host).await? {
             debug!(veth = %host, "replaced a leftover veth");
         }
         self.delete_own_link(&peer).await?;
-        self.netlink.create_veth(&host, &peer, self.mtu).await?;
+        self.netlink.create_veth(&host, &peer, mtu).await?;
         if let Err(err) = self.mark_pair(endpoint_id, &host, &peer).await {
             // Unmarked, the pair would be nobody's to remove later.
             self.netlink.delete_link(&host).await?;

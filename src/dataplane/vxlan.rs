@@ -145,6 +145,9 @@ impl Netlink {
             .port(spec.port)
             .local(spec.local)
             .learning(false)
+            // As Docker's overlay: no outer UDP checksum to compute per
+            // packet (the inner packet carries its own).
+            .udp_csum(false)
             .mtu(spec.mtu)
             .address(spec.mac.to_vec())
             .build();

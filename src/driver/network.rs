@@ -207,15 +207,19 @@ impl Driver {
         let network = network?.ok_or_else(|| Error::UnknownNetwork(network_id.to_string()))?;
         // The endpoint's chains go in before its veth exists: no packet of
         // it ever crosses the host unpoliced.
-        let (plan, policy) = tokio::join!(
+        let (plan, policy, pool) = tokio::join!(
             self.plan_interface(&endpoint, network.pool, sandbox),
-            self.converge_policy()
+            self.converge_policy(),
+            self.store.pool(&network.pool)
         );
-        let (plan, ()) = (plan?, policy?);
+        let (plan, (), pool) = (plan?, policy?, pool?);
+        let encapsulated = pool.is_some_and(|p| !p.value.vxlan.is_never());
         let attached = {
             let _kernel = self.kernel.lock().await;
             self.ensure_gateway_route(plan.gateway).await?;
-            self.dataplane.attach(&endpoint.id, endpoint.ip).await?
+            self.dataplane
+                .attach(&endpoint.id, endpoint.ip, encapsulated)
+                .await?
         };
         let (store, host, mac) = (self.store.clone(), endpoint.host.clone(), attached.mac);
         tokio::spawn(async move {
