@@ -91,7 +91,7 @@ impl Netlink {
         Ok(self.link_message(name).await?.and_then(summarise))
     }
 
-    async fn link_message(
+    pub(super) async fn link_message(
         &self,
         name: &str,
     ) -> Result<Option<netlink_packet_route::link::LinkMessage>, Error> {

@@ -126,17 +126,7 @@ fn read_link(msg: netlink_packet_route::link::LinkMessage) -> VxlanLink {
 impl Netlink {
     /// `tabby.vxlan`, if a link of that name exists (ours or not).
     pub async fn vxlan_link(&self) -> Result<Option<VxlanLink>, Error> {
-        let mut stream = self
-            .handle
-            .link()
-            .get()
-            .match_name(VXLAN_DEVICE.to_string())
-            .execute();
-        match stream.try_next().await {
-            Ok(msg) => Ok(msg.map(read_link)),
-            Err(err) if is_missing(&err) => Ok(None),
-            Err(err) => Err(nl_err(format!("look up {VXLAN_DEVICE}"))(err)),
-        }
+        Ok(self.link_message(VXLAN_DEVICE).await?.map(read_link))
     }
 
     /// Makes the device, marks it as tabby's and brings it up.
