@@ -45,14 +45,13 @@ pub struct ClusterView<'a> {
 ///
 /// Routes towards a host that is down are left out, so its addresses fall
 /// back to the pool blackhole. In BGP mode every route towards another
-/// host is left to BIRD.
+/// host is left to BIRD, but those through the tunnel.
 pub fn desired_routes(host: &str, view: &ClusterView) -> BTreeSet<Route> {
     let me = view.nodes.iter().find(|n| n.hostname == host);
     let live: HashMap<&str, &Node> = view
         .nodes
         .iter()
         .filter(|n| n.hostname != host && view.alive.contains(&n.hostname))
-        .filter(|_| view.mode == Mode::Direct)
         .map(|n| (n.hostname.as_str(), n))
         .collect();
     let mode_of = |block: &Block| {
@@ -61,7 +60,13 @@ pub fn desired_routes(host: &str, view: &ClusterView) -> BTreeSet<Route> {
             .find(|p| p.cidr == block.pool)
             .map_or(VxlanMode::Never, |p| p.vxlan)
     };
-    let to = |peer: &str, mode| live.get(peer).and_then(|n| path(me, n, mode));
+    // In BGP mode BIRD routes what is routed as it is; the tunnel is
+    // still the agent's (Calico's VXLAN with BGP: the routers between
+    // subnets do not peer, so a learned next hop there is no use).
+    let to = |peer: &str, mode| {
+        let target = live.get(peer).and_then(|n| path(me, n, mode))?;
+        (view.mode == Mode::Direct || matches!(target, RouteTarget::Tunnel(_))).then_some(target)
+    };
 
     let mut routes = BTreeSet::new();
     for pool in view.pools {

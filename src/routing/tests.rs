@@ -239,3 +239,23 @@ fn always_tunnels_everywhere_and_never_nowhere() {
     );
     assert_eq!(peers, None, "no pool encapsulates: no device");
 }
+
+#[test]
+fn in_bgp_mode_the_agent_routes_only_what_goes_through_the_tunnel() {
+    let (pools, blocks, nodes) = two_subnets(VxlanMode::CrossSubnet);
+    let alive: HashSet<String> = ["h1", "h2", "h3"].map(String::from).into();
+    let view = ClusterView {
+        pools: &pools,
+        blocks: &blocks,
+        nodes: &nodes,
+        alive: &alive,
+        mode: Mode::Bgp,
+    };
+    let h1 = desired_routes("h1", &view);
+    assert!(
+        h1.contains(&tunnel("192.168.2.0/26", "198.18.1.13")),
+        "{h1:?}"
+    );
+    // h2, on h1's subnet, is BIRD's to route.
+    assert!(!routes_to(&h1, "192.168.1.0/26"), "{h1:?}");
+}

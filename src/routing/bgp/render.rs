@@ -11,6 +11,7 @@ use super::{BgpView, Session, sessions};
 
 /// The kernel protocol number tabby's own routes carry.
 const TABBY_PROTO: u8 = crate::dataplane::netlink::RTPROT_TABBY;
+const VXLAN_DEVICE: &str = crate::dataplane::VXLAN_DEVICE;
 
 /// The whole configuration file; None when this host is not registered
 /// yet (it has no router ID).
@@ -124,6 +125,8 @@ filter tabby_export {{
   }}
   if source != RTS_INHERIT then reject;
   if krt_source != {TABBY_PROTO} then reject;
+  # Through the tunnel: another host's, never announced as this one's.
+  if ifname = "{VXLAN_DEVICE}" then reject;
   if {own_exact} then accept;
   if {in_own} then reject;
   if net.len = 32 && tabby_pool_route() then accept;
