@@ -40,6 +40,9 @@ pub struct LinkSummary {
 #[derive(Clone)]
 pub struct Netlink {
     pub(super) handle: Handle,
+    /// One dump at a time: the kernel refuses a second dump on a socket
+    /// while one runs (EBUSY), and every task shares this socket.
+    dumps: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 pub(super) fn nl_err(op: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> Error {
@@ -59,11 +62,19 @@ pub(super) fn is_missing(err: &rtnetlink::Error) -> bool {
 }
 
 impl Netlink {
+    /// Held while a dump's replies are read (see `dumps`).
+    pub(super) async fn dump(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.dumps.lock().await
+    }
+
     /// Opens a netlink socket in the calling thread's network namespace.
     pub fn connect() -> Result<Self, Error> {
         let (connection, handle, _) = rtnetlink::new_connection().map_err(Error::Socket)?;
         tokio::spawn(connection);
-        Ok(Netlink { handle })
+        Ok(Netlink {
+            handle,
+            dumps: Default::default(),
+        })
     }
 
     /// Every link's index by name.
@@ -78,6 +89,7 @@ impl Netlink {
 
     /// Every link with what tells tabby's own apart: its kind and alias.
     pub async fn link_summaries(&self) -> Result<Vec<LinkSummary>, Error> {
+        let _dump = self.dump().await;
         let mut stream = self.handle.link().get().execute();
         let mut links = Vec::new();
         while let Some(msg) = stream.try_next().await.map_err(nl_err("list links"))? {
@@ -257,6 +269,7 @@ impl Netlink {
             .into_iter()
             .map(|(n, i)| (i, n))
             .collect();
+        let _dump = self.dump().await;
         let mut stream = self
             .handle
             .route()
@@ -291,6 +304,7 @@ impl Netlink {
     /// This host's address: that of the default-route interface, else the
     /// first global IPv4 address.
     pub async fn host_address(&self) -> Result<Option<Ipv4Addr>, Error> {
+        let _dump = self.dump().await;
         let mut default_oif = None;
         let mut stream = self
             .handle
@@ -307,7 +321,8 @@ impl Netlink {
                 });
             }
         }
-        let mut first_global = None;
+        let (mut first_global, mut on_default) = (None, None);
+        // Read to the end: a dump left half-read keeps the socket busy.
         let mut stream = self.handle.address().get().execute();
         while let Some(msg) = stream.try_next().await.map_err(nl_err("list addresses"))? {
             if msg.header.family != AddressFamily::Inet {
@@ -324,11 +339,11 @@ impl Netlink {
                 continue;
             }
             if Some(msg.header.index) == default_oif {
-                return Ok(Some(ip));
+                on_default.get_or_insert(ip);
             }
             first_global.get_or_insert(ip);
         }
-        Ok(first_global)
+        Ok(on_default.or(first_global))
     }
 }
 

@@ -154,6 +154,7 @@ impl Netlink {
     /// The device's entries that name a peer: permanent IPv4 neighbours
     /// with a MAC, and FDB entries with a destination address.
     pub async fn tunnel_entries(&self, index: u32) -> Result<TunnelEntries, Error> {
+        let _dump = self.dump().await;
         let mut entries = TunnelEntries::default();
         let mut stream = self
             .handle
@@ -272,16 +273,19 @@ fn lladdr(msg: &NeighbourMessage) -> Option<Mac> {
 impl Netlink {
     /// The prefix length `ip` is configured with on this host, if it is.
     pub async fn address_prefix(&self, ip: Ipv4Addr) -> Result<Option<u8>, Error> {
+        let _dump = self.dump().await;
+        let mut prefix = None;
+        // Read to the end: a dump left half-read keeps the socket busy.
         let mut stream = self.handle.address().get().execute();
         while let Some(msg) = stream.try_next().await.map_err(nl_err("list addresses"))? {
             let here = msg.attributes.iter().any(|a| {
                 matches!(a, AddressAttribute::Local(IpAddr::V4(a)) | AddressAttribute::Address(IpAddr::V4(a)) if *a == ip)
             });
             if msg.header.family == AddressFamily::Inet && here {
-                return Ok(Some(msg.header.prefix_len));
+                prefix.get_or_insert(msg.header.prefix_len);
             }
         }
-        Ok(None)
+        Ok(prefix)
     }
 }
 
