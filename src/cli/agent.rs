@@ -99,8 +99,8 @@ pub struct AgentArgs {
     metrics_listen: Option<Listen>,
     /// This host's subnet, for pools with `--vxlan cross-subnet` (default:
     /// the prefix of --ip on this host).
-    #[arg(long, env = "TABBY_NODE_SUBNET")]
-    subnet: Option<ipnet::Ipv4Net>,
+    #[arg(long, env = "TABBY_NODE_SUBNET", value_parser = subnet)]
+    subnet: Option<Subnet>,
     /// Log format (filter with RUST_LOG).
     #[arg(long, env = "TABBY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -131,7 +131,7 @@ pub async fn run(args: AgentArgs, etcd: EtcdArgs) -> Result<()> {
         etcd_prefix: etcd.etcd_prefix,
         hostname,
         ip: args.ip,
-        subnet: args.subnet,
+        subnet: args.subnet.and_then(|s| s.0),
         socket: args.socket,
         mtu: args.mtu,
         default_pool: args.default_pool,
@@ -161,6 +161,21 @@ pub async fn run(args: AgentArgs, etcd: EtcdArgs) -> Result<()> {
 /// leaving a setting unset).
 #[derive(Debug, Clone)]
 pub struct Listen(Option<std::net::SocketAddr>);
+
+/// A subnet, or empty for the default (the managed plugin passes every
+/// setting, unset ones empty).
+#[derive(Debug, Clone)]
+pub struct Subnet(Option<ipnet::Ipv4Net>);
+
+fn subnet(value: &str) -> Result<Subnet, String> {
+    if value.is_empty() {
+        return Ok(Subnet(None));
+    }
+    value
+        .parse()
+        .map(|n| Subnet(Some(n)))
+        .map_err(|e| format!("{e} (want a CIDR, e.g. 198.18.0.0/24, or empty)"))
+}
 
 fn listen_addr(value: &str) -> Result<Listen, String> {
     if value.is_empty() {
