@@ -64,7 +64,13 @@ fn containers_get_32s_routes_and_reach_each_other() {
             "{host_routes}"
         );
     }
-    assert!(pings(&lab, "c1", &b) && pings(&lab, "c2", &a));
+    // Waited for, not asserted at the first packet: one CI run (ec35dd5)
+    // lost the first ping here, cause not found (see the stop's note).
+    eventually(
+        Duration::from_secs(10),
+        "c1 and c2 reaching each other",
+        || (pings(&lab, "c1", &b) && pings(&lab, "c2", &a)).then_some(()),
+    );
 
     // The endpoint table names the containers (learned from the Engine API).
     let table = eventually(Duration::from_secs(15), "container names", || {
