@@ -31,7 +31,7 @@ fn endpoints(range: std::ops::Range<usize>, host: &str) -> Vec<Endpoint> {
             // Random-looking like Docker's: chain and veth names take the
             // first 12 and 10 hex digits, and iptables' dispatch tree
             // buckets by the first.
-            let hash = tabby::policy::names::fnv1a(&(i as u64).to_le_bytes());
+            let hash = tabby::hash::fnv1a(&(i as u64).to_le_bytes());
             let id = format!("{hash:016x}{i:048x}");
             Endpoint {
                 veth: tabby::dataplane::host_veth_name(&id),

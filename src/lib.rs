@@ -7,6 +7,7 @@ pub mod dataplane;
 pub mod docker;
 pub mod driver;
 pub mod error_chain;
+pub mod hash;
 pub mod ipam;
 pub mod metrics;
 pub mod model;

@@ -383,11 +383,8 @@ impl Ipam {
 }
 
 fn host_offset(host: &str, n: usize) -> usize {
-    // FNV-1a: stable across runs and builds, unlike the std hasher.
-    let hash = host.bytes().fold(0xcbf29ce484222325u64, |h, b| {
-        (h ^ b as u64).wrapping_mul(0x100000001b3)
-    });
-    (hash % n.max(1) as u64) as usize
+    // Stable across runs and builds, unlike the std hasher.
+    (crate::hash::fnv1a(host.as_bytes()) % n.max(1) as u64) as usize
 }
 
 async fn backoff(attempt: usize) {

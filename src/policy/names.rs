@@ -2,6 +2,8 @@
 //! a chain or set is tabby's only if its name is one of these exactly or
 //! has one of these shapes.
 
+use crate::hash::fnv1a;
+
 pub const FORWARD: &str = "TABBY-FORWARD";
 pub const INPUT: &str = "TABBY-INPUT";
 pub const FROM_WL: &str = "TABBY-FROM-WL";
@@ -45,13 +47,6 @@ fn short_name(prefix: &str, name: &str, max: usize) -> String {
     format!("{prefix}~{:016x}", fnv1a(name.as_bytes()))
 }
 
-/// A stable 64-bit hash (FNV-1a): the same on every host and release.
-pub fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf29ce484222325u64, |h, b| {
-        (h ^ *b as u64).wrapping_mul(0x100000001b3)
-    })
-}
-
 pub fn tag_set(tag: &str) -> String {
     short_name(SET_PREFIX, tag, 31)
 }
@@ -82,4 +77,14 @@ pub fn dnat_map(hook: &str, kind: crate::policy::model::DnatKind) -> String {
         (false, false) => "any",
     };
     format!("tabby-{hook}-{key}")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_long_tag_hashes_to_the_same_set_name_every_release() {
+        // Sets named by an older release must still be found and cleaned up.
+        let set = super::tag_set("a-very-long-tag-name-over-limit");
+        assert_eq!(set, "tabby-t-~9c5a8ad01462e5b2");
+    }
 }

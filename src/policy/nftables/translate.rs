@@ -17,9 +17,9 @@ use nftables::stmt::{JumpTarget, Mangle, Match as NftMatch, NAT, NATFamily, Oper
 use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
 use serde_json::{Value, json};
 
+use crate::hash::fnv1a;
 use crate::model::PortRange;
 use crate::policy::model::{ACCEPT_BIT, Ct, Direction, Iface, Match, Rule, Verdict};
-use crate::policy::names::fnv1a;
 
 pub const TABLE: &str = "tabby";
 pub const FAMILY: NfFamily = NfFamily::INet;
