@@ -143,12 +143,11 @@ impl Driver {
             alive: &alive,
             mode: self.routing_mode(),
         };
-        let tunnel = self.desired_tunnel(&view);
+        let routes = desired_routes(self.host(), &view);
+        let tunnel = self.desired_tunnel(&view, &routes);
         // Local routes win over anything stale the cluster view says.
-        let mut desired: BTreeMap<Ipv4Net, Route> = desired_routes(self.host(), &view)
-            .into_iter()
-            .map(|r| (r.dst, r))
-            .collect();
+        let mut desired: BTreeMap<Ipv4Net, Route> =
+            routes.into_iter().map(|r| (r.dst, r)).collect();
 
         // Endpoints are read under the lock: an endpoint recorded after
         // the read could otherwise have its fresh veth taken for a stray.

@@ -26,10 +26,11 @@ impl Driver {
         Ok(Some(nodes.iter().map(|n| n.ip).collect()))
     }
 
-    /// The tunnel this host needs: None when no pool encapsulates, or
-    /// when this host's own record has no tunnel MAC.
-    pub(super) fn desired_tunnel(&self, view: &ClusterView) -> Tunnel {
-        let peers = crate::routing::desired_tunnel(self.host(), view)?;
+    /// The tunnel this host needs for `routes` (its routes in `view`):
+    /// None when no pool encapsulates, or when this host's own record has
+    /// no tunnel MAC.
+    pub(super) fn desired_tunnel(&self, view: &ClusterView, routes: &BTreeSet<Route>) -> Tunnel {
+        let peers = crate::routing::desired_tunnel(view, routes)?;
         let me = view.nodes.iter().find(|n| n.hostname == self.host())?;
         let mac = crate::model::unicast_mac(me.vxlan_mac.as_deref()?).ok()?;
         let spec = VxlanSpec {

@@ -133,13 +133,17 @@ fn same_subnet(me: Option<&Node>, peer: &Node) -> bool {
 }
 
 /// This host's tunnel: None when no pool encapsulates (no device), else
-/// the peers its routes tunnel to, by address, with their MACs.
-pub fn desired_tunnel(host: &str, view: &ClusterView) -> Option<BTreeMap<Ipv4Addr, [u8; 6]>> {
+/// the peers `routes` (this host's `desired_routes` in `view`) tunnel
+/// to, by address, with their MACs.
+pub fn desired_tunnel(
+    view: &ClusterView,
+    routes: &BTreeSet<Route>,
+) -> Option<BTreeMap<Ipv4Addr, [u8; 6]>> {
     if view.pools.iter().all(|p| p.vxlan.is_never()) {
         return None;
     }
-    let tunnelled: BTreeSet<Ipv4Addr> = desired_routes(host, view)
-        .into_iter()
+    let tunnelled: BTreeSet<Ipv4Addr> = routes
+        .iter()
         .filter_map(|r| match r.target {
             RouteTarget::Tunnel(ip) => Some(ip),
             _ => None,

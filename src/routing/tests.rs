@@ -188,8 +188,9 @@ fn routes_in(mode: VxlanMode, host: &str) -> (BTreeSet<Route>, Option<Vec<Ipv4Ad
         alive: &alive,
         mode: Mode::Direct,
     };
-    let peers = desired_tunnel(host, &view).map(|p| p.into_keys().collect());
-    (desired_routes(host, &view), peers)
+    let routes = desired_routes(host, &view);
+    let peers = desired_tunnel(&view, &routes).map(|p| p.into_keys().collect());
+    (routes, peers)
 }
 
 #[test]
@@ -238,6 +239,24 @@ fn always_tunnels_everywhere_and_never_nowhere() {
             .any(|r| matches!(r.target, RouteTarget::Tunnel(_)))
     );
     assert_eq!(peers, None, "no pool encapsulates: no device");
+}
+
+#[test]
+fn tunnel_peers_come_from_the_routes_given() {
+    let (pools, blocks, nodes) = two_subnets(VxlanMode::Always);
+    let alive: HashSet<String> = ["h1", "h2", "h3"].map(String::from).into();
+    let view = ClusterView {
+        pools: &pools,
+        blocks: &blocks,
+        nodes: &nodes,
+        alive: &alive,
+        mode: Mode::Direct,
+    };
+    // The device stays (a pool encapsulates) but has no peer to reach.
+    assert_eq!(
+        desired_tunnel(&view, &BTreeSet::new()),
+        Some(BTreeMap::new())
+    );
 }
 
 #[test]
