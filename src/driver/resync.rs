@@ -10,7 +10,7 @@ use tracing::{debug, info, warn};
 
 use super::{Driver, Error};
 use crate::dataplane::{self, Route, endpoint_route, host_veth_name, peer_veth_name};
-use crate::model::{EndpointState, NodeStatus};
+use crate::model::{EndpointState, Node, NodeStatus, Pool};
 use crate::routing::{ClusterView, desired_routes};
 
 #[derive(Debug, Default)]
@@ -40,6 +40,12 @@ impl Driver {
     /// Programs the firewall for the datastore's endpoints and profiles.
     /// Cheap when nothing changed: the backend skips what it applied last.
     pub async fn converge_policy(&self) -> Result<(), Error> {
+        self.converge_policy_with(None).await
+    }
+
+    /// `converge_policy`, given the pools and nodes when the pass has
+    /// already read them.
+    async fn converge_policy_with(&self, read: Option<(&[Pool], &[Node])>) -> Result<(), Error> {
         // The IDs first: an endpoint recorded between the two reads is then
         // in the listing and never taken for a quarantined one.
         // Profiles and exposures are read beside them: each read is a
@@ -52,7 +58,7 @@ impl Driver {
             endpoints,
             self.store.profiles_checked(),
             self.store.exposures(),
-            self.vxlan_peers()
+            self.vxlan_guard(read)
         );
         let ((ids, all), (profiles, invalid), exposures) = (listed?, profiles?, exposures?);
         let peers = peers?;
@@ -110,10 +116,15 @@ impl Driver {
     }
 
     pub async fn resync(&self) -> Result<ResyncReport, Error> {
+        // One read of pools and nodes feeds both the firewall's VXLAN guard
+        // set and the routes: one round trip less, and the two agree.
+        // Listings leave out records that fail their checks.
+        let (pools, nodes) = tokio::join!(self.ipam.pools(), self.store.nodes());
+        let (pools, nodes) = (pools?, nodes?);
         // Policy first: a new endpoint's chains must exist before traffic.
-        self.converge_policy().await?;
+        self.converge_policy_with(Some((&pools, &nodes))).await?;
         let started = std::time::Instant::now();
-        let report = self.sync_routes().await;
+        let report = self.sync_routes(&pools, &nodes).await;
         let metrics = crate::metrics::get();
         metrics.route_sync.observe(started.elapsed().as_secs_f64());
         if let Ok(report) = &report {
@@ -123,9 +134,7 @@ impl Driver {
         report
     }
 
-    async fn sync_routes(&self) -> Result<ResyncReport, Error> {
-        // Listings leave out records that fail their checks.
-        let pools = self.ipam.pools().await?;
+    async fn sync_routes(&self, pools: &[Pool], nodes: &[Node]) -> Result<ResyncReport, Error> {
         let blocks: Vec<_> = self
             .store
             .blocks()
@@ -133,13 +142,12 @@ impl Driver {
             .into_iter()
             .map(|b| b.value)
             .collect();
-        let nodes = self.store.nodes().await?;
         let alive: HashSet<String> = self.store.alive_hosts().await?.into_iter().collect();
-        crate::metrics::cluster::record(&pools, &blocks, &nodes, &alive);
+        crate::metrics::cluster::record(pools, &blocks, nodes, &alive);
         let view = ClusterView {
-            pools: &pools,
+            pools,
             blocks: &blocks,
-            nodes: &nodes,
+            nodes,
             alive: &alive,
             mode: self.routing_mode(),
         };
@@ -196,7 +204,7 @@ impl Driver {
         self.tunnel_after_routes(&tunnel).await;
         drop(_kernel);
         // After the kernel: BIRD learns this host's blackholes from it.
-        self.converge_bgp(&pools, &blocks, &nodes).await;
+        self.converge_bgp(pools, &blocks, nodes).await;
 
         report.routes = desired.len();
         report.routes_added = diff.added;

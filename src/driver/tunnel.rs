@@ -10,20 +10,27 @@ use tracing::warn;
 use super::Driver;
 use crate::dataplane::vxlan::Mac;
 use crate::dataplane::{Route, RouteTarget, VXLAN_OVERHEAD, VXLAN_PORT, VxlanSpec};
+use crate::model::{Node, Pool};
 use crate::routing::ClusterView;
 
 pub(super) type Tunnel = Option<(VxlanSpec, BTreeMap<Ipv4Addr, Mac>)>;
 
 impl Driver {
-    /// With a pool that encapsulates, every registered node's address
-    /// (the only sources VXLAN is taken from); None without one.
-    pub(super) async fn vxlan_peers(&self) -> Result<Option<Vec<Ipv4Addr>>, super::Error> {
+    /// The VXLAN guard set (see `vxlan_peers`), from the pools and nodes
+    /// the pass has read when it has, else read here: the nodes only when
+    /// a pool encapsulates.
+    pub(super) async fn vxlan_guard(
+        &self,
+        read: Option<(&[Pool], &[Node])>,
+    ) -> Result<Option<Vec<Ipv4Addr>>, super::Error> {
+        if let Some((pools, nodes)) = read {
+            return Ok(vxlan_peers(pools, nodes));
+        }
         let pools = self.ipam.pools().await?;
         if pools.iter().all(|p| p.vxlan.is_never()) {
             return Ok(None);
         }
-        let nodes = self.store.nodes().await?;
-        Ok(Some(nodes.iter().map(|n| n.ip).collect()))
+        Ok(vxlan_peers(&pools, &self.store.nodes().await?))
     }
 
     /// The tunnel this host needs for `routes` (its routes in `view`):
@@ -67,4 +74,13 @@ impl Driver {
             warn!(error = %err, "cannot remove the VXLAN tunnel");
         }
     }
+}
+
+/// With a pool that encapsulates, every registered node's address (the
+/// only sources VXLAN is taken from); None without one.
+fn vxlan_peers(pools: &[Pool], nodes: &[Node]) -> Option<Vec<Ipv4Addr>> {
+    if pools.iter().all(|p| p.vxlan.is_never()) {
+        return None;
+    }
+    Some(nodes.iter().map(|n| n.ip).collect())
 }
