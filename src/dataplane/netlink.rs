@@ -17,6 +17,7 @@ use rtnetlink::{Handle, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBu
 
 use super::Error;
 pub use super::route::{Route, RouteTarget};
+use super::vxlan::mac_text;
 
 /// Marks every route tabby installs (`proto 77` in `ip route`), so the
 /// agent only ever touches its own routes.
@@ -128,13 +129,7 @@ impl Netlink {
         let msg = self.link_message(name).await?;
         Ok(msg.and_then(|m| {
             m.attributes.into_iter().find_map(|a| match a {
-                LinkAttribute::Address(bytes) => Some(
-                    bytes
-                        .iter()
-                        .map(|b| format!("{b:02x}"))
-                        .collect::<Vec<_>>()
-                        .join(":"),
-                ),
+                LinkAttribute::Address(bytes) => Some(mac_text(&bytes)),
                 _ => None,
             })
         }))

@@ -62,7 +62,9 @@ pub struct TunnelEntries {
     pub fdb: BTreeMap<Mac, Ipv4Addr>,
 }
 
-pub fn mac_text(mac: &Mac) -> String {
+/// `0e:66:fb:97:74:56`, as `ip link` shows it; any length, since a
+/// link's hardware address need not be a MAC's six bytes.
+pub fn mac_text(mac: &[u8]) -> String {
     mac.iter()
         .map(|b| format!("{b:02x}"))
         .collect::<Vec<_>>()
