@@ -84,7 +84,7 @@ fn plugin_rss_kib(lab: &Lab) -> u64 {
             lab.dir().display()
         ),
     );
-    rss_of(pid.trim())
+    support::procfs::rss_kib(pid.trim()).unwrap_or(0)
 }
 
 /// (call, micros) of every plugin call the agent logged, in order.
@@ -112,17 +112,7 @@ fn plugin_calls(log: &str) -> Vec<(String, f64)> {
 
 fn rss_kib(lab: &Lab, host: &str) -> u64 {
     let pid = std::fs::read_to_string(lab.dir().join(host).join("agent.pid")).unwrap();
-    rss_of(pid.trim())
-}
-
-fn rss_of(pid: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+    support::procfs::rss_kib(pid.trim()).unwrap_or(0)
 }
 
 fn main() {

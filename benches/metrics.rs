@@ -17,6 +17,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use support::procfs::rss_mb;
 use support::{Lab, eventually, http};
 
 const LISTEN: &str = "127.0.0.1:9091";
@@ -39,17 +40,6 @@ fn agent_pid(lab: &Lab) -> String {
         .unwrap()
         .trim()
         .to_string()
-}
-
-fn rss_mb(pid: &str) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kib: f64 = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap();
-    kib / 1024.0
 }
 
 /// User plus system CPU time of a process, in milliseconds.

@@ -30,18 +30,9 @@ fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
     v[(((p / 100.0) * (v.len() - 1) as f64).round() as usize).min(v.len() - 1)]
 }
 
-fn rss_mb(pidfile: &std::path::Path) -> f64 {
-    let Ok(pid) = std::fs::read_to_string(pidfile) else {
-        return 0.0;
-    };
-    let status = std::fs::read_to_string(format!("/proc/{}/status", pid.trim())).unwrap();
-    let kib: f64 = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap();
-    kib / 1024.0
+/// 0 without a pidfile: no BIRD runs in direct mode.
+fn pidfile_rss_mb(pidfile: &std::path::Path) -> f64 {
+    std::fs::read_to_string(pidfile).map_or(0.0, |pid| support::procfs::rss_mb(pid.trim()))
 }
 
 fn host_ip(lab: &Lab, host: &str) -> String {
@@ -252,8 +243,8 @@ fn memory(lab: &Lab, what: &str) {
     std::thread::sleep(Duration::from_secs(5));
     for host in ["h1", "h2", "h3"] {
         let endpoints = lab.sh(host, "docker ps -q | wc -l");
-        let agent = rss_mb(&lab.dir().join(host).join("agent.pid"));
-        let bird = rss_mb(&lab.dir().join(host).join("bird/bird.pid"));
+        let agent = pidfile_rss_mb(&lab.dir().join(host).join("agent.pid"));
+        let bird = pidfile_rss_mb(&lab.dir().join(host).join("bird/bird.pid"));
         println!(
             "[{what}] RSS on {host} with {} endpoints: agent {agent:.1} MB + BIRD {bird:.1} MB = {:.1} MB",
             endpoints.trim(),

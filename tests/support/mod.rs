@@ -6,6 +6,7 @@ mod etcd;
 pub mod firewall;
 pub mod http;
 mod networks;
+pub mod procfs;
 mod shared;
 mod sql;
 
