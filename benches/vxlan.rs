@@ -4,7 +4,9 @@
 //! - Docker's own overlay (a swarm of the same two dockerds, data path on
 //!   UDP 4790 so it runs beside tabby's tunnel on 4789);
 //! - tabby routed through a BGP tor (a second lab, no encapsulation);
-//! - host to host, in each lab.
+//! - host to host, in each lab;
+//! - the ceiling: two plain namespaces routed through the BGP lab's hosts
+//!   like containers, but with no per-endpoint policy and no Docker inside.
 //!
 //! Throughput on this machine swings about 2x between runs: every round
 //! measures each path once, the order rotating round by round, and each
@@ -14,6 +16,8 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
+use std::path::PathBuf;
+use std::process::Command;
 use std::time::Duration;
 
 use support::{Lab, eventually};
@@ -30,36 +34,43 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// One path: a lab, and client and server as (host, container or None).
+/// Where one end of a path runs iperf3.
+enum End {
+    Host(&'static str),
+    Container(&'static str, &'static str),
+    Bare(PathBuf),
+}
+
+impl End {
+    fn sh(&self, lab: &Lab, command: &str) -> String {
+        match self {
+            End::Host(host) => lab.sh(host, command),
+            End::Container(host, c) => lab.sh(
+                host,
+                &format!("nsenter -t $(docker inspect -f '{{{{.State.Pid}}}}' {c}) -n {command}"),
+            ),
+            End::Bare(ns) => in_netns(ns, command),
+        }
+    }
+}
+
+/// One path: a lab, its client and server ends, and the server's address.
 struct Path<'a> {
     name: &'static str,
     lab: &'a Lab,
-    client: (&'static str, Option<&'static str>),
-    server: (&'static str, Option<&'static str>),
+    client: End,
+    server: End,
     target: String,
 }
 
 /// iperf3 TCP for `secs` seconds, in Gbit/s; each end runs the host's
-/// iperf3 in the container's network namespace.
+/// iperf3 in the end's network namespace.
 fn gbps(path: &Path, secs: u64) -> f64 {
-    let prefix = |c: Option<&str>| match c {
-        Some(c) => format!("nsenter -t $(docker inspect -f '{{{{.State.Pid}}}}' {c}) -n "),
-        None => String::new(),
-    };
-    let lab = path.lab;
-    lab.sh(
-        path.server.0,
-        &format!("{}iperf3 -s -1 -D", prefix(path.server.1)),
-    );
+    path.server.sh(path.lab, "iperf3 -s -1 -D");
     std::thread::sleep(Duration::from_millis(300));
-    let json = lab.sh(
-        path.client.0,
-        &format!(
-            "{}iperf3 -c {} -t {secs} -J",
-            prefix(path.client.1),
-            path.target
-        ),
-    );
+    let json = path
+        .client
+        .sh(path.lab, &format!("iperf3 -c {} -t {secs} -J", path.target));
     let v: serde_json::Value = serde_json::from_str(&json).expect("iperf3 JSON");
     v["end"]["sum_received"]["bits_per_second"]
         .as_f64()
@@ -149,41 +160,57 @@ fn main() {
     let (rounds, secs) = (env("TABBY_BENCH_ROUNDS", 5), env("TABBY_BENCH_SECS", 10));
     let plain = plain_lab();
     let bgp = bgp_lab();
+    let bare = Bare::attach(&bgp, Via::Tor);
+    let bare_tunnel = Bare::attach(&plain, Via::Tunnel);
     let paths = [
         Path {
             name: "host h1 -> h2, plain tor",
             lab: &plain,
-            client: ("h1", None),
-            server: ("h2", None),
+            client: End::Host("h1"),
+            server: End::Host("h2"),
             target: "198.18.1.12".into(),
         },
         Path {
             name: "tabby VXLAN cross-subnet",
             lab: &plain,
-            client: ("h1", Some("t1")),
-            server: ("h2", Some("t2")),
+            client: End::Container("h1", "t1"),
+            server: End::Container("h2", "t2"),
             target: containers(&plain, "vx", ["t1", "t2"]),
         },
         Path {
             name: "Docker overlay",
             lab: &plain,
-            client: ("h1", Some("o1")),
-            server: ("h2", Some("o2")),
+            client: End::Container("h1", "o1"),
+            server: End::Container("h2", "o2"),
             target: containers(&plain, "ov", ["o1", "o2"]),
+        },
+        Path {
+            name: "ceiling: plain netns, VXLAN",
+            lab: &plain,
+            client: End::Bare(bare_tunnel.namespaces[0].clone()),
+            server: End::Bare(bare_tunnel.namespaces[1].clone()),
+            target: "198.19.65.2".into(),
         },
         Path {
             name: "host h1 -> h2, BGP tor",
             lab: &bgp,
-            client: ("h1", None),
-            server: ("h2", None),
+            client: End::Host("h1"),
+            server: End::Host("h2"),
             target: "198.18.1.12".into(),
         },
         Path {
             name: "tabby routed, BGP tor",
             lab: &bgp,
-            client: ("h1", Some("r1")),
-            server: ("h2", Some("r2")),
+            client: End::Container("h1", "r1"),
+            server: End::Container("h2", "r2"),
             target: containers(&bgp, "n1", ["r1", "r2"]),
+        },
+        Path {
+            name: "ceiling: plain netns, BGP",
+            lab: &bgp,
+            client: End::Bare(bare.namespaces[0].clone()),
+            server: End::Bare(bare.namespaces[1].clone()),
+            target: "198.19.64.2".into(),
         },
     ];
     let mut results: Vec<Vec<f64>> = vec![Vec::new(); paths.len()];
@@ -203,7 +230,16 @@ fn main() {
             path.name
         );
     }
-    let [host_plain, vxlan, overlay, host_bgp, routed] = medians[..] else {
+    let [
+        host_plain,
+        vxlan,
+        overlay,
+        ceiling_vxlan,
+        host_bgp,
+        routed,
+        ceiling,
+    ] = medians[..]
+    else {
         unreachable!()
     };
     println!(
@@ -214,4 +250,118 @@ fn main() {
         vxlan / overlay,
         vxlan / host_plain
     );
+    println!(
+        "[vxlan] ceilings: routed {:.3} x host, {:.3} x overlay; VXLAN {:.3} x overlay. \
+         tabby / ceiling: routed {:.3}, VXLAN {:.3}",
+        ceiling / host_bgp,
+        ceiling / overlay,
+        ceiling_vxlan / overlay,
+        routed / ceiling,
+        vxlan / ceiling_vxlan
+    );
+}
+
+/// A plain network namespace per lab host, routed like a container but made
+/// by neither tabby nor Docker: no per-endpoint policy, no embedded-DNS NAT
+/// inside it. Only the host's own stateful FORWARD path remains, so its
+/// throughput is the ceiling any stateful-firewall dataplane reaches here.
+/// Its namespaces go when it drops, before the lab does.
+struct Bare {
+    namespaces: Vec<PathBuf>,
+}
+
+/// How the two plain namespaces reach each other.
+#[derive(Clone, Copy, PartialEq)]
+enum Via {
+    /// The tor routes 198.19.64.N/32 (the BGP lab's tor is a router).
+    Tor,
+    /// Through tabby's tunnel, as the agent routes a block across subnets.
+    Tunnel,
+}
+
+impl Bare {
+    /// `bareN` hangs off hN with 198.19.64.N/32 (Tor) or 198.19.65.N/32
+    /// (Tunnel), outside the labs' pools.
+    fn attach(lab: &Lab, via: Via) -> Bare {
+        let mut bare = Bare {
+            namespaces: Vec::new(),
+        };
+        let hosts = [
+            ("h1", "198.18.0.11", "198.18.0.1"),
+            ("h2", "198.18.1.12", "198.18.1.1"),
+        ];
+        let (net, mtu) = match via {
+            Via::Tor => ("198.19.64", 1500),
+            Via::Tunnel => ("198.19.65", 1450),
+        };
+        for (n, (host, host_ip, _)) in hosts.iter().enumerate() {
+            let ns = lab.netns_path(&format!("bare{}", n + 1));
+            let name = ns.file_name().unwrap().to_string_lossy().to_string();
+            run(&format!("ip netns add {name}"));
+            bare.namespaces.push(ns.clone());
+            let ip = format!("{net}.{}", n + 1);
+            // From this mount namespace: a lab host's own cannot see /run/netns.
+            let host_ns = lab.netns_path(host);
+            in_netns(
+                &ns,
+                &format!(
+                    "ip link add eth0 mtu {mtu} type veth peer name bare netns {}",
+                    host_ns.file_name().unwrap().to_string_lossy()
+                ),
+            );
+            lab.sh(
+                host,
+                &format!(
+                    "sysctl -qw net.ipv4.conf.bare.proxy_arp=1 net.ipv4.neigh.bare.proxy_delay=0 && \
+                     ip link set bare mtu {mtu} up && ip route add {ip}/32 dev bare && \
+                     iptables -I FORWARD -i bare -j ACCEPT && iptables -I FORWARD -o bare -j ACCEPT"
+                ),
+            );
+            in_netns(
+                &ns,
+                &format!(
+                    "ip link set lo up && ip link set eth0 up && ip addr add {ip}/32 dev eth0 && \
+                     ip route add 169.254.1.1 dev eth0 && \
+                     ip route add {net}.0/24 via 169.254.1.1 dev eth0"
+                ),
+            );
+            let (other, _, other_gw) = hosts[1 - n];
+            if via == Via::Tor {
+                lab.sh("tor", &format!("ip route add {ip}/32 via {host_ip}"));
+                lab.sh(other, &format!("ip route add {ip}/32 via {other_gw}"));
+            } else {
+                lab.sh(
+                    other,
+                    &format!("ip route add {ip}/32 via {host_ip} dev tabby.vxlan onlink"),
+                );
+            }
+        }
+        bare
+    }
+}
+
+impl Drop for Bare {
+    fn drop(&mut self) {
+        for ns in &self.namespaces {
+            let name = ns.file_name().unwrap().to_string_lossy().to_string();
+            let _ = Command::new("ip").args(["netns", "del", &name]).status();
+        }
+    }
+}
+
+fn run(command: &str) -> String {
+    let out = Command::new("sh")
+        .args(["-c", command])
+        .output()
+        .expect("sh runs");
+    assert!(
+        out.status.success(),
+        "`{command}` failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn in_netns(ns: &std::path::Path, command: &str) -> String {
+    run(&format!("nsenter --net={} sh -c '{command}'", ns.display()))
 }
