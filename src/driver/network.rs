@@ -137,12 +137,14 @@ impl Driver {
                 )));
             }
         }
+        let veth = host_veth_name(endpoint_id);
+        self.refuse_taken_veth(endpoint_id, &veth).await?;
         let endpoint = Endpoint {
             id: endpoint_id.to_string(),
             network_id: network_id.to_string(),
             host: self.host().to_string(),
             ip,
-            veth: host_veth_name(endpoint_id),
+            veth,
             mac: None,
             container: None,
             state: EndpointState::Created,
@@ -156,6 +158,25 @@ impl Driver {
         self.complete_records(&endpoint);
         info!(endpoint = endpoint_id, %ip, "created endpoint");
         Ok(())
+    }
+
+    /// The host veth's name is cut from the endpoint ID: two IDs that share
+    /// their first characters would share one interface, and the second
+    /// Join would take over the first endpoint's link. Refuse the second.
+    async fn refuse_taken_veth(&self, endpoint_id: &str, veth: &str) -> Result<(), Error> {
+        let endpoints = self.store.host_endpoints(self.host()).await?;
+        match endpoints
+            .iter()
+            .find(|other| other.veth == veth && other.id != endpoint_id)
+        {
+            Some(other) => Err(Error::Invalid(format!(
+                "endpoint {endpoint_id} would use interface {veth}, which endpoint {} already has: \
+                 endpoint IDs must differ in their first {} characters",
+                other.id,
+                veth.len() - crate::dataplane::VETH_PREFIX.len()
+            ))),
+            None => Ok(()),
+        }
     }
 
     /// Creates a profile with calicoctl's defaults unless it exists.

@@ -22,6 +22,28 @@ fn bad_requests_are_refused_and_change_nothing() {
             "NetworkID": net, "IPv4Data": [{"Pool": POOL, "Gateway": "169.254.1.1/32"}]
         }),
     );
+    // An endpoint whose veth name (tabby + the ID's first 10 characters) a
+    // second endpoint, below, would share; the ipam check's grace period
+    // (60 s) keeps it while the test runs.
+    let addresses: Vec<String> = (0..2)
+        .map(|_| {
+            let grant = ok(
+                &lab,
+                "/IpamDriver.RequestAddress",
+                json!({"PoolID": pool_id, "Address": ""}),
+            );
+            grant["Address"].as_str().unwrap().to_string()
+        })
+        .collect();
+    let shared_start = "e".repeat(20);
+    ok(
+        &lab,
+        "/NetworkDriver.CreateEndpoint",
+        json!({
+            "NetworkID": net, "EndpointID": format!("{shared_start}{}", "0".repeat(44)),
+            "Interface": {"Address": addresses[0]}
+        }),
+    );
     // The agent reacts to the setup's writes (a resync records its node
     // status): wait until nothing moves before taking the reference.
     let before = eventually(Duration::from_secs(10), "etcd to settle", || {
@@ -174,6 +196,14 @@ fn bad_requests_are_refused_and_change_nothing() {
             json!({"NetworkID": net, "EndpointID": format!("{}\n", "a".repeat(63))}),
         ),
         (
+            "endpoint whose veth name is taken",
+            "/NetworkDriver.CreateEndpoint",
+            json!({
+                "NetworkID": net, "EndpointID": format!("{shared_start}{}", "1".repeat(44)),
+                "Interface": {"Address": addresses[1]}
+            }),
+        ),
+        (
             "loopback pool",
             "/IpamDriver.RequestPool",
             json!({"Pool": "127.0.0.0/8"}),
@@ -185,6 +215,9 @@ fn bad_requests_are_refused_and_change_nothing() {
             && !what.starts_with("empty")
         {
             assert!(err.contains("64 lowercase hex digits"), "{what}: {err}");
+        }
+        if what == "endpoint whose veth name is taken" {
+            assert!(err.contains("already has"), "{err}");
         }
         if what == "overlapping pool" {
             assert!(
