@@ -292,3 +292,55 @@ fn a_port_list_goes_through_nft_and_reads_back_the_same() {
     assert!(repaired.is_empty(), "{repaired:?}");
     assert_eq!(listed, whole(with_list()));
 }
+
+#[test]
+fn the_table_as_nft_lists_it_loads_back_into_nft() {
+    support::skip_unless_root("network namespaces and nftables");
+    // Every kind of name tabby makes: hashed ones for a long profile and
+    // its tag, and the VXLAN peers' set.
+    let long = "a-profile-name-too-long-for-a-chain";
+    let peers = ["198.18.0.11".parse().unwrap()];
+    let mine = vec![endpoint(0, "h1", long)];
+    let state = render(&PolicyInput {
+        local: &mine,
+        all: &mine,
+        profiles: &[default_profile(long)],
+        exposures: &[],
+        quarantined: &[],
+        vxlan_peers: Some(&peers),
+    });
+    let (text, check) = in_scratch_namespace(move || {
+        apply(&NftablesFirewall::default(), &state);
+        let listed = Command::new("nft")
+            .args(["list", "table", "inet", "tabby"])
+            .output()
+            .expect("nft runs");
+        let text = support::stdout(&listed);
+        // Loaded into a fresh table of another name: the listing's own
+        // table is still there.
+        let renamed = text.replacen("table inet tabby", "table inet tabby_check", 1);
+        let mut child = Command::new("nft")
+            .args(["-c", "-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("nft runs");
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(renamed.as_bytes())
+            .unwrap();
+        (text, child.wait_with_output().unwrap())
+    });
+    assert!(text.contains("tabby-t-_"), "a hashed set name: {text}");
+    assert!(text.contains("TABBY-PI-_"), "a hashed chain name: {text}");
+    assert!(text.contains("tabby-t-_vxlan"), "{text}");
+    assert!(
+        check.status.success(),
+        "nft cannot load its own listing: {}",
+        support::stderr(&check)
+    );
+}

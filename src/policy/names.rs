@@ -39,22 +39,25 @@ pub fn is_own_chain(name: &str) -> bool {
 }
 
 /// Ipset and chain names have small limits (31 and 28): long names are
-/// replaced by a stable hash.
+/// replaced by a stable hash. The mark before it is `_`: no tag or profile
+/// starts with one, and unlike the `~` of older releases nft's own syntax
+/// takes it, so `nft list ruleset` output loads back with `nft -f`. Sets
+/// of an older release are still found by the set prefix and removed.
 fn short_name(prefix: &str, name: &str, max: usize) -> String {
     if prefix.len() + name.len() <= max {
         return format!("{prefix}{name}");
     }
-    format!("{prefix}~{:016x}", fnv1a(name.as_bytes()))
+    format!("{prefix}_{:016x}", fnv1a(name.as_bytes()))
 }
 
 pub fn tag_set(tag: &str) -> String {
     short_name(SET_PREFIX, tag, 31)
 }
 
-/// The nodes VXLAN is taken from. No tag starts with `~`, and hashed
-/// names are `~` and 16 hex digits, so this names no tag's set.
+/// The nodes VXLAN is taken from. No tag starts with `_`, and hashed
+/// names are `_` and 16 hex digits, so this names no tag's set.
 pub fn vxlan_peers_set() -> String {
-    format!("{SET_PREFIX}~vxlan")
+    format!("{SET_PREFIX}_vxlan")
 }
 
 pub fn profile_chain(direction: &str, profile: &str) -> String {
@@ -83,8 +86,9 @@ pub fn dnat_map(hook: &str, kind: crate::policy::model::DnatKind) -> String {
 mod tests {
     #[test]
     fn a_long_tag_hashes_to_the_same_set_name_every_release() {
-        // Sets named by an older release must still be found and cleaned up.
+        // A set's name must not change between releases without need: a
+        // renamed set is made anew and swapped into every rule using it.
         let set = super::tag_set("a-very-long-tag-name-over-limit");
-        assert_eq!(set, "tabby-t-~9c5a8ad01462e5b2");
+        assert_eq!(set, "tabby-t-_9c5a8ad01462e5b2");
     }
 }

@@ -243,16 +243,16 @@ fn with_a_tunnel_vxlan_is_taken_only_from_nodes() {
     assert_eq!(
         chain,
         [
-            "-p udp -m multiport --dports 4789 -m set --match-set tabby-t-~vxlan src -j RETURN",
+            "-p udp -m multiport --dports 4789 -m set --match-set tabby-t-_vxlan src -j RETURN",
             "-p udp -m multiport --dports 4789 -j DROP",
         ]
     );
     assert_eq!(
-        state.sets["tabby-t-~vxlan"],
+        state.sets["tabby-t-_vxlan"],
         peers.iter().copied().collect()
     );
     let without = render(&input(None));
-    assert!(!without.sets.contains_key("tabby-t-~vxlan"));
+    assert!(!without.sets.contains_key("tabby-t-_vxlan"));
     let text: Vec<String> = without
         .ruleset
         .filter
