@@ -5,8 +5,8 @@
 //!   UDP 4790 so it runs beside tabby's tunnel on 4789);
 //! - tabby routed through a BGP tor (a second lab, no encapsulation);
 //! - host to host, in each lab;
-//! - the ceiling: two plain namespaces routed through the BGP lab's hosts
-//!   like containers, but with no per-endpoint policy and no Docker inside.
+//! - the ceilings: in each lab, two plain namespaces routed through the
+//!   hosts like containers, with no per-endpoint policy and no Docker inside.
 //!
 //! Throughput on this machine swings about 2x between runs: every round
 //! measures each path once, the order rotating round by round, and each
