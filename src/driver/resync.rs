@@ -46,6 +46,11 @@ impl Driver {
     /// `converge_policy`, given the pools and nodes when the pass has
     /// already read them.
     async fn converge_policy_with(&self, read: Option<(&[Pool], &[Node])>) -> Result<(), Error> {
+        // Held from the reads to the apply: a pass that read before another
+        // wrote (a Join's endpoint) must not program its older view after
+        // that other pass, which would take the new endpoint's chains away
+        // until the next pass.
+        let mut recorded = self.policy.lock().await;
         // The IDs first: an endpoint recorded between the two reads is then
         // in the listing and never taken for a quarantined one.
         // Profiles and exposures are read beside them: each read is a
@@ -86,7 +91,6 @@ impl Driver {
         let metrics = crate::metrics::get();
         metrics.local_endpoints.set(local.len() as i64);
         metrics.cluster_endpoints.set(all.len() as i64);
-        let mut recorded = self.policy.lock().await;
         let started = std::time::Instant::now();
         let applied =
             crate::policy::contain::apply_contained(self.firewall.as_ref(), &input, &invalid).await;

@@ -101,12 +101,16 @@ fn id(n: u8) -> String {
 }
 
 fn host() -> Host {
+    host_with(Store::in_memory())
+}
+
+fn host_with(store: Store) -> Host {
     let kernel = Arc::new(FakeKernel::default());
     let sysctl = Arc::new(FakeSysctl::default());
     let firewall = Arc::new(RecordingFirewall::default());
     let docker = Arc::new(FakeDocker::default());
     let driver = Driver::new(
-        Store::in_memory(),
+        store,
         Dataplane::with(kernel.clone(), sysctl.clone(), 1500),
         firewall.clone(),
         DriverConfig {
@@ -396,3 +400,6 @@ async fn ipam_check_judges_nothing_when_docker_does_not_know_the_network() {
     assert!(report.repaired.is_empty());
     assert!(h.recorded(&ep).await);
 }
+
+#[path = "tests_race.rs"]
+mod race;

@@ -1,0 +1,109 @@
+//! Two policy passes at once: the one that read etcd first must not be
+//! the one that programs the firewall last.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use async_trait::async_trait;
+use tokio::sync::Notify;
+
+use super::{NET, host_with};
+use crate::dataplane::host_veth_name;
+use crate::store::kv::{Expect, KeyStream, Kv, LeaseGuard, Swap, Versioned};
+use crate::store::memory::MemoryKv;
+use crate::store::{Error, Store};
+
+/// An in-memory store whose next listing of all endpoints, once armed, waits
+/// until released: a pass caught between reading etcd and programming.
+#[derive(Default)]
+struct GatedKv {
+    kv: MemoryKv,
+    armed: AtomicBool,
+    entered: Notify,
+    release: Notify,
+}
+
+#[async_trait]
+impl Kv for GatedKv {
+    async fn get(&self, key: &str) -> Result<Option<Versioned<Vec<u8>>>, Error> {
+        self.kv.get(key).await
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<(String, Versioned<Vec<u8>>)>, Error> {
+        let listed = self.kv.list(prefix).await;
+        if prefix.ends_with("/endpoints/") && self.armed.swap(false, Ordering::SeqCst) {
+            self.entered.notify_one();
+            self.release.notified().await;
+        }
+        listed
+    }
+    async fn put(&self, key: &str, value: Vec<u8>) -> Result<(), Error> {
+        self.kv.put(key, value).await
+    }
+    async fn swap(&self, key: &str, expect: Expect, value: Option<Vec<u8>>) -> Result<bool, Error> {
+        self.kv.swap(key, expect, value).await
+    }
+    async fn swap_all(&self, swaps: Vec<Swap>) -> Result<bool, Error> {
+        self.kv.swap_all(swaps).await
+    }
+    async fn delete(&self, key: &str) -> Result<bool, Error> {
+        self.kv.delete(key).await
+    }
+    async fn put_leased(&self, key: &str, value: Vec<u8>, ttl: i64) -> Result<LeaseGuard, Error> {
+        self.kv.put_leased(key, value, ttl).await
+    }
+    async fn create_leased(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        ttl: i64,
+    ) -> Result<Option<LeaseGuard>, Error> {
+        self.kv.create_leased(key, value, ttl).await
+    }
+    async fn watch(&self, prefix: &str, from_revision: i64) -> Result<KeyStream, Error> {
+        self.kv.watch(prefix, from_revision).await
+    }
+    async fn revision(&self, within: &str) -> Result<i64, Error> {
+        self.kv.revision(within).await
+    }
+}
+
+/// The first ping between two fresh containers was once lost (CI at
+/// ec35dd5): a pass that read the endpoints before the second container's
+/// Join programmed its stale view after the Join's own pass, removing the
+/// new endpoint's chains until the next pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pass_that_read_before_a_join_never_programs_after_it() {
+    let kv = Arc::new(GatedKv::default());
+    let h = Arc::new(host_with(Store::new(kv.clone(), "/tabby")));
+    let pool = h.network().await;
+    let (first, _) = h.endpoint(&pool, 1).await;
+    h.driver.join(NET, &first, "/x").await.unwrap();
+
+    // A pass (a resync, or one a watch event started) reads the endpoints
+    // and is held there.
+    kv.armed.store(true, Ordering::SeqCst);
+    let stale = tokio::spawn({
+        let h = h.clone();
+        async move { h.driver.converge_policy().await }
+    });
+    kv.entered.notified().await;
+    // Meanwhile a second container joins.
+    let (second, _) = h.endpoint(&pool, 2).await;
+    let join = tokio::spawn({
+        let h = h.clone();
+        let second = second.clone();
+        async move { h.driver.join(NET, &second, "/y").await.map(|_| ()) }
+    });
+    // Let the Join get as far as it can before the held pass goes on.
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    kv.release.notify_one();
+    stale.await.unwrap().unwrap();
+    join.await.unwrap().unwrap();
+
+    let veth = host_veth_name(&second);
+    let last = h.firewall.last();
+    assert!(
+        last.ruleset.dispatch.to.contains_key(&veth),
+        "the last state programmed lacks the joined endpoint {veth}"
+    );
+}
