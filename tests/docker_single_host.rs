@@ -66,7 +66,7 @@ fn containers_get_32s_routes_and_reach_each_other() {
     }
     // One CI run (ec35dd5) lost the first ping here: a policy pass that had
     // read etcd before c2's Join programmed its older view after it. Fixed
-    // and pinned by driver::tests::race; still waited for, as a pass can
+    // and pinned by driver::tests::collisions; still waited for, as a pass can
     // lag a moment on a loaded machine.
     eventually(
         Duration::from_secs(10),

@@ -235,35 +235,6 @@ async fn join_polices_then_makes_a_marked_veth_routed_to_its_address() {
 }
 
 #[tokio::test]
-async fn an_endpoint_whose_veth_name_is_taken_is_refused_and_not_recorded() {
-    let h = host();
-    let pool = h.network().await;
-    let (first, _) = h.endpoint(&pool, 3).await;
-    // Same first characters, so the same interface name; another ending.
-    let second = format!("{}{}", &first[..20], "f".repeat(44));
-    let no_options = HashMap::new();
-    let address = h.driver.request_address(&pool, "", &no_options);
-    let address = address.await.unwrap();
-
-    let err = h.driver.create_endpoint(NET, &second, &address).await;
-    let err = err.unwrap_err().to_string();
-    assert!(err.contains(&host_veth_name(&first)), "{err}");
-    assert!(err.contains(&first), "{err}");
-    assert!(!h.recorded(&second).await);
-    assert!(h.recorded(&first).await);
-    // Docker retrying the first endpoint's call is still answered.
-    let again = h
-        .driver
-        .store
-        .endpoint("h1", &first)
-        .await
-        .unwrap()
-        .unwrap();
-    let again = format!("{}/32", again.ip);
-    h.driver.create_endpoint(NET, &first, &again).await.unwrap();
-}
-
-#[tokio::test]
 async fn join_leaves_a_foreign_link_of_the_same_name_alone() {
     let h = host();
     let pool = h.network().await;
@@ -401,5 +372,5 @@ async fn ipam_check_judges_nothing_when_docker_does_not_know_the_network() {
     assert!(h.recorded(&ep).await);
 }
 
-#[path = "tests_race.rs"]
-mod race;
+#[path = "tests_collisions.rs"]
+mod collisions;

@@ -1,5 +1,6 @@
-//! Two policy passes at once: the one that read etcd first must not be
-//! the one that programs the firewall last.
+//! Collisions: two policy passes at once (the one that read etcd first
+//! must not program the firewall last), and two endpoints that would
+//! share one interface.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -7,7 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use async_trait::async_trait;
 use tokio::sync::Notify;
 
-use super::{NET, host_with};
+use std::collections::HashMap;
+
+use super::{NET, host, host_with};
 use crate::dataplane::host_veth_name;
 use crate::store::kv::{Expect, KeyStream, Kv, LeaseGuard, Swap, Versioned};
 use crate::store::memory::MemoryKv;
@@ -106,4 +109,33 @@ async fn a_pass_that_read_before_a_join_never_programs_after_it() {
         last.ruleset.dispatch.to.contains_key(&veth),
         "the last state programmed lacks the joined endpoint {veth}"
     );
+}
+
+#[tokio::test]
+async fn an_endpoint_whose_veth_name_is_taken_is_refused_and_not_recorded() {
+    let h = host();
+    let pool = h.network().await;
+    let (first, _) = h.endpoint(&pool, 3).await;
+    // Same first characters, so the same interface name; another ending.
+    let second = format!("{}{}", &first[..20], "f".repeat(44));
+    let no_options = HashMap::new();
+    let address = h.driver.request_address(&pool, "", &no_options);
+    let address = address.await.unwrap();
+
+    let err = h.driver.create_endpoint(NET, &second, &address).await;
+    let err = err.unwrap_err().to_string();
+    assert!(err.contains(&host_veth_name(&first)), "{err}");
+    assert!(err.contains(&first), "{err}");
+    assert!(!h.recorded(&second).await);
+    assert!(h.recorded(&first).await);
+    // Docker retrying the first endpoint's call is still answered.
+    let again = h
+        .driver
+        .store
+        .endpoint("h1", &first)
+        .await
+        .unwrap()
+        .unwrap();
+    let again = format!("{}/32", again.ip);
+    h.driver.create_endpoint(NET, &first, &again).await.unwrap();
 }
