@@ -82,6 +82,11 @@ pub struct Driver {
     policy: tokio::sync::Mutex<Option<policy::contain::Failures>>,
     /// The sync status last written, so an unchanged pass writes nothing.
     synced: tokio::sync::Mutex<Option<crate::model::NodeStatus>>,
+    /// One resync at a time: each reads pools, nodes and blocks before it
+    /// programs anything, and resyncs start from several tasks (watch,
+    /// periodic, ipam check). Overlapping, the one that read first could
+    /// program its older view last.
+    resyncs: tokio::sync::Mutex<()>,
     /// One interface plan at a time (see `interfaces`).
     interfaces: tokio::sync::Mutex<()>,
     /// In BGP mode, what announces this host's routes and installs the
@@ -107,6 +112,7 @@ impl Driver {
             kernel: Arc::new(tokio::sync::Mutex::new(())),
             policy: tokio::sync::Mutex::new(None),
             synced: tokio::sync::Mutex::new(None),
+            resyncs: tokio::sync::Mutex::new(()),
             interfaces: tokio::sync::Mutex::new(()),
             bgp: None,
         }

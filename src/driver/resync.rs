@@ -120,6 +120,7 @@ impl Driver {
     }
 
     pub async fn resync(&self) -> Result<ResyncReport, Error> {
+        let _one_at_a_time = self.resyncs.lock().await;
         // One read of pools and nodes feeds both the firewall's VXLAN guard
         // set and the routes: one round trip less, and the two agree.
         // Listings leave out records that fail their checks.

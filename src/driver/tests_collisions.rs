@@ -3,7 +3,6 @@
 //! share one interface.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use tokio::sync::Notify;
@@ -12,18 +11,27 @@ use std::collections::HashMap;
 
 use super::{NET, host, host_with};
 use crate::dataplane::host_veth_name;
+use crate::model::{Node, VxlanMode};
+use crate::policy::names::vxlan_peers_set;
 use crate::store::kv::{Expect, KeyStream, Kv, LeaseGuard, Swap, Versioned};
 use crate::store::memory::MemoryKv;
 use crate::store::{Error, Store};
 
-/// An in-memory store whose next listing of all endpoints, once armed, waits
-/// until released: a pass caught between reading etcd and programming.
+/// An in-memory store whose next listing of the armed prefix's last part
+/// (`/endpoints/`, `/nodes/`) waits until released: a pass caught between
+/// reading etcd and programming.
 #[derive(Default)]
 struct GatedKv {
     kv: MemoryKv,
-    armed: AtomicBool,
+    armed: std::sync::Mutex<Option<&'static str>>,
     entered: Notify,
     release: Notify,
+}
+
+impl GatedKv {
+    fn arm(&self, suffix: &'static str) {
+        *self.armed.lock().unwrap() = Some(suffix);
+    }
 }
 
 #[async_trait]
@@ -33,7 +41,9 @@ impl Kv for GatedKv {
     }
     async fn list(&self, prefix: &str) -> Result<Vec<(String, Versioned<Vec<u8>>)>, Error> {
         let listed = self.kv.list(prefix).await;
-        if prefix.ends_with("/endpoints/") && self.armed.swap(false, Ordering::SeqCst) {
+        let armed = *self.armed.lock().unwrap();
+        if armed.is_some_and(|suffix| prefix.ends_with(suffix)) {
+            *self.armed.lock().unwrap() = None;
             self.entered.notify_one();
             self.release.notified().await;
         }
@@ -84,7 +94,7 @@ async fn a_pass_that_read_before_a_join_never_programs_after_it() {
 
     // A pass (a resync, or one a watch event started) reads the endpoints
     // and is held there.
-    kv.armed.store(true, Ordering::SeqCst);
+    kv.arm("/endpoints/");
     let stale = tokio::spawn({
         let h = h.clone();
         async move { h.driver.converge_policy().await }
@@ -109,6 +119,58 @@ async fn a_pass_that_read_before_a_join_never_programs_after_it() {
         last.ruleset.dispatch.to.contains_key(&veth),
         "the last state programmed lacks the joined endpoint {veth}"
     );
+}
+
+fn node(hostname: &str, ip: &str) -> Node {
+    Node {
+        hostname: hostname.into(),
+        ip: ip.parse().unwrap(),
+        started: chrono::Utc::now(),
+        version: "test".into(),
+        subnet: None,
+        vxlan_mac: None,
+    }
+}
+
+/// Resyncs start from the watch, the periodic timer and the ipam check:
+/// the one that read the nodes before a host joined must not program its
+/// VXLAN guard set (who may send tunnel packets) after a later one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resync_that_read_first_never_programs_after_a_later_one() {
+    let kv = Arc::new(GatedKv::default());
+    let h = Arc::new(host_with(Store::new(kv.clone(), "/tabby")));
+    h.network().await;
+    let cidr = "198.18.64.0/24".parse().unwrap();
+    let current = h.driver.store.pool(&cidr).await.unwrap().unwrap();
+    let mut pool = current.value;
+    pool.vxlan = VxlanMode::CrossSubnet;
+    let updated = h.driver.store.update_pool(&pool, current.revision).await;
+    assert!(updated.unwrap());
+    let ttl = 60;
+    let h1 = node("h1", "198.18.0.11");
+    let _h1 = h.driver.store.register_node(&h1, ttl).await.unwrap();
+
+    kv.arm("/nodes/");
+    let stale = tokio::spawn({
+        let h = h.clone();
+        async move { h.driver.resync().await.map(|_| ()) }
+    });
+    kv.entered.notified().await;
+    let h2 = node("h2", "198.18.1.12");
+    let _h2 = h.driver.store.register_node(&h2, ttl).await.unwrap();
+    let fresh = tokio::spawn({
+        let h = h.clone();
+        async move { h.driver.resync().await.map(|_| ()) }
+    });
+    // Let the later resync get as far as it can before the first goes on.
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    kv.release.notify_one();
+    stale.await.unwrap().unwrap();
+    fresh.await.unwrap().unwrap();
+
+    let last = h.firewall.last();
+    let guard = &last.sets[&vxlan_peers_set()];
+    assert!(guard.contains(&h2.ip), "h2 missing from {guard:?}");
 }
 
 #[tokio::test]
