@@ -164,8 +164,10 @@ impl Driver {
     /// their first characters would share one interface, and the second
     /// Join would take over the first endpoint's link. Refuse the second.
     async fn refuse_taken_veth(&self, endpoint_id: &str, veth: &str) -> Result<(), Error> {
-        let endpoints = self.store.host_endpoints(self.host()).await?;
+        let start = &veth[crate::dataplane::VETH_PREFIX.len()..];
+        let endpoints = self.store.host_endpoints_starting(self.host(), start);
         match endpoints
+            .await?
             .iter()
             .find(|other| other.veth == veth && other.id != endpoint_id)
         {
@@ -173,7 +175,7 @@ impl Driver {
                 "endpoint {endpoint_id} would use interface {veth}, which endpoint {} already has: \
                  endpoint IDs must differ in their first {} characters",
                 other.id,
-                veth.len() - crate::dataplane::VETH_PREFIX.len()
+                start.len()
             ))),
             None => Ok(()),
         }

@@ -234,6 +234,17 @@ impl Store {
         ))
     }
 
+    /// The endpoints of `host` whose ID starts with `id_start`: one ranged
+    /// read of the keys that share it, however many endpoints the host has.
+    pub async fn host_endpoints_starting(
+        &self,
+        host: &str,
+        id_start: &str,
+    ) -> Result<Vec<Endpoint>, Error> {
+        let prefix = format!("{}{id_start}", self.keys.host_endpoints(host));
+        Ok(unversioned(self.list_typed(&prefix).await?))
+    }
+
     /// IDs of every endpoint recorded for `host`, also those whose record
     /// fails its checks (listings leave those out); keys that are not a
     /// Docker ID are not endpoints tabby made.
