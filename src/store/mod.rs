@@ -2,6 +2,7 @@
 //! alone knows the key layout (`keys`) and the encoding (JSON).
 
 mod bgp;
+mod endpoints;
 pub mod etcd;
 pub mod etcd_options;
 mod galera;
@@ -22,7 +23,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use crate::model::BgpSettings;
-use crate::model::{Block, Endpoint, Exposure, Network, NetworkDef, NetworkStatus, Node, Profile};
+use crate::model::{Block, Exposure, Network, NetworkDef, NetworkStatus, Node, Profile};
 pub use etcd_options::{ConfigError, EtcdOptions};
 pub use keys::Keys;
 pub use kv::{Expect, KeyStream, Kv, LeaseGuard, MemberHealth, Swap, Versioned};
@@ -220,75 +221,6 @@ impl Store {
 
     pub async fn delete_network(&self, id: &str) -> Result<bool, Error> {
         self.kv.delete(&self.keys.network(id)).await
-    }
-
-    // Endpoints
-
-    pub async fn endpoints(&self) -> Result<Vec<Endpoint>, Error> {
-        Ok(unversioned(self.list_typed(&self.keys.endpoints()).await?))
-    }
-
-    pub async fn host_endpoints(&self, host: &str) -> Result<Vec<Endpoint>, Error> {
-        Ok(unversioned(
-            self.list_typed(&self.keys.host_endpoints(host)).await?,
-        ))
-    }
-
-    /// The endpoints of `host` whose ID starts with `id_start`: one ranged
-    /// read of the keys that share it, however many endpoints the host has.
-    pub async fn host_endpoints_starting(
-        &self,
-        host: &str,
-        id_start: &str,
-    ) -> Result<Vec<Endpoint>, Error> {
-        let prefix = format!("{}{id_start}", self.keys.host_endpoints(host));
-        Ok(unversioned(self.list_typed(&prefix).await?))
-    }
-
-    /// IDs of every endpoint recorded for `host`, also those whose record
-    /// fails its checks (listings leave those out); keys that are not a
-    /// Docker ID are not endpoints tabby made.
-    pub async fn host_endpoint_ids(&self, host: &str) -> Result<Vec<String>, Error> {
-        let prefix = self.keys.host_endpoints(host);
-        Ok(self
-            .kv
-            .list(&prefix)
-            .await?
-            .into_iter()
-            .filter_map(|(key, _)| key.strip_prefix(&prefix).map(str::to_string))
-            .filter(|id| crate::validate::docker_id("endpoint ID", id).is_ok())
-            .collect())
-    }
-
-    pub async fn endpoint(&self, host: &str, id: &str) -> Result<Option<Endpoint>, Error> {
-        Ok(self
-            .get_typed(&self.keys.endpoint(host, id))
-            .await?
-            .map(|v| v.value))
-    }
-
-    pub async fn endpoint_versioned(
-        &self,
-        host: &str,
-        id: &str,
-    ) -> Result<Option<Versioned<Endpoint>>, Error> {
-        self.get_typed(&self.keys.endpoint(host, id)).await
-    }
-
-    /// Rewrites an endpoint only if it is unchanged since read: a late
-    /// update never resurrects an endpoint Docker deleted meanwhile.
-    pub async fn swap_endpoint(&self, endpoint: &Endpoint, expect: Expect) -> Result<bool, Error> {
-        let key = self.keys.endpoint(&endpoint.host, &endpoint.id);
-        self.swap_typed(&key, expect, Some(endpoint)).await
-    }
-
-    pub async fn put_endpoint(&self, endpoint: &Endpoint) -> Result<(), Error> {
-        let key = self.keys.endpoint(&endpoint.host, &endpoint.id);
-        self.kv.put(&key, encode(endpoint)).await
-    }
-
-    pub async fn delete_endpoint(&self, host: &str, id: &str) -> Result<bool, Error> {
-        self.kv.delete(&self.keys.endpoint(host, id)).await
     }
 
     // Nodes
