@@ -41,9 +41,9 @@ impl Kv for GatedKv {
     }
     async fn list(&self, prefix: &str) -> Result<Vec<(String, Versioned<Vec<u8>>)>, Error> {
         let listed = self.kv.list(prefix).await;
-        let armed = *self.armed.lock().unwrap();
-        if armed.is_some_and(|suffix| prefix.ends_with(suffix)) {
-            *self.armed.lock().unwrap() = None;
+        // Checked and disarmed under one lock: only one listing is held.
+        let armed = self.armed.lock().unwrap().take_if(|s| prefix.ends_with(*s));
+        if armed.is_some() {
             self.entered.notify_one();
             self.release.notified().await;
         }
