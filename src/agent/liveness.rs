@@ -27,12 +27,14 @@ impl Liveness {
     }
 
     pub async fn run(self) -> anyhow::Result<()> {
+        // Ticks before the first sleep: an agent that is ready sooner than
+        // a period after start must not read as dead on /livez.
         loop {
-            tokio::time::sleep(self.period()).await;
             crate::metrics::get().health.tick();
             if let Err(err) = self.check().await {
                 warn!(error = %err, "cannot check this node's liveness key");
             }
+            tokio::time::sleep(self.period()).await;
         }
     }
 

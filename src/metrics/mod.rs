@@ -110,6 +110,8 @@ fn now() -> i64 {
 impl Health {
     pub fn agent_started(&self, backend: &'static str) {
         self.started.store(now(), Ordering::Relaxed);
+        // Alive from the start; the liveness loop takes over from here.
+        self.alive_tick.store(now(), Ordering::Relaxed);
         let _ = self.backend.set(backend);
     }
 
