@@ -254,7 +254,7 @@ impl DockerEngine {
     pub async fn network_endpoints(
         &self,
         network_id: &str,
-    ) -> Result<Option<HashMap<String, std::net::Ipv4Addr>>, Error> {
+    ) -> Result<Option<HashMap<String, Vec<std::net::IpAddr>>>, Error> {
         let network = match self.client().await?.inspect_network(network_id, None).await {
             Ok(n) => n,
             Err(bollard::errors::Error::DockerResponseServerError {
@@ -268,8 +268,12 @@ impl DockerEngine {
                 .unwrap_or_default()
                 .into_values()
                 .filter_map(|c| {
-                    let ip = c.ipv4_address?.split('/').next()?.parse().ok()?;
-                    Some((c.endpoint_id?, ip))
+                    let ips = [c.ipv4_address, c.ipv6_address]
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|a| a.split('/').next()?.parse().ok())
+                        .collect();
+                    Some((c.endpoint_id?, ips))
                 })
                 .collect(),
         ))
@@ -297,7 +301,7 @@ pub trait Engine: Send + Sync {
     async fn network_endpoints(
         &self,
         network_id: &str,
-    ) -> Result<Option<HashMap<String, std::net::Ipv4Addr>>, Error>;
+    ) -> Result<Option<HashMap<String, Vec<std::net::IpAddr>>>, Error>;
 
     /// A network's name, once Docker has recorded the network.
     async fn network_name(&self, network_id: &str) -> Result<Option<String>, Error>;
@@ -323,7 +327,7 @@ impl Engine for DockerEngine {
     async fn network_endpoints(
         &self,
         network_id: &str,
-    ) -> Result<Option<HashMap<String, std::net::Ipv4Addr>>, Error> {
+    ) -> Result<Option<HashMap<String, Vec<std::net::IpAddr>>>, Error> {
         DockerEngine::network_endpoints(self, network_id).await
     }
 

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use chrono::{DateTime, Utc};
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net};
 use serde::{Deserialize, Serialize};
 
 pub mod bgp;
@@ -14,16 +14,27 @@ pub mod galera;
 pub use bgp::{BgpConfig, BgpPeer, BgpSettings, BgpStatus, NodeBgp};
 pub use checks::unicast_mac;
 
-/// An address pool that Docker networks draw /32s from.
+/// An address pool that Docker networks draw /32s (IPv6: /128s) from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pool {
-    pub cidr: Ipv4Net,
+    pub cidr: IpNet,
     /// Prefix length of the blocks hosts claim from this pool.
     pub block_prefix: u8,
     pub created: DateTime<Utc>,
     /// Where traffic between hosts is encapsulated (absent: never).
     #[serde(default, skip_serializing_if = "VxlanMode::is_never")]
     pub vxlan: VxlanMode,
+}
+
+impl Pool {
+    /// The CIDR, if the pool is IPv4: what the IPv4-only paths (routes,
+    /// tunnels, firewall sets) act on.
+    pub fn v4(&self) -> Option<Ipv4Net> {
+        match self.cidr {
+            IpNet::V4(net) => Some(net),
+            IpNet::V6(_) => None,
+        }
+    }
 }
 
 /// Calico's `vxlanMode`: which of a pool's cross-host traffic goes through
@@ -84,12 +95,22 @@ impl Handle {
 /// keyed by the address's offset inside the block.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Block {
-    pub cidr: Ipv4Net,
-    pub pool: Ipv4Net,
+    pub cidr: IpNet,
+    pub pool: IpNet,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub affinity: Option<String>,
     #[serde(default)]
     pub allocations: BTreeMap<u32, Handle>,
+}
+
+impl Block {
+    /// The CIDR, if the block is IPv4 (see `Pool::v4`).
+    pub fn v4(&self) -> Option<Ipv4Net> {
+        match self.cidr {
+            IpNet::V4(net) => Some(net),
+            IpNet::V6(_) => None,
+        }
+    }
 }
 
 /// A Docker network backed by tabby on one host (Docker networks of a

@@ -49,7 +49,7 @@ pub async fn create(
         return Err(Error::Exists(name.to_string()));
     }
     Ipam::new(store.clone(), "cli")
-        .ensure_pool(subnet, block_prefix)
+        .ensure_pool(subnet.into(), block_prefix)
         .await?;
     let def = NetworkDef {
         name: name.to_string(),

@@ -3,11 +3,12 @@
 //! it is rendered into routes or firewall rules. One place, so the rules a
 //! CLI command enforces are exactly the rules a renderer relies on.
 
-use std::net::Ipv4Addr;
-
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 
 use crate::model::{PortRange, Protocol, Rule, RuleMatch};
+
+mod pools;
+pub use pools::{MAX_BLOCKS, MIN_POOL_PREFIX, pool, pool_clear_of};
 
 /// Longest name tabby accepts (a DNS label; Docker allows more, but names
 /// end up in ipset and chain names and in keys).
@@ -17,11 +18,6 @@ pub const DOCKER_ID_LEN: usize = 64;
 /// Slots of one iptables `multiport` match: a single port takes one, a
 /// range two (xt_multiport's XT_MULTI_PORTS).
 pub const MULTIPORT_SLOTS: usize = 15;
-/// Most blocks a pool may be cut into: block lists stay small enough to
-/// hold in memory and to scan on every allocation.
-pub const MAX_BLOCKS: u64 = 1 << 16;
-/// Shortest pool prefix: anything wider swallows whole address classes.
-pub const MIN_POOL_PREFIX: u8 = 8;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ValidationError {
@@ -32,7 +28,7 @@ pub enum ValidationError {
     )]
     Name { kind: &'static str, value: String },
     #[error("invalid pool {cidr}: {reason}")]
-    Pool { cidr: Ipv4Net, reason: String },
+    Pool { cidr: IpNet, reason: String },
     #[error("invalid rule: {0}")]
     Rule(String),
     #[error("invalid {kind}: {reason}")]
@@ -150,72 +146,6 @@ pub(crate) fn record(kind: &'static str, reason: impl Into<String>) -> Validatio
     ValidationError::Record {
         kind,
         reason: reason.into(),
-    }
-}
-
-/// Address ranges no pool may touch: every pool becomes a blackhole route
-/// on every host, so one of these would cut hosts off.
-const RESERVED: &[(&str, &str)] = &[
-    ("0.0.0.0/8", "it is \"this network\" (0.0.0.0/8)"),
-    ("127.0.0.0/8", "it overlaps loopback (127.0.0.0/8)"),
-    ("169.254.0.0/16", "it overlaps link-local (169.254.0.0/16)"),
-    ("224.0.0.0/4", "it overlaps multicast (224.0.0.0/4)"),
-    (
-        "240.0.0.0/4",
-        "it overlaps the reserved range 240.0.0.0/4 (with the broadcast address)",
-    ),
-];
-
-/// What a pool must be whatever else exists: a network address, at least
-/// a /8, clear of reserved ranges, and with a bounded number of blocks.
-pub fn pool(cidr: Ipv4Net, block_prefix: u8) -> Result<(), ValidationError> {
-    let bad = |reason: String| ValidationError::Pool { cidr, reason };
-    if cidr.trunc() != cidr {
-        return Err(bad(format!(
-            "it is not a network address: did you mean {}?",
-            cidr.trunc()
-        )));
-    }
-    if cidr.prefix_len() < MIN_POOL_PREFIX {
-        return Err(bad(format!(
-            "a /{} is too large: pools are /{MIN_POOL_PREFIX} or smaller",
-            cidr.prefix_len()
-        )));
-    }
-    for (range, reason) in RESERVED {
-        let range: Ipv4Net = range.parse().expect("constant CIDR");
-        if range.contains(&cidr.network()) || cidr.contains(&range.network()) {
-            return Err(bad(reason.to_string()));
-        }
-    }
-    if !(16..=32).contains(&block_prefix) {
-        return Err(bad(format!(
-            "block size /{block_prefix} is invalid: use a prefix length from 16 to 32"
-        )));
-    }
-    let blocks = 1u64 << block_prefix.saturating_sub(cidr.prefix_len());
-    if blocks > MAX_BLOCKS {
-        let smallest = cidr.prefix_len() + 16;
-        return Err(bad(format!(
-            "it would have {blocks} blocks of /{block_prefix}; at most {MAX_BLOCKS}: use --block-size {smallest} or a smaller pool"
-        )));
-    }
-    Ok(())
-}
-
-/// A pool must not hold an address hosts use to reach each other or
-/// etcd: its blackhole route would take that address away.
-pub fn pool_clear_of(
-    cidr: Ipv4Net,
-    what: &str,
-    addresses: &[Ipv4Addr],
-) -> Result<(), ValidationError> {
-    match addresses.iter().find(|a| cidr.contains(*a)) {
-        Some(a) => Err(ValidationError::Pool {
-            cidr,
-            reason: format!("it contains {a}, the address of {what}"),
-        }),
-        None => Ok(()),
     }
 }
 

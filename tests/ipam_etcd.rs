@@ -1,10 +1,11 @@
 //! IPAM against a real etcd: hosts allocating concurrently never share an
-//! address, blocks are claimed and borrowed, small pools exhaust clearly.
+//! address, blocks are claimed and borrowed, small pools exhaust clearly,
+//! in both families.
 
 mod support;
 
 use std::collections::{HashMap, HashSet};
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use tabby::ipam::{Error, Ipam};
 use tabby::model::Handle;
@@ -22,16 +23,25 @@ async fn store(etcd: &support::Etcd, prefix: &str) -> Store {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn four_hosts_draw_1000_addresses_without_a_duplicate() {
     let etcd = support::Etcd::start();
-    let admin = Ipam::new(store(&etcd, "/t1").await, "admin");
-    let pool = admin
-        .add_pool("198.18.64.0/20".parse().unwrap(), 26)
-        .await
-        .unwrap();
+    draw_1000(&etcd, "/t1", "198.18.64.0/20", 26).await;
+}
+
+/// A /56 has 2^66 blocks of /122: free blocks are found without listing
+/// them, and the same guarantees hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn four_hosts_draw_1000_ipv6_addresses_without_a_duplicate() {
+    let etcd = support::Etcd::start();
+    draw_1000(&etcd, "/t1v6", "2001:2:0:1000::/56", 122).await;
+}
+
+async fn draw_1000(etcd: &support::Etcd, prefix: &str, cidr: &str, block: u8) {
+    let admin = Ipam::new(store(etcd, prefix).await, "admin");
+    let pool = admin.add_pool(cidr.parse().unwrap(), block).await.unwrap();
 
     let mut tasks = Vec::new();
     for host in ["h1", "h2", "h3", "h4"] {
         // Each "host" has its own etcd connection, as separate agents do.
-        let ipam = Ipam::new(store(&etcd, "/t1").await, host);
+        let ipam = Ipam::new(store(etcd, prefix).await, host);
         let pool = pool.clone();
         tasks.push(tokio::spawn(async move {
             let mut got = Vec::new();
@@ -46,7 +56,7 @@ async fn four_hosts_draw_1000_addresses_without_a_duplicate() {
         }));
     }
     let mut all = HashSet::new();
-    let mut per_host: HashMap<usize, Vec<Ipv4Addr>> = HashMap::new();
+    let mut per_host: HashMap<usize, Vec<IpAddr>> = HashMap::new();
     for (i, task) in tasks.into_iter().enumerate() {
         let got = task.await.unwrap();
         for ip in &got {
@@ -58,11 +68,13 @@ async fn four_hosts_draw_1000_addresses_without_a_duplicate() {
 
     // Every allocation is recorded once, under its holder's name, and each
     // host filled blocks it claimed itself.
-    let store = store(&etcd, "/t1").await;
+    let store = store(etcd, prefix).await;
     let blocks = store.blocks().await.unwrap();
     let recorded: usize = blocks.iter().map(|b| b.value.allocations.len()).sum();
     assert_eq!(recorded, 1000);
     for b in &blocks {
+        assert!(pool.cidr.contains(&b.value.cidr), "{}", b.value.cidr);
+        assert_eq!(b.value.cidr.prefix_len(), block);
         for (ip, handle) in b.value.allocated() {
             assert!(all.contains(&ip));
             assert_eq!(
@@ -156,6 +168,9 @@ async fn each_bad_pool_is_refused_and_etcd_is_unchanged() {
     ipam.add_pool("198.18.64.0/20".parse().unwrap(), 26)
         .await
         .unwrap();
+    ipam.add_pool("2001:2:0:1000::/56".parse().unwrap(), 122)
+        .await
+        .unwrap();
     let before = store.revision().await.unwrap();
     for (cidr, block) in [
         ("0.0.0.0/0", 26),
@@ -167,10 +182,27 @@ async fn each_bad_pool_is_refused_and_etcd_is_unchanged() {
         ("255.255.255.255/32", 32),
         ("10.0.0.0/8", 26),
         ("198.18.66.0/24", 26),
+        ("::/0", 122),
+        ("2001:2::/31", 122),
+        ("fe80::/64", 122),
+        ("ff05::/64", 122),
+        ("2001:2:0:1000::1/64", 122),
+        ("2001:2:0:1080::/64", 122),
+        ("2001:2:0:1000::/52", 122),
+        ("2001:2:0:2000::/64", 111),
     ] {
         let err = ipam.add_pool(cidr.parse().unwrap(), block).await;
         assert!(err.is_err(), "{cidr} accepted");
     }
+    let vxlan6 = ipam
+        .add_pool_with(
+            "2001:2:0:3000::/64".parse().unwrap(),
+            122,
+            tabby::model::VxlanMode::Always,
+        )
+        .await
+        .unwrap_err();
+    assert!(vxlan6.to_string().contains("IPv4 pools only"), "{vxlan6}");
     assert_eq!(store.revision().await.unwrap(), before);
 }
 

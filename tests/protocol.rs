@@ -1,6 +1,8 @@
 //! The plugin protocol against a real agent with real etcd: the shapes
 //! dockerd expects, and refusals that change nothing.
 
+#[path = "protocol/ipv6.rs"]
+mod ipv6;
 #[path = "protocol/refusals.rs"]
 mod refusals;
 mod support;

@@ -45,7 +45,11 @@ fn generic_options(options: &Options) -> Result<BTreeMap<String, String>, ApiErr
 async fn create_network(State(driver): State<Arc<Driver>>, body: Body) -> ApiResult {
     let req: CreateNetworkRequest = parse(body)?;
     if req.ipv6_data.as_ref().is_some_and(|d| !d.is_empty()) {
-        return Err(ApiError("IPv6 is not supported by tabby".into()));
+        return Err(ApiError(
+            "IPv6 networks are not supported by tabby yet: IPv6 pools and addresses are, but \
+             IPv6 routes and policy are not, so a container would get IPv6 unpoliced"
+                .into(),
+        ));
     }
     let data = match req.ipv4_data.as_deref() {
         Some([one]) => one,

@@ -4,8 +4,6 @@
 
 use std::net::Ipv4Addr;
 
-use ipnet::Ipv4Net;
-
 use crate::model::bgp as rules;
 use crate::model::{BgpConfig, BgpPeer, Node, NodeBgp};
 use crate::store::{self, Store};
@@ -24,7 +22,7 @@ pub enum Refused {
     #[error(
         "invalid BGP peer {ip}: it is inside tabby pool {pool}, whose addresses go to containers"
     )]
-    InPool { ip: Ipv4Addr, pool: Ipv4Net },
+    InPool { ip: Ipv4Addr, pool: ipnet::IpNet },
     #[error("invalid BGP peer {ip}: is node {host}'s address: the mesh/reflectors peer with nodes")]
     NodeAddress { ip: Ipv4Addr, host: String },
     #[error("no node {0}: nodes register when their agent starts (see `tabby node show`)")]
@@ -159,7 +157,7 @@ pub async fn add_peer(
         .pools()
         .await?
         .iter()
-        .find(|p| p.value.cidr.contains(&ip))
+        .find(|p| p.value.cidr.contains(&std::net::IpAddr::V4(ip)))
     {
         return Err(Refused::InPool {
             ip,

@@ -1,35 +1,36 @@
 use anyhow::Result;
 use clap::Subcommand;
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 use serde_json::json;
 
 use super::output::print;
 use super::{EtcdArgs, Format};
-use crate::ipam::{DEFAULT_BLOCK_PREFIX, Ipam, block};
+use crate::ipam::{DEFAULT_BLOCK_PREFIX, DEFAULT_BLOCK_PREFIX_V6, Ipam, block};
 use crate::model::VxlanMode;
 
 #[derive(Subcommand, Debug)]
 pub enum PoolCommand {
     /// Add an address pool.
     Add {
-        cidr: Ipv4Net,
-        /// Prefix length of the blocks hosts claim.
-        #[arg(long, default_value_t = DEFAULT_BLOCK_PREFIX)]
-        block_size: u8,
+        cidr: IpNet,
+        /// Prefix length of the blocks hosts claim [default: 26 for
+        /// IPv4, 122 for IPv6: 64 addresses either way].
+        #[arg(long)]
+        block_size: Option<u8>,
         /// Which cross-host traffic goes through the VXLAN tunnel.
         #[arg(long, value_enum, default_value_t = VxlanMode::Never)]
         vxlan: VxlanMode,
     },
     /// Change a pool's settings (in use or not; every host converges).
     Set {
-        cidr: Ipv4Net,
+        cidr: IpNet,
         #[arg(long, value_enum)]
         vxlan: VxlanMode,
     },
     /// List pools with their use.
     Show,
     /// Remove a pool (refused while addresses are allocated).
-    Remove { cidr: Ipv4Net },
+    Remove { cidr: IpNet },
 }
 
 pub async fn run(cmd: PoolCommand, etcd: &EtcdArgs, format: Format) -> Result<()> {
@@ -42,6 +43,10 @@ pub async fn run(cmd: PoolCommand, etcd: &EtcdArgs, format: Format) -> Result<()
             block_size,
             vxlan,
         } => {
+            let block_size = block_size.unwrap_or(match cidr {
+                IpNet::V4(_) => DEFAULT_BLOCK_PREFIX,
+                IpNet::V6(_) => DEFAULT_BLOCK_PREFIX_V6,
+            });
             let pool = ipam.add_pool_with(cidr, block_size, vxlan).await?;
             println!(
                 "Added pool {} (blocks of /{}, vxlan {})",
@@ -79,7 +84,7 @@ pub async fn run(cmd: PoolCommand, etcd: &EtcdArgs, format: Format) -> Result<()
                 ]);
                 out.push(json!({
                     "cidr": pool.cidr, "block_prefix": pool.block_prefix,
-                    "blocks": mine.len(), "allocated": used, "size": size,
+                    "blocks": mine.len(), "allocated": used, "size": json_count(size),
                     "created": pool.created, "vxlan": pool.vxlan.as_str(),
                 }));
             }
@@ -92,4 +97,9 @@ pub async fn run(cmd: PoolCommand, etcd: &EtcdArgs, format: Format) -> Result<()
         }
     }
     Ok(())
+}
+
+/// A count as a JSON number where one fits (an IPv6 pool's size does not).
+fn json_count(n: u128) -> serde_json::Value {
+    u64::try_from(n).map_or_else(|_| n.to_string().into(), Into::into)
 }

@@ -1,7 +1,7 @@
 //! Read-only views: nodes, endpoints, allocations.
 
 use std::collections::{BTreeMap, HashSet};
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use anyhow::Result;
 use clap::Subcommand;
@@ -38,7 +38,7 @@ pub enum IpamCommand {
     /// Blocks and their use, or who holds one address.
     Show {
         #[arg(long)]
-        ip: Option<Ipv4Addr>,
+        ip: Option<IpAddr>,
     },
     /// Release everything a node that is gone holds: addresses, blocks and
     /// endpoint records (refused while the node is up).

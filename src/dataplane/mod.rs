@@ -13,7 +13,7 @@ pub mod sysctl;
 mod tunnel;
 pub mod vxlan;
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -29,6 +29,11 @@ pub use vxlan::{VXLAN_DEVICE, VXLAN_OVERHEAD, VXLAN_PORT, VxlanSpec};
 /// The gateway a container's first tabby interface is given. It exists
 /// nowhere: the host end of each veth answers ARP for it (proxy ARP).
 pub const GATEWAY: Ipv4Addr = Ipv4Addr::new(169, 254, 1, 1);
+/// The IPv6 gateway of every tabby interface: the link-local address the
+/// host end of a veth takes from its fixed MAC `ee:ee:ee:ee:ee:ee` (as in
+/// Calico). Link-local routes are per interface, so one address serves
+/// all of a container's interfaces.
+pub const GATEWAY6: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0xecee, 0xeeff, 0xfeee, 0xeeee);
 /// How many tabby interfaces one container can have: the N-th is given
 /// the gateway 169.254.1.N, because a container cannot route one address
 /// through two interfaces (Docker's "file exists").

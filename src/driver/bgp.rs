@@ -36,11 +36,12 @@ impl Driver {
         nodes: &[Node],
     ) -> Result<(), Error> {
         let settings = self.store.bgp_settings().await?;
-        let pools: Vec<Ipv4Net> = pools.iter().map(|p| p.cidr).collect();
+        // IPv4 only until BIRD gains an ipv6 channel.
+        let pools: Vec<Ipv4Net> = pools.iter().filter_map(Pool::v4).collect();
         let own: Vec<Ipv4Net> = blocks
             .iter()
             .filter(|b| b.affinity.as_deref() == Some(self.host()))
-            .map(|b| b.cidr)
+            .filter_map(Block::v4)
             .collect();
         let view = BgpView {
             host: self.host(),

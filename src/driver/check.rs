@@ -4,7 +4,7 @@
 //! judged by liveness: no state is dropped on a guess.
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
@@ -32,7 +32,7 @@ impl Driver {
     /// them. A network Docker answers 404 for is unknown, not empty: its
     /// endpoints may be live under an ID we do not know, so then nothing
     /// is judged by liveness. Returns the networks Docker did not know.
-    async fn live_endpoints(&self) -> (Option<HashMap<String, Ipv4Addr>>, Vec<String>) {
+    async fn live_endpoints(&self) -> (Option<HashMap<String, Vec<IpAddr>>>, Vec<String>) {
         let Some(docker) = self.docker.as_ref() else {
             return (None, Vec::new());
         };
@@ -84,13 +84,13 @@ impl Driver {
 
     pub async fn check(&self, grace: chrono::Duration, repair: bool) -> Result<CheckReport, Error> {
         let (live, unknown_networks) = self.live_endpoints().await;
-        let mut holders: HashMap<Ipv4Addr, Handle> = HashMap::new();
+        let mut holders: HashMap<IpAddr, Handle> = HashMap::new();
         for block in self.store.blocks().await? {
             for (ip, handle) in block.value.allocated() {
                 holders.insert(ip, handle.clone());
             }
         }
-        let allocations: Vec<(Ipv4Addr, Handle)> = holders
+        let allocations: Vec<(IpAddr, Handle)> = holders
             .iter()
             .filter(|(_, h)| h.host == self.host())
             .map(|(ip, h)| (*ip, h.clone()))
@@ -185,7 +185,7 @@ impl Driver {
             .network(&endpoint.network_id)
             .await?
             .ok_or_else(|| Error::UnknownNetwork(endpoint.network_id.clone()))?;
-        let pool = self.ipam.pool(&network.pool).await?;
+        let pool = self.ipam.pool(&network.pool.into()).await?;
         let handle = Handle {
             host: self.host().to_string(),
             network: Some(endpoint.network_id.clone()),
@@ -193,7 +193,9 @@ impl Driver {
             container: endpoint.container.clone(),
             time: Utc::now(),
         };
-        self.ipam.allocate(&pool, Some(endpoint.ip), handle).await?;
+        self.ipam
+            .allocate(&pool, Some(endpoint.ip.into()), handle)
+            .await?;
         Ok(())
     }
 }

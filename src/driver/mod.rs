@@ -16,10 +16,10 @@ pub mod status;
 mod tests;
 mod tunnel;
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net};
 
 use crate::dataplane::{self, Dataplane};
 use crate::ipam::Ipam;
@@ -152,6 +152,19 @@ fn parse_address(what: &str, value: &str) -> Result<Ipv4Addr, Error> {
     let ip = value.split('/').next().unwrap_or_default();
     ip.parse()
         .map_err(|_| Error::Invalid(format!("{what} {value:?} is not an IPv4 address")))
+}
+
+/// Parses an address of either family, with or without a prefix length.
+fn parse_ip(what: &str, value: &str) -> Result<IpAddr, Error> {
+    let ip = value.split('/').next().unwrap_or_default();
+    ip.parse()
+        .map_err(|_| Error::Invalid(format!("{what} {value:?} is not an IP address")))
+}
+
+fn parse_net(what: &str, value: &str) -> Result<IpNet, Error> {
+    value
+        .parse()
+        .map_err(|_| Error::Invalid(format!("{what} {value:?} is not a CIDR")))
 }
 
 fn parse_cidr(what: &str, value: &str) -> Result<Ipv4Net, Error> {

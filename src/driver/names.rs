@@ -58,7 +58,7 @@ pub(super) async fn update_endpoint(
 /// still holds it.
 async fn update_handle(ipam: &Ipam, endpoint: &Endpoint, change: impl Fn(&mut Handle)) {
     let _ = ipam
-        .update_handle(endpoint.ip, |h| {
+        .update_handle(endpoint.ip.into(), |h| {
             let mut h = h.clone();
             if h.endpoint.is_none() || h.endpoint.as_deref() == Some(endpoint.id.as_str()) {
                 change(&mut h);

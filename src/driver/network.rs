@@ -57,11 +57,13 @@ impl Driver {
             ));
         }
         let pool = if pool == "0.0.0.0/0" {
-            self.ipam.default_pool(self.config.default_pool).await?.cidr
+            let configured = self.config.default_pool.map(ipnet::IpNet::V4);
+            let pool = self.ipam.default_pool(configured, false).await?;
+            pool.v4().expect("an IPv4 pool asked for")
         } else {
             parse_cidr("pool", pool)?
         };
-        self.ipam.pool(&pool).await?;
+        self.ipam.pool(&pool.into()).await?;
         let profile = options
             .get(PROFILE_OPTION)
             .cloned()
@@ -126,7 +128,7 @@ impl Driver {
             .await?
             .ok_or_else(|| Error::UnknownNetwork(network_id.to_string()))?;
         let ip = parse_address("Interface.Address", address)?;
-        match self.ipam.holder(ip).await? {
+        match self.ipam.holder(ip.into()).await? {
             Some(holder) if holder.host != self.host() => {
                 warn!(%ip, holder = %describe(&holder), "address held by another host")
             }
@@ -230,10 +232,11 @@ impl Driver {
         let network = network?.ok_or_else(|| Error::UnknownNetwork(network_id.to_string()))?;
         // The endpoint's chains go in before its veth exists: no packet of
         // it ever crosses the host unpoliced.
+        let pool_cidr = network.pool.into();
         let (plan, policy, pool) = tokio::join!(
             self.plan_interface(&endpoint, network.pool, sandbox),
             self.converge_policy(),
-            self.store.pool(&network.pool)
+            self.store.pool(&pool_cidr)
         );
         let (plan, (), pool) = (plan?, policy?, pool?);
         let encapsulated = pool.is_some_and(|p| !p.value.vxlan.is_never());

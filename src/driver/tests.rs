@@ -4,7 +4,7 @@
 //! `ipam check` do is read off what the fakes were asked.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -54,7 +54,7 @@ impl Firewall for RecordingFirewall {
 /// Docker as the check sees it: which endpoints each network has.
 #[derive(Default)]
 struct FakeDocker {
-    live: Mutex<HashMap<String, HashMap<String, Ipv4Addr>>>,
+    live: Mutex<HashMap<String, HashMap<String, Vec<IpAddr>>>>,
 }
 
 #[async_trait]
@@ -81,7 +81,7 @@ impl Engine for FakeDocker {
     async fn network_endpoints(
         &self,
         network_id: &str,
-    ) -> Result<Option<HashMap<String, Ipv4Addr>>, crate::docker::Error> {
+    ) -> Result<Option<HashMap<String, Vec<IpAddr>>>, crate::docker::Error> {
         Ok(self.live.lock().unwrap().get(network_id).cloned())
     }
 }
@@ -181,7 +181,10 @@ impl Host {
     }
 
     fn live(&self, endpoints: &[(String, Ipv4Addr)]) {
-        let map = endpoints.iter().cloned().collect();
+        let map = endpoints
+            .iter()
+            .map(|(id, ip)| (id.clone(), vec![IpAddr::V4(*ip)]))
+            .collect();
         self.docker.live.lock().unwrap().insert(NET.into(), map);
     }
 }
@@ -374,3 +377,6 @@ async fn ipam_check_judges_nothing_when_docker_does_not_know_the_network() {
 
 #[path = "tests_collisions.rs"]
 mod collisions;
+
+#[path = "tests_ipv6.rs"]
+mod ipv6;

@@ -6,13 +6,13 @@
 //! key; a lost race re-reads and tries again.
 
 use std::collections::HashSet;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::time::Duration;
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 use tracing::debug;
 
-use super::block::{block_containing, blocks_of, is_sound, size};
+use super::block::{block_containing, free_block, is_sound, size};
 use super::{Error, Ipam, describe};
 use crate::model::{Block, Handle, Pool};
 use crate::store::{Expect, Versioned};
@@ -30,7 +30,7 @@ pub enum Released {
 }
 
 enum Step {
-    Done(Ipv4Addr),
+    Done(IpAddr),
     /// Someone else wrote first: re-read and go again.
     Retry,
 }
@@ -41,9 +41,9 @@ impl Ipam {
     pub async fn allocate(
         &self,
         pool: &Pool,
-        requested: Option<Ipv4Addr>,
+        requested: Option<IpAddr>,
         handle: Handle,
-    ) -> Result<Ipv4Addr, Error> {
+    ) -> Result<IpAddr, Error> {
         if !is_sound(pool) {
             return Err(Error::BadBlockSize {
                 pool: pool.cidr,
@@ -71,7 +71,7 @@ impl Ipam {
         Err(Error::Contention(MAX_ATTEMPTS))
     }
 
-    async fn try_assign(&self, pool: &Pool, ip: Ipv4Addr, handle: &Handle) -> Result<Step, Error> {
+    async fn try_assign(&self, pool: &Pool, ip: IpAddr, handle: &Handle) -> Result<Step, Error> {
         let cidr = block_containing(pool, ip);
         match self.store.block(&cidr).await? {
             Some(current) if current.value.cidr != cidr => Err(Error::CorruptBlock {
@@ -125,19 +125,9 @@ impl Ipam {
             return self.take(block.clone(), ip, handle).await;
         }
 
-        let claimed: HashSet<Ipv4Net> = blocks.iter().map(|b| b.value.cidr).collect();
-        let candidates = blocks_of(pool);
-        // Hosts start their search at different places so that they rarely
-        // race for the same free block.
-        let start = host_offset(&self.host, candidates.len());
-        let free_block = candidates
-            .iter()
-            .cycle()
-            .skip(start)
-            .take(candidates.len())
-            .find(|cidr| !claimed.contains(cidr));
-        if let Some(cidr) = free_block {
-            return self.claim(pool, *cidr, None, handle).await;
+        let claimed: HashSet<IpNet> = blocks.iter().map(|b| b.value.cidr).collect();
+        if let Some(cidr) = free_block(pool, &claimed, &self.host) {
+            return self.claim(pool, cidr, None, handle).await;
         }
 
         if let Some(block) = others.into_iter().find(|b| !b.value.is_full()) {
@@ -156,7 +146,7 @@ impl Ipam {
     async fn take(
         &self,
         current: Versioned<Block>,
-        ip: Ipv4Addr,
+        ip: IpAddr,
         handle: &Handle,
     ) -> Result<Step, Error> {
         let mut block = current.value;
@@ -174,8 +164,8 @@ impl Ipam {
     /// applied (a timeout, then failover), so read back before failing.
     async fn settle(
         &self,
-        cidr: Ipv4Net,
-        ip: Ipv4Addr,
+        cidr: IpNet,
+        ip: IpAddr,
         handle: &Handle,
         written: Result<bool, crate::store::Error>,
     ) -> Result<Step, Error> {
@@ -197,8 +187,8 @@ impl Ipam {
     async fn claim(
         &self,
         pool: &Pool,
-        cidr: Ipv4Net,
-        ip: Option<Ipv4Addr>,
+        cidr: IpNet,
+        ip: Option<IpAddr>,
         handle: &Handle,
     ) -> Result<Step, Error> {
         let mut block = Block::new(cidr, pool.cidr, Some(self.host.clone()));
@@ -220,13 +210,13 @@ impl Ipam {
     /// address is not an error. Returns the handle that held it. For
     /// operators (`tabby host remove`-like paths) and tests; Docker's
     /// ReleaseAddress goes through `release_own`.
-    pub async fn release(&self, ip: Ipv4Addr) -> Result<Option<Handle>, Error> {
+    pub async fn release(&self, ip: IpAddr) -> Result<Option<Handle>, Error> {
         self.modify_allocation(ip, |_| None).await
     }
 
     /// Releases `ip` only if this host holds it: an address another host
     /// holds (given to it after a repair freed ours, say) is left alone.
-    pub async fn release_own(&self, ip: Ipv4Addr) -> Result<Released, Error> {
+    pub async fn release_own(&self, ip: IpAddr) -> Result<Released, Error> {
         let Some(holder) = self.holder(ip).await? else {
             return Ok(Released::Free);
         };
@@ -247,7 +237,7 @@ impl Ipam {
     /// never frees an address that a new container has just been given.
     /// A write whose answer was lost is recognised on reading back: the
     /// slot is empty, and the release counts as done.
-    pub async fn release_if_held_by(&self, ip: Ipv4Addr, expected: &Handle) -> Result<bool, Error> {
+    pub async fn release_if_held_by(&self, ip: IpAddr, expected: &Handle) -> Result<bool, Error> {
         let mut tried = false;
         for attempt in 0..MAX_ATTEMPTS {
             let Some(current) = self.find_block(ip).await? else {
@@ -287,7 +277,7 @@ impl Ipam {
     /// the address is not allocated.
     pub async fn update_handle(
         &self,
-        ip: Ipv4Addr,
+        ip: IpAddr,
         update: impl Fn(&Handle) -> Handle,
     ) -> Result<Option<Handle>, Error> {
         self.modify_allocation(ip, |h| Some(update(h))).await
@@ -295,7 +285,7 @@ impl Ipam {
 
     async fn modify_allocation(
         &self,
-        ip: Ipv4Addr,
+        ip: IpAddr,
         change: impl Fn(&Handle) -> Option<Handle>,
     ) -> Result<Option<Handle>, Error> {
         for attempt in 0..MAX_ATTEMPTS {
@@ -325,14 +315,14 @@ impl Ipam {
     }
 
     /// Who holds `ip`, if anyone.
-    pub async fn holder(&self, ip: Ipv4Addr) -> Result<Option<Handle>, Error> {
+    pub async fn holder(&self, ip: IpAddr) -> Result<Option<Handle>, Error> {
         Ok(self
             .find_block(ip)
             .await?
             .and_then(|b| b.value.holder(ip).cloned()))
     }
 
-    async fn find_block(&self, ip: Ipv4Addr) -> Result<Option<Versioned<Block>>, Error> {
+    async fn find_block(&self, ip: IpAddr) -> Result<Option<Versioned<Block>>, Error> {
         for pool in self.store.pools().await? {
             if is_sound(&pool.value) && pool.value.cidr.contains(&ip) {
                 let block = self.store.block(&block_containing(&pool.value, ip)).await?;
@@ -380,11 +370,6 @@ impl Ipam {
         }
         Ok((released, freed))
     }
-}
-
-fn host_offset(host: &str, n: usize) -> usize {
-    // Stable across runs and builds, unlike the std hasher.
-    (crate::hash::fnv1a(host.as_bytes()) % n.max(1) as u64) as usize
 }
 
 async fn backoff(attempt: usize) {

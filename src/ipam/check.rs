@@ -4,7 +4,7 @@
 //! happen in the driver.
 
 use std::collections::{HashMap, HashSet};
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
@@ -16,14 +16,14 @@ use crate::model::{Endpoint, Handle};
 pub struct Inventory<'a> {
     pub host: &'a str,
     /// Addresses held for this host, with their handles.
-    pub allocations: &'a [(Ipv4Addr, Handle)],
+    pub allocations: &'a [(IpAddr, Handle)],
     /// tabby's endpoint records of this host.
     pub endpoints: &'a [Endpoint],
-    /// Endpoints Docker reports on this host (ID -> address); None when
+    /// Endpoints Docker reports on this host (ID -> addresses); None when
     /// Docker cannot be asked, and then nothing is judged by it.
-    pub live: Option<&'a HashMap<String, Ipv4Addr>>,
+    pub live: Option<&'a HashMap<String, Vec<IpAddr>>>,
     /// Who holds each endpoint's address.
-    pub holders: &'a HashMap<Ipv4Addr, Handle>,
+    pub holders: &'a HashMap<IpAddr, Handle>,
     pub links: &'a [String],
     pub routes: &'a [Route],
     /// Younger records may belong to a call in flight.
@@ -34,7 +34,7 @@ pub struct Inventory<'a> {
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Findings {
     /// Held for this host by no live endpoint.
-    pub leaked_allocations: Vec<(Ipv4Addr, Handle)>,
+    pub leaked_allocations: Vec<(IpAddr, Handle)>,
     /// Recorded, but Docker no longer has them.
     pub stale_endpoints: Vec<Endpoint>,
     /// Live endpoints whose address is not allocated to them.
@@ -72,12 +72,12 @@ pub fn compare(inv: &Inventory) -> Findings {
         .filter(|e| e.host == inv.host)
         .collect();
     if let Some(live) = inv.live {
-        let live_ips: HashSet<Ipv4Addr> = live.values().copied().collect();
+        let live_ips: HashSet<IpAddr> = live.values().flatten().copied().collect();
         // Endpoints in their grace period still vouch for their address.
-        let young_ips: HashSet<Ipv4Addr> = local
+        let young_ips: HashSet<IpAddr> = local
             .iter()
             .filter(|e| !settled(e.created))
-            .map(|e| e.ip)
+            .map(|e| IpAddr::V4(e.ip))
             .collect();
         for (ip, handle) in inv.allocations {
             let held_live = handle
@@ -101,7 +101,7 @@ pub fn compare(inv: &Inventory) -> Findings {
                 findings.stale_endpoints.push((*endpoint).clone());
                 continue;
             }
-            let owned = inv.holders.get(&endpoint.ip).is_some_and(|h| {
+            let owned = inv.holders.get(&IpAddr::V4(endpoint.ip)).is_some_and(|h| {
                 h.host == inv.host && h.endpoint.as_ref().is_none_or(|id| *id == endpoint.id)
             });
             if !owned {
@@ -119,7 +119,8 @@ pub fn compare(inv: &Inventory) -> Findings {
         .filter(|l| !owned_links.contains(*l))
         .cloned()
         .collect();
-    let veth_ips: HashMap<&str, Ipv4Addr> = local.iter().map(|e| (e.veth.as_str(), e.ip)).collect();
+    let veth_ips: HashMap<&str, std::net::Ipv4Addr> =
+        local.iter().map(|e| (e.veth.as_str(), e.ip)).collect();
     findings.stray_routes = inv
         .routes
         .iter()
@@ -155,7 +156,7 @@ mod tests {
         }
     }
 
-    fn ip(s: &str) -> Ipv4Addr {
+    fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
     }
 
@@ -175,19 +176,19 @@ mod tests {
             endpoint("young", "10.0.0.6", 1),
             endpoint("orphan", "10.0.0.7", 600), // live in Docker, address lost
         ];
-        let live: HashMap<String, Ipv4Addr> = [("live", "10.0.0.1"), ("orphan", "10.0.0.7")]
+        let live: HashMap<String, Vec<IpAddr>> = [("live", "10.0.0.1"), ("orphan", "10.0.0.7")]
             .iter()
-            .map(|(id, a)| (id.to_string(), ip(a)))
+            .map(|(id, a)| (id.to_string(), vec![ip(a)]))
             .collect();
-        let holders: HashMap<Ipv4Addr, Handle> = allocations.iter().cloned().collect();
+        let holders: HashMap<IpAddr, Handle> = allocations.iter().cloned().collect();
         let links = vec![
             "tabbylive".to_string(),
             "tabbygone".to_string(),
             "tabbystray".to_string(),
         ];
         let routes = vec![
-            crate::dataplane::endpoint_route(ip("10.0.0.1"), "tabbylive"),
-            crate::dataplane::endpoint_route(ip("10.0.0.9"), "tabbystray"),
+            crate::dataplane::endpoint_route("10.0.0.1".parse().unwrap(), "tabbylive"),
+            crate::dataplane::endpoint_route("10.0.0.9".parse().unwrap(), "tabbystray"),
         ];
         let findings = compare(&Inventory {
             host: "h1",
@@ -200,7 +201,7 @@ mod tests {
             grace: Duration::seconds(60),
             now: Utc::now(),
         });
-        let leaked: Vec<Ipv4Addr> = findings
+        let leaked: Vec<IpAddr> = findings
             .leaked_allocations
             .iter()
             .map(|(a, _)| *a)

@@ -7,9 +7,9 @@ pub mod block;
 pub mod check;
 mod pools;
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 
 use crate::model::{Handle, Pool};
 use crate::store::{self, Store};
@@ -17,33 +17,37 @@ use crate::store::{self, Store};
 pub use allocate::Released;
 
 pub const DEFAULT_BLOCK_PREFIX: u8 = 26;
+/// Calico's default for IPv6: 64 addresses, as a /26 holds.
+pub const DEFAULT_BLOCK_PREFIX_V6: u8 = 122;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
     Store(#[from] store::Error),
     #[error("pool {pool} is exhausted: all {size} addresses are allocated")]
-    Exhausted { pool: Ipv4Net, size: u64 },
+    Exhausted { pool: IpNet, size: u128 },
     #[error("address {ip} is already in use by {holder}")]
-    InUse { ip: Ipv4Addr, holder: String },
+    InUse { ip: IpAddr, holder: String },
     #[error("address {ip} is not in pool {pool}")]
-    NotInPool { ip: Ipv4Addr, pool: Ipv4Net },
+    NotInPool { ip: IpAddr, pool: IpNet },
     #[error("no pool {0}: add it with `tabby pool add {0}`")]
-    NoSuchPool(Ipv4Net),
+    NoSuchPool(IpNet),
     #[error("pool {0} already exists")]
-    PoolExists(Ipv4Net),
+    PoolExists(IpNet),
     #[error("pool {cidr} overlaps existing pool {other}")]
-    Overlap { cidr: Ipv4Net, other: Ipv4Net },
-    #[error("block size /{block} is invalid for pool {pool}: use a prefix length from 16 to 32")]
-    BadBlockSize { pool: Ipv4Net, block: u8 },
+    Overlap { cidr: IpNet, other: IpNet },
+    #[error("block size /{block} is invalid for pool {pool}: it must cut the pool into blocks")]
+    BadBlockSize { pool: IpNet, block: u8 },
     #[error("the block record for {key} holds block {found}: the record is corrupt")]
-    CorruptBlock { key: Ipv4Net, found: Ipv4Net },
+    CorruptBlock { key: IpNet, found: IpNet },
     #[error(transparent)]
     Invalid(#[from] crate::validate::ValidationError),
     #[error("no address pool exists: add one with `tabby pool add CIDR` or pass --subnet")]
     NoPools,
+    #[error("no IPv6 address pool exists: add one with `tabby pool add CIDR` or pass --subnet")]
+    NoPools6,
     #[error("pool {pool} still has {count} allocated address(es); release them first")]
-    PoolInUse { pool: Ipv4Net, count: usize },
+    PoolInUse { pool: IpNet, count: usize },
     #[error("gave up after {0} conflicting concurrent updates; try again")]
     Contention(usize),
 }
@@ -80,7 +84,7 @@ impl Ipam {
         }
     }
 
-    pub async fn pool(&self, cidr: &Ipv4Net) -> Result<Pool, Error> {
+    pub async fn pool(&self, cidr: &IpNet) -> Result<Pool, Error> {
         self.store
             .pool(cidr)
             .await?
@@ -88,14 +92,19 @@ impl Ipam {
             .ok_or(Error::NoSuchPool(*cidr))
     }
 
-    /// The configured default pool, else the first pool added.
-    pub async fn default_pool(&self, configured: Option<Ipv4Net>) -> Result<Pool, Error> {
+    /// The configured default pool, else the first pool of the family
+    /// added.
+    pub async fn default_pool(&self, configured: Option<IpNet>, v6: bool) -> Result<Pool, Error> {
         if let Some(cidr) = configured {
             return self.pool(&cidr).await;
         }
         let mut pools = self.pools().await?;
+        pools.retain(|p| p.cidr.addr().is_ipv6() == v6);
         pools.sort_by_key(|p| (p.created, p.cidr));
-        pools.into_iter().next().ok_or(Error::NoPools)
+        pools.into_iter().next().ok_or(match v6 {
+            false => Error::NoPools,
+            true => Error::NoPools6,
+        })
     }
 
     pub async fn pools(&self) -> Result<Vec<Pool>, Error> {
@@ -110,7 +119,7 @@ impl Ipam {
 
     /// Removes a pool and its (empty) blocks; refused while any address of
     /// it is allocated.
-    pub async fn remove_pool(&self, cidr: &Ipv4Net) -> Result<(), Error> {
+    pub async fn remove_pool(&self, cidr: &IpNet) -> Result<(), Error> {
         self.pool(cidr).await?;
         let blocks: Vec<_> = self
             .store

@@ -3,7 +3,7 @@ use std::sync::Arc;
 use super::*;
 use crate::store::Store;
 
-fn net(s: &str) -> Ipv4Net {
+fn net(s: &str) -> IpNet {
     s.parse().unwrap()
 }
 

@@ -1,8 +1,10 @@
 //! Adding pools: every check that keeps a pool from cutting hosts off,
 //! and the overlap check made atomic by the store's pool index.
 
+use std::net::IpAddr;
+
 use chrono::Utc;
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 
 use super::{Error, Ipam};
 use crate::model::{Pool, VxlanMode};
@@ -16,7 +18,7 @@ impl Ipam {
     /// etcd member's address, and overlaps. The block prefix is clamped to
     /// the pool's own prefix so a small pool is one block. Nothing is
     /// written unless every check passes.
-    pub async fn add_pool(&self, cidr: Ipv4Net, block_prefix: u8) -> Result<Pool, Error> {
+    pub async fn add_pool(&self, cidr: IpNet, block_prefix: u8) -> Result<Pool, Error> {
         self.add_pool_with(cidr, block_prefix, VxlanMode::Never)
             .await
     }
@@ -24,16 +26,18 @@ impl Ipam {
     /// `add_pool` with an encapsulation mode.
     pub async fn add_pool_with(
         &self,
-        cidr: Ipv4Net,
+        cidr: IpNet,
         block_prefix: u8,
         vxlan: VxlanMode,
     ) -> Result<Pool, Error> {
         let mut pool = validate_pool(cidr, block_prefix)?;
+        refuse_ipv6_vxlan(cidr, vxlan)?;
         pool.vxlan = vxlan;
-        validate::pool_clear_of(cidr, "an etcd endpoint", self.store.etcd_addresses())?;
+        let etcd = self.store.etcd_addresses().iter().map(|a| IpAddr::V4(*a));
+        validate::pool_clear_of(cidr, "an etcd endpoint", etcd)?;
         for node in self.store.nodes().await? {
             let what = format!("node {}", node.hostname);
-            validate::pool_clear_of(cidr, &what, &[node.ip])?;
+            validate::pool_clear_of(cidr, &what, [IpAddr::V4(node.ip)])?;
         }
         for _ in 0..ADD_ATTEMPTS {
             // The index first: a pool added after this read changes it, and
@@ -57,7 +61,8 @@ impl Ipam {
 
     /// Changes a pool's encapsulation mode, in use or not: every agent
     /// converges its tunnel and routes to it. The pool as it is now.
-    pub async fn set_pool_vxlan(&self, cidr: &Ipv4Net, vxlan: VxlanMode) -> Result<Pool, Error> {
+    pub async fn set_pool_vxlan(&self, cidr: &IpNet, vxlan: VxlanMode) -> Result<Pool, Error> {
+        refuse_ipv6_vxlan(*cidr, vxlan)?;
         for _ in 0..ADD_ATTEMPTS {
             let Some(current) = self.store.pool(cidr).await? else {
                 return Err(Error::NoSuchPool(*cidr));
@@ -75,7 +80,7 @@ impl Ipam {
     }
 
     /// The pool with exactly this CIDR, created if none overlaps it.
-    pub async fn ensure_pool(&self, cidr: Ipv4Net, block_prefix: u8) -> Result<Pool, Error> {
+    pub async fn ensure_pool(&self, cidr: IpNet, block_prefix: u8) -> Result<Pool, Error> {
         if let Some(pool) = self.store.pool(&cidr).await? {
             return Ok(pool.value);
         }
@@ -91,7 +96,22 @@ impl Ipam {
     }
 }
 
-fn validate_pool(cidr: Ipv4Net, block_prefix: u8) -> Result<Pool, Error> {
+/// The tunnel carries IPv4 only: an IPv6 pool it was asked for would
+/// silently go unencapsulated.
+fn refuse_ipv6_vxlan(cidr: IpNet, vxlan: VxlanMode) -> Result<(), Error> {
+    match (cidr, vxlan) {
+        (IpNet::V6(_), VxlanMode::CrossSubnet | VxlanMode::Always) => {
+            Err(crate::validate::ValidationError::Pool {
+                cidr,
+                reason: "VXLAN carries IPv4 pools only: use --vxlan never".into(),
+            }
+            .into())
+        }
+        _ => Ok(()),
+    }
+}
+
+fn validate_pool(cidr: IpNet, block_prefix: u8) -> Result<Pool, Error> {
     validate::pool(cidr, block_prefix)?;
     Ok(Pool {
         cidr,

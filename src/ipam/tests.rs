@@ -3,7 +3,7 @@ use std::collections::HashSet;
 use super::*;
 use crate::store::Store;
 
-fn net(s: &str) -> Ipv4Net {
+fn net(s: &str) -> IpNet {
     s.parse().unwrap()
 }
 
@@ -183,7 +183,10 @@ async fn overlapping_pools_are_refused_and_pools_in_use_are_kept() {
     ipam.release(ip).await.unwrap();
     ipam.remove_pool(&pool.cidr).await.unwrap();
     assert!(store.blocks().await.unwrap().is_empty());
-    assert!(matches!(ipam.default_pool(None).await, Err(Error::NoPools)));
+    assert!(matches!(
+        ipam.default_pool(None, false).await,
+        Err(Error::NoPools)
+    ));
 }
 
 #[tokio::test]

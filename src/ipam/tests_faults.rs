@@ -18,7 +18,7 @@ async fn setup() -> (Arc<MemoryKv>, Store, Pool) {
     (kv, store, pool)
 }
 
-async fn held(store: &Store) -> Vec<(Ipv4Addr, Handle)> {
+async fn held(store: &Store) -> Vec<(IpAddr, Handle)> {
     let mut all = Vec::new();
     for block in store.blocks().await.unwrap() {
         all.extend(block.value.allocated().map(|(ip, h)| (ip, h.clone())));
@@ -52,7 +52,7 @@ async fn a_requested_address_applied_but_reported_failed_is_not_in_use_by_us() {
     for fault in [Fault::AppliedThenMismatch, Fault::AppliedThenError] {
         let (kv, store, pool) = setup().await;
         let ipam = Ipam::new(store.clone(), "h1");
-        let ip: Ipv4Addr = "198.18.70.5".parse().unwrap();
+        let ip: IpAddr = "198.18.70.5".parse().unwrap();
         kv.inject(&[fault]);
         let got = ipam.allocate(&pool, Some(ip), Handle::for_host("h1")).await;
         assert_eq!(got.unwrap(), ip, "{fault:?}");

@@ -17,7 +17,7 @@ pub fn record(pools: &[Pool], blocks: &[Block], nodes: &[Node], alive: &HashSet<
             .filter(|b| b.pool == pool.cidr)
             .map(|b| b.allocations.len())
             .sum();
-        let size = 1u64 << (32 - u32::from(pool.cidr.prefix_len()));
+        let size = crate::ipam::block::size(&pool.cidr);
         let labels = PoolLabels {
             pool: pool.cidr.to_string(),
         };
@@ -26,6 +26,6 @@ pub fn record(pools: &[Pool], blocks: &[Block], nodes: &[Node], alive: &HashSet<
             .set(allocated as i64);
         m.pool_free
             .get_or_create(&labels)
-            .set(size.saturating_sub(allocated as u64) as i64);
+            .set(i64::try_from(size.saturating_sub(allocated as u128)).unwrap_or(i64::MAX));
     }
 }

@@ -3,7 +3,7 @@
 
 use std::net::Ipv4Addr;
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 
 use super::{
     Block, Endpoint, Exposure, Handle, MysqlCluster, MysqlDeclaration, Network, NetworkDef,
@@ -11,7 +11,8 @@ use super::{
 };
 use crate::validate::{self as v, Validate, ValidationError, record};
 
-fn network_address(kind: &'static str, cidr: Ipv4Net) -> Result<(), ValidationError> {
+fn network_address(kind: &'static str, cidr: impl Into<IpNet>) -> Result<(), ValidationError> {
+    let cidr: IpNet = cidr.into();
     if cidr.trunc() == cidr {
         Ok(())
     } else {
@@ -68,7 +69,7 @@ impl Validate for Block {
             v::hostname(host)?;
         }
         let size = crate::ipam::block::size(&self.cidr);
-        if let Some(ord) = self.allocations.keys().find(|o| u64::from(**o) >= size) {
+        if let Some(ord) = self.allocations.keys().find(|o| u128::from(**o) >= size) {
             return Err(record(
                 "block",
                 format!("offset {ord} outside {}", self.cidr),

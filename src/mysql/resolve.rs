@@ -64,7 +64,7 @@ impl Directory {
                 .pools()
                 .await?
                 .into_iter()
-                .map(|p| p.value.cidr)
+                .filter_map(|p| p.value.v4())
                 .collect(),
         })
     }

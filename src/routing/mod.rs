@@ -8,7 +8,7 @@ pub mod bgp;
 pub mod bird;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use crate::dataplane::{Route, RouteTarget};
 use crate::model::{Block, Node, Pool, VxlanMode};
@@ -68,14 +68,16 @@ pub fn desired_routes(host: &str, view: &ClusterView) -> BTreeSet<Route> {
         (view.mode == Mode::Direct || matches!(target, RouteTarget::Tunnel(_))).then_some(target)
     };
 
+    // IPv4 routes only: IPv6 pools are allocated from but not routed yet.
     let mut routes = BTreeSet::new();
-    for pool in view.pools {
+    for cidr in view.pools.iter().filter_map(Pool::v4) {
         routes.insert(Route {
-            dst: pool.cidr,
+            dst: cidr,
             target: RouteTarget::Blackhole,
         });
     }
     for block in view.blocks {
+        let Some(cidr) = block.v4() else { continue };
         let owner = block.affinity.as_deref();
         let mode = mode_of(block);
         let target = match owner {
@@ -84,12 +86,10 @@ pub fn desired_routes(host: &str, view: &ClusterView) -> BTreeSet<Route> {
             None => None,
         };
         if let Some(target) = target {
-            routes.insert(Route {
-                dst: block.cidr,
-                target,
-            });
+            routes.insert(Route { dst: cidr, target });
         }
         for (ip, handle) in block.allocated() {
+            let IpAddr::V4(ip) = ip else { continue };
             if Some(handle.host.as_str()) == owner || handle.host == host {
                 continue;
             }

@@ -21,7 +21,7 @@
 //! <prefix>/galerastatus/<cluster>/<container> GaleraMemberStatus (its agent's report)
 //! ```
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 
 #[derive(Debug, Clone)]
 pub struct Keys {
@@ -29,7 +29,7 @@ pub struct Keys {
 }
 
 /// CIDRs appear in keys with `-` for `/` so a key never gains a level.
-pub fn cidr_segment(cidr: &Ipv4Net) -> String {
+pub fn cidr_segment(cidr: &IpNet) -> String {
     format!("{}-{}", cidr.addr(), cidr.prefix_len())
 }
 
@@ -57,7 +57,7 @@ impl Keys {
         format!("{}/pools/", self.prefix)
     }
 
-    pub fn pool(&self, cidr: &Ipv4Net) -> String {
+    pub fn pool(&self, cidr: &IpNet) -> String {
         format!("{}{}", self.pools(), cidr_segment(cidr))
     }
 
@@ -70,7 +70,7 @@ impl Keys {
         format!("{}/blocks/", self.prefix)
     }
 
-    pub fn block(&self, cidr: &Ipv4Net) -> String {
+    pub fn block(&self, cidr: &IpNet) -> String {
         format!("{}{}", self.blocks(), cidr_segment(cidr))
     }
 
@@ -301,7 +301,7 @@ mod tests {
     #[test]
     fn prefix_is_normalised_and_cidrs_stay_one_level() {
         let keys = Keys::new("tabby/");
-        let cidr: Ipv4Net = "198.18.64.0/26".parse().unwrap();
+        let cidr: IpNet = "198.18.64.0/26".parse().unwrap();
         assert_eq!(keys.block(&cidr), "/tabby/blocks/198.18.64.0-26");
         assert_eq!(keys.endpoint("h1", "abc"), "/tabby/endpoints/h1/abc");
         assert_eq!(Keys::new("/x").root(), "/x/");

@@ -18,7 +18,7 @@ mod pools;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -186,14 +186,14 @@ impl Store {
         self.list_typed(&self.keys.blocks()).await
     }
 
-    pub async fn block(&self, cidr: &Ipv4Net) -> Result<Option<Versioned<Block>>, Error> {
+    pub async fn block(&self, cidr: &IpNet) -> Result<Option<Versioned<Block>>, Error> {
         self.get_typed(&self.keys.block(cidr)).await
     }
 
     /// Compare-and-swap of one block; `None` deletes it.
     pub async fn swap_block(
         &self,
-        cidr: &Ipv4Net,
+        cidr: &IpNet,
         expect: Expect,
         block: Option<&Block>,
     ) -> Result<bool, Error> {

@@ -1,6 +1,6 @@
 //! Pools and the pool index that makes overlap checks atomic.
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 
 use super::{Error, Expect, Store, Swap, Versioned, encode};
 use crate::model::Pool;
@@ -10,7 +10,7 @@ impl Store {
         self.list_typed(&self.keys.pools()).await
     }
 
-    pub async fn pool(&self, cidr: &Ipv4Net) -> Result<Option<Versioned<Pool>>, Error> {
+    pub async fn pool(&self, cidr: &IpNet) -> Result<Option<Versioned<Pool>>, Error> {
         self.get_typed(&self.keys.pool(cidr)).await
     }
 
@@ -54,7 +54,7 @@ impl Store {
             .await
     }
 
-    pub async fn delete_pool(&self, cidr: &Ipv4Net) -> Result<bool, Error> {
+    pub async fn delete_pool(&self, cidr: &IpNet) -> Result<bool, Error> {
         self.kv.delete(&self.keys.pool(cidr)).await
     }
 }

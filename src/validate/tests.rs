@@ -67,19 +67,34 @@ fn pools_clear_of_reserved_ranges_and_bounded() {
         ("198.18.64.1/20", 26),
         ("198.18.64.0/20", 15),
         ("198.18.64.0/20", 33),
+        ("2001:2::/31", 122),
+        ("::/0", 122),
+        ("::1/128", 128),
+        ("::ffff:198.18.0.0/120", 122),
+        ("fe80::/64", 122),
+        ("ff02::/64", 122),
+        ("2001:2:0:1000::1/56", 122),
+        ("2001:2:0:1000::/56", 111),
+        ("2001:2:0:1000::/56", 129),
     ] {
         assert!(
             pool(cidr.parse().unwrap(), block).is_err(),
             "{cidr} /{block}"
         );
     }
-    let cidr: Ipv4Net = "198.18.0.0/24".parse().unwrap();
-    let err = pool_clear_of(cidr, "node h1", &["198.18.0.11".parse().unwrap()]).unwrap_err();
+    // IPv6 pools have no block bound: free blocks are computed.
+    pool("2001:2:0:1000::/56".parse().unwrap(), 122).unwrap();
+    pool("2001:2::/48".parse().unwrap(), 128).unwrap();
+    let cidr: IpNet = "198.18.0.0/24".parse().unwrap();
+    let err = pool_clear_of(cidr, "node h1", ["198.18.0.11".parse().unwrap()]).unwrap_err();
     assert!(
         err.to_string()
             .contains("198.18.0.11, the address of node h1")
     );
-    pool_clear_of(cidr, "node h1", &["198.18.1.11".parse().unwrap()]).unwrap();
+    pool_clear_of(cidr, "node h1", ["198.18.1.11".parse().unwrap()]).unwrap();
+    let cidr: IpNet = "2001:2:0:1000::/56".parse().unwrap();
+    let err = pool_clear_of(cidr, "node h1", ["2001:2:0:10ff::1".parse().unwrap()]);
+    assert!(err.is_err());
 }
 
 fn tcp_to(list: &[(u16, u16)]) -> Rule {

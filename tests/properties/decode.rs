@@ -78,7 +78,7 @@ async fn use_ipam(store: &Store) {
     let Ok(pools) = ipam.pools().await else {
         return;
     };
-    let _ = ipam.default_pool(None).await;
+    let _ = ipam.default_pool(None, false).await;
     for pool in pools.iter().take(3) {
         let got = ipam
             .allocate(pool, None, tabby::model::Handle::for_host("h0"))

@@ -1,8 +1,9 @@
 //! Allocate and release across four hosts sharing one store: no address
-//! is ever given twice, none is lost, and the pool's count adds up.
+//! is ever given twice, none is lost, and the pool's count adds up. The
+//! same, address for address, for an IPv4 and an IPv6 pool.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -14,11 +15,11 @@ use tabby::store::memory::MemoryKv;
 use tabby::store::{self, Expect, KeyStream, Kv, LeaseGuard, Store, Versioned};
 
 const HOSTS: [&str; 4] = ["h0", "h1", "h2", "h3"];
-/// 32 addresses in 4 blocks of 8: small enough that hosts run out of
-/// their own blocks and borrow, and that the pool fills up.
-const POOL: &str = "198.18.80.0/27";
-const BLOCK: u8 = 29;
+/// 32 addresses in 4 blocks of 8, in either family: small enough that
+/// hosts run out of their own blocks and borrow, and that the pool fills.
+const POOLS: [(&str, u8); 2] = [("198.18.80.0/27", 29), ("2001:2:0:80::/123", 125)];
 const SIZE: usize = 32;
+const BLOCK_SIZE: usize = 8;
 
 /// The in-memory store, yielding to the scheduler before each call as a
 /// proptest-chosen schedule says: that is where concurrent hosts
@@ -117,12 +118,18 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-fn address(ordinal: u8) -> Ipv4Addr {
-    let base: ipnet::Ipv4Net = POOL.parse().unwrap();
-    Ipv4Addr::from(u32::from(base.network()) + ordinal as u32)
+/// The `ordinal`th address of the pool.
+fn address(pool: &Pool, ordinal: u8) -> IpAddr {
+    match pool.cidr.network() {
+        IpAddr::V4(base) => (u32::from(base) + u32::from(ordinal)).to_be_bytes().into(),
+        IpAddr::V6(base) => (u128::from(base) + u128::from(ordinal))
+            .to_be_bytes()
+            .into(),
+    }
 }
 
-async fn setup(schedule: Vec<u8>) -> (Store, Pool, Vec<Ipam>) {
+async fn setup(family: usize, schedule: Vec<u8>) -> (Store, Pool, Vec<Ipam>) {
+    let (cidr, block) = POOLS[family];
     let kv = YieldingKv {
         inner: MemoryKv::new(),
         schedule,
@@ -131,7 +138,7 @@ async fn setup(schedule: Vec<u8>) -> (Store, Pool, Vec<Ipam>) {
     let store = Store::new(Arc::new(kv), "/tabby");
     let hosts: Vec<Ipam> = HOSTS.iter().map(|h| Ipam::new(store.clone(), h)).collect();
     let pool = hosts[0]
-        .add_pool(POOL.parse().unwrap(), BLOCK)
+        .add_pool(cidr.parse().unwrap(), block)
         .await
         .unwrap();
     (store, pool, hosts)
@@ -142,10 +149,10 @@ async fn setup(schedule: Vec<u8>) -> (Store, Pool, Vec<Ipam>) {
 /// each allocation lies inside its block, and that the free addresses
 /// (in claimed blocks and unclaimed ones) and the allocated add up to
 /// the pool.
-async fn allocated(store: &Store, pool: &Pool) -> BTreeMap<Ipv4Addr, String> {
+async fn allocated(store: &Store, pool: &Pool) -> BTreeMap<IpAddr, String> {
     let mut seen_blocks = BTreeSet::new();
     let mut out = BTreeMap::new();
-    let block_size = 1usize << (32 - BLOCK);
+    let block_size = BLOCK_SIZE;
     let mut free = 0;
     for block in store.blocks().await.unwrap() {
         let block = block.value;
@@ -154,7 +161,7 @@ async fn allocated(store: &Store, pool: &Pool) -> BTreeMap<Ipv4Addr, String> {
             "{} outside pool",
             block.cidr
         );
-        assert_eq!(block.cidr.prefix_len(), BLOCK);
+        assert_eq!(block.cidr.prefix_len(), pool.block_prefix);
         assert!(seen_blocks.insert(block.cidr), "block {} twice", block.cidr);
         for (ip, handle) in block.allocated() {
             assert!(block.cidr.contains(&ip), "{ip} outside {}", block.cidr);
@@ -169,13 +176,7 @@ async fn allocated(store: &Store, pool: &Pool) -> BTreeMap<Ipv4Addr, String> {
 
 /// Applies one op in a step-wise run, checking its outcome against the
 /// model (address -> host index).
-async fn step(
-    hosts: &[Ipam],
-    pool: &Pool,
-    model: &mut BTreeMap<Ipv4Addr, usize>,
-    h: usize,
-    op: Op,
-) {
+async fn step(hosts: &[Ipam], pool: &Pool, model: &mut BTreeMap<IpAddr, usize>, h: usize, op: Op) {
     let ipam = &hosts[h];
     let handle = Handle::for_host(HOSTS[h]);
     match op {
@@ -189,7 +190,7 @@ async fn step(
             Err(e) => panic!("allocate: {e}"),
         },
         Op::Requested(ord) => {
-            let ip = address(ord);
+            let ip = address(pool, ord);
             let got = ipam.allocate(pool, Some(ip), handle).await;
             match (got, model.contains_key(&ip)) {
                 (Ok(got), false) => {
@@ -201,7 +202,7 @@ async fn step(
             }
         }
         Op::ReleaseOwn(i) => {
-            let own: Vec<Ipv4Addr> = model
+            let own: Vec<IpAddr> = model
                 .iter()
                 .filter(|(_, o)| **o == h)
                 .map(|(ip, _)| *ip)
@@ -213,7 +214,7 @@ async fn step(
             }
         }
         Op::ReleaseFree(ord) => {
-            let ip = address(ord);
+            let ip = address(pool, ord);
             if !model.contains_key(&ip) {
                 assert_eq!(ipam.release(ip).await.unwrap(), None, "{ip} was free");
             }
@@ -227,13 +228,16 @@ proptest! {
     /// One op at a time, host chosen per op: the store always says exactly
     /// what the model holds, and the pool is exhausted only when full.
     #[test]
-    fn stepwise_hosts_match_the_model(ops in prop::collection::vec((0..HOSTS.len(), op()), 1..80)) {
+    fn stepwise_hosts_match_the_model(
+        family in 0..POOLS.len(),
+        ops in prop::collection::vec((0..HOSTS.len(), op()), 1..80),
+    ) {
         crate::run(async {
-            let (store, pool, hosts) = setup(vec![]).await;
+            let (store, pool, hosts) = setup(family, vec![]).await;
             let mut model = BTreeMap::new();
             for (h, op) in ops {
                 step(&hosts, &pool, &mut model, h, op).await;
-                let expected: BTreeMap<Ipv4Addr, String> =
+                let expected: BTreeMap<IpAddr, String> =
                     model.iter().map(|(ip, h)| (*ip, HOSTS[*h].to_string())).collect();
                 assert_eq!(allocated(&store, &pool).await, expected);
             }
@@ -245,16 +249,17 @@ proptest! {
     /// disjoint from the others, and together exactly what the store holds.
     #[test]
     fn concurrent_hosts_never_share_or_lose(
+        family in 0..POOLS.len(),
         ops in prop::collection::vec(prop::collection::vec(op(), 0..16), HOSTS.len()),
         schedule in prop::collection::vec(0u8..4, 1..32),
     ) {
         crate::run(async {
-            let (store, pool, hosts) = setup(schedule).await;
+            let (store, pool, hosts) = setup(family, schedule).await;
             let runs = hosts.iter().zip(ops).enumerate().map(|(h, (ipam, ops))| {
                 let pool = pool.clone();
                 async move { host_run(ipam, &pool, h, ops).await }
             });
-            let held: Vec<BTreeSet<Ipv4Addr>> = futures::future::join_all(runs).await;
+            let held: Vec<BTreeSet<IpAddr>> = futures::future::join_all(runs).await;
             let mut expected = BTreeMap::new();
             for (h, ips) in held.iter().enumerate() {
                 for ip in ips {
@@ -268,13 +273,13 @@ proptest! {
 }
 
 /// One host's ops; returns what it holds at the end.
-async fn host_run(ipam: &Ipam, pool: &Pool, h: usize, ops: Vec<Op>) -> BTreeSet<Ipv4Addr> {
+async fn host_run(ipam: &Ipam, pool: &Pool, h: usize, ops: Vec<Op>) -> BTreeSet<IpAddr> {
     let mut held = BTreeSet::new();
     for op in ops {
         let handle = Handle::for_host(HOSTS[h]);
         let requested = match op {
             Op::Auto => None,
-            Op::Requested(ord) => Some(address(ord)),
+            Op::Requested(ord) => Some(address(pool, ord)),
             Op::ReleaseOwn(i) => {
                 let Some(ip) = held.iter().nth(i as usize % held.len().max(1)).copied() else {
                     continue;

@@ -2,7 +2,7 @@
 //! that a live endpoint holds, nor one that changed hands after the check.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use chrono::{Duration, Utc};
 use proptest::prelude::*;
@@ -64,8 +64,12 @@ fn alloc_spec() -> impl Strategy<Value = AllocSpec> {
         })
 }
 
-fn addr(ord: u8) -> Ipv4Addr {
+fn addr4(ord: u8) -> Ipv4Addr {
     Ipv4Addr::new(198, 18, 90, ord)
+}
+
+fn addr(ord: u8) -> IpAddr {
+    IpAddr::V4(addr4(ord))
 }
 
 fn id(n: u8) -> String {
@@ -81,7 +85,7 @@ fn endpoint(spec: &EndpointSpec) -> Endpoint {
         id: id(spec.id),
         network_id: "n".into(),
         host: if spec.local { LOCAL } else { "h2" }.into(),
-        ip: addr(spec.ip),
+        ip: addr4(spec.ip),
         veth: format!("tabby{:02x}", spec.id),
         mac: None,
         container: None,
@@ -115,13 +119,13 @@ proptest! {
         churn in prop::collection::vec(any::<prop::sample::Index>(), 0..3),
     ) {
         let endpoints: Vec<Endpoint> = endpoint_specs.iter().map(endpoint).collect();
-        let live: HashMap<String, Ipv4Addr> = endpoint_specs
+        let live: HashMap<String, Vec<IpAddr>> = endpoint_specs
             .iter()
-            .filter_map(|s| s.live_at.map(|at| (id(s.id), addr(at))))
+            .filter_map(|s| s.live_at.map(|at| (id(s.id), vec![addr(at)])))
             .collect();
-        let allocations: Vec<(Ipv4Addr, Handle)> =
+        let allocations: Vec<(IpAddr, Handle)> =
             alloc_specs.iter().map(|(ip, s)| (addr(*ip), handle(s))).collect();
-        let holders: HashMap<Ipv4Addr, Handle> = allocations.iter().cloned().collect();
+        let holders: HashMap<IpAddr, Handle> = allocations.iter().cloned().collect();
         let findings = compare(&Inventory {
             host: LOCAL,
             allocations: &allocations,
@@ -137,10 +141,10 @@ proptest! {
             prop_assert!(findings.leaked_allocations.is_empty() && findings.stale_endpoints.is_empty());
         }
         for (ip, h) in &findings.leaked_allocations {
-            prop_assert!(!live.values().any(|a| a == ip), "{ip} is live, judged leaked");
+            prop_assert!(!live.values().flatten().any(|a| a == ip), "{ip} is live, judged leaked");
             prop_assert!(h.endpoint.as_ref().is_none_or(|e| !live.contains_key(e)), "{ip}'s endpoint is live");
             prop_assert!(h.host == LOCAL, "{ip} of another host judged");
-            let young_owner = endpoints.iter().any(|e| e.host == LOCAL && e.ip == *ip && Utc::now() - e.created < Duration::seconds(GRACE_SECS));
+            let young_owner = endpoints.iter().any(|e| e.host == LOCAL && IpAddr::V4(e.ip) == *ip && Utc::now() - e.created < Duration::seconds(GRACE_SECS));
             prop_assert!(!young_owner, "{ip} of an endpoint in its grace period judged leaked");
         }
         for e in &findings.stale_endpoints {
@@ -154,9 +158,9 @@ proptest! {
 /// hands (released, then given to a new container) and repairs the rest
 /// the way the driver does: only what the check saw is freed.
 async fn repair_in_store(
-    allocations: Vec<(Ipv4Addr, Handle)>,
-    leaked: Vec<(Ipv4Addr, Handle)>,
-    live: HashMap<String, Ipv4Addr>,
+    allocations: Vec<(IpAddr, Handle)>,
+    leaked: Vec<(IpAddr, Handle)>,
+    live: HashMap<String, Vec<IpAddr>>,
     churn: Vec<prop::sample::Index>,
 ) {
     let store = Store::in_memory();
@@ -196,7 +200,7 @@ async fn repair_in_store(
                 Some(fresh),
                 "{ip} freed after it changed hands"
             );
-        } else if live.values().any(|a| a == ip)
+        } else if live.values().flatten().any(|a| a == ip)
             || h.endpoint.as_ref().is_some_and(|e| live.contains_key(e))
         {
             assert_eq!(now.as_ref(), Some(h), "live {ip} freed");

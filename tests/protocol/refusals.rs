@@ -106,7 +106,7 @@ fn bad_requests_are_refused_and_change_nothing() {
             json!({"Pool": "198.18.66.0/24"}),
         ),
         (
-            "IPv6 pool",
+            "IPv6 default pool when there is none",
             "/IpamDriver.RequestPool",
             json!({"Pool": "", "V6": true}),
         ),
