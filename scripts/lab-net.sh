@@ -30,12 +30,21 @@ make_bridge() {
   fi
 }
 
-# Routes to the other segments through segment $2's router, in netns $1.
+# Routes to the other segments through segment $2's router, in netns $1,
+# in both families.
 route_segments() {
   local ns=$1 k=$2 j
   for j in $(seq 1 "$SEGMENTS"); do
-    [ "$j" = "$k" ] || ip -n "$ns" route replace "$(subnet_of "$j")" via "$(gateway_of "$k")" dev eth0
+    [ "$j" != "$k" ] || continue
+    ip -n "$ns" route replace "$(subnet_of "$j")" via "$(gateway_of "$k")" dev eth0
+    ip -n "$ns" -6 route replace "$(subnet6_of "$j")" via "$(gateway6_of "$k")" dev eth0
   done
+}
+
+# No router advertisement may give a lab namespace a route (or an
+# address): lab hosts have no default route in either family.
+no_router_advertisements() {
+  nsenter --net="/run/netns/$1" -- sysctl -qw net.ipv6.conf.all.accept_ra=0 net.ipv6.conf.default.accept_ra=0
 }
 
 # The router: 198.18.(k-1).1 on every segment (veth tlIDtk in the root
@@ -52,9 +61,11 @@ make_tor() {
       ip link add "$veth" type veth peer name "seg$k" netns "$ns"
       ip link set "$veth" master "$(bridge_of "$k")" up
       ip -n "$ns" addr add "$(gateway_of "$k")/24" dev "seg$k"
+      ip -n "$ns" addr add "$(gateway6_of "$k")/64" dev "seg$k" nodad
       ip -n "$ns" link set "seg$k" up
     done
-    nsenter --net="/run/netns/$ns" -- sysctl -qw net.ipv4.ip_forward=1
+    no_router_advertisements "$ns"
+    nsenter --net="/run/netns/$ns" -- sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
   fi
   # birdc resolved now: the wrapper must not find itself on PATH.
   printf '#!/bin/sh\nexec %s -s %s "$@"\n' "$(command -v birdc)" "$LAB_DIR/tor/bird.ctl" >"$LAB_DIR/tor/bin/birdc"
@@ -103,7 +114,9 @@ make_host() {
     ip -n "$ns" link set lo up
     ip link add "$veth" type veth peer name eth0 netns "$ns"
     ip link set "$veth" master "$(bridge_of "$k")" up
+    no_router_advertisements "$ns"
     ip -n "$ns" addr add "$ip/24" dev eth0
+    ip -n "$ns" addr add "$(ip6_of "$h")/64" dev eth0 nodad
     ip -n "$ns" link set eth0 up
     route_segments "$ns" "$k"
   fi

@@ -1,7 +1,7 @@
 //! The objects tabby keeps in its datastore. Plain data: no I/O here.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use chrono::{DateTime, Utc};
 use ipnet::{IpNet, Ipv4Net};
@@ -210,6 +210,10 @@ impl Endpoint {
 pub struct Node {
     pub hostname: String,
     pub ip: Ipv4Addr,
+    /// This host's IPv6 address (absent: none, or an agent from before
+    /// dual-stack).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip6: Option<Ipv6Addr>,
     pub started: DateTime<Utc>,
     pub version: String,
     /// The subnet `ip` is on: peers outside it are "another subnet" for

@@ -38,6 +38,7 @@ impl Cluster {
                     version: "test".into(),
                     subnet: None,
                     vxlan_mac: None,
+                    ip6: None,
                 };
                 store
                     .register_node(&node, 10)

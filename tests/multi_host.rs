@@ -89,6 +89,76 @@ fn host_veth_routes_match(lab: &Lab, host: &str, expected: &BTreeSet<String>, lo
     assert_eq!(actual, want, "routes on {host}");
 }
 
+/// Each agent found the lab's IPv6 address beside its IPv4 one, and the
+/// hosts reach each other over it.
+fn nodes_record_their_ipv6_addresses(lab: &Lab) {
+    let nodes: Vec<Value> = serde_json::from_str(&lab.sh("h1", "tabby node show -o json")).unwrap();
+    for (i, host) in HOSTS.iter().enumerate() {
+        let ip6 = format!("2001:2::{}", 11 + i);
+        let node = nodes.iter().find(|n| n["hostname"] == *host).unwrap();
+        assert_eq!(node["ip6"], ip6.as_str(), "{node}");
+        let other = HOSTS[(i + 1) % HOSTS.len()];
+        assert!(
+            lab.try_sh(other, &format!("busybox ping -6 -c 1 -W 2 {ip6}")),
+            "{other} to {ip6}"
+        );
+    }
+    let table = lab.sh("h1", "tabby node show");
+    assert!(
+        table.contains("IPV6") && table.contains("2001:2::12"),
+        "{table}"
+    );
+}
+
+/// The IPv6 routes of a host, as `ip -6 route show proto 77` lines
+/// without their metric and preference.
+fn ipv6_routes(lab: &Lab, host: &str) -> BTreeSet<String> {
+    lab.sh(host, "ip -6 route show proto 77")
+        .lines()
+        .map(|l| l.split(" metric").next().unwrap().trim().to_string())
+        .collect()
+}
+
+/// IPv6 blocks are routed like IPv4 ones: each host claims one through
+/// Docker's IPAM call, and every other host routes it via that host's
+/// IPv6 address; pool and own blocks are blackholes. Released and
+/// removed, the pool leaves no route behind.
+fn ipv6_blocks_route_between_hosts(lab: &Lab) {
+    const POOL6: &str = "2001:2:0:1000::/56";
+    lab.sh("h1", &format!("tabby pool add {POOL6}"));
+    let mut blocks = Vec::new();
+    for host in HOSTS {
+        let body = serde_json::json!({"PoolID": POOL6, "Address": ""});
+        let got = support::http::post_ok(&lab.socket(host), "/IpamDriver.RequestAddress", &body);
+        let address = got["Address"].as_str().unwrap().to_string();
+        let ip: std::net::IpAddr = address.trim_end_matches("/128").parse().unwrap();
+        let block = ipnet::IpNet::new(ip, 122).unwrap().trunc();
+        blocks.push((host, address, block));
+    }
+    for (i, host) in HOSTS.iter().enumerate() {
+        let mut expected = BTreeSet::from([format!("blackhole {POOL6} dev lo")]);
+        for (j, (_, _, block)) in blocks.iter().enumerate() {
+            expected.insert(match i == j {
+                true => format!("blackhole {block} dev lo"),
+                false => format!("{block} via 2001:2::{} dev eth0", 11 + j),
+            });
+        }
+        eventually(Duration::from_secs(20), "IPv6 routes", || {
+            (ipv6_routes(lab, host) == expected).then_some(())
+        });
+    }
+    for (host, address, _) in &blocks {
+        let body = serde_json::json!({"PoolID": POOL6, "Address": address});
+        support::http::post_ok(&lab.socket(host), "/IpamDriver.ReleaseAddress", &body);
+    }
+    lab.sh("h1", &format!("tabby pool remove {POOL6}"));
+    for host in HOSTS {
+        eventually(Duration::from_secs(20), "no IPv6 routes", || {
+            ipv6_routes(lab, host).is_empty().then_some(())
+        });
+    }
+}
+
 #[test]
 fn seed_layout_routes_pings_and_convergence() {
     let lab = Lab::up(3);
@@ -99,6 +169,8 @@ fn seed_layout_routes_pings_and_convergence() {
     assert!(!created.contains("Not yet"), "{created}");
     let shown = lab.sh("h2", "tabby network show");
     assert!(shown.contains("| yes | yes | yes |"), "{shown}");
+    nodes_record_their_ipv6_addresses(&lab);
+    ipv6_blocks_route_between_hosts(&lab);
 
     // The article's addresses, all in one /26: .51 and .52 are borrowed.
     let mut containers: HashMap<String, (String, String)> = HashMap::new();

@@ -71,6 +71,7 @@ mod tests {
             version: "test".into(),
             subnet: None,
             vxlan_mac: None,
+            ip6: None,
         };
         let guard = store.register_node(&node, 3).await.unwrap();
         let liveness = Liveness {

@@ -11,6 +11,7 @@ mod gate;
 mod liveness;
 mod mysql;
 mod networks;
+mod node;
 mod periodic;
 mod reconcile;
 mod supervise;
@@ -21,7 +22,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use chrono::Utc;
 use ipnet::Ipv4Net;
 use tokio::net::UnixListener;
 use tokio::sync::Notify;
@@ -42,6 +42,8 @@ pub struct AgentConfig {
     pub etcd_prefix: String,
     pub hostname: String,
     pub ip: Option<Ipv4Addr>,
+    /// This host's IPv6 address; None: the first global one beside `ip`.
+    pub ip6: Option<std::net::Ipv6Addr>,
     pub socket: PathBuf,
     pub mtu: u32,
     pub default_pool: Option<Ipv4Net>,
@@ -71,26 +73,6 @@ pub struct AgentConfig {
     pub subnet: Option<Ipv4Net>,
 }
 
-/// The subnet recorded for this node: the one given, else `ip`'s own
-/// prefix on this host (none if `ip` is not configured here).
-async fn node_subnet(
-    dataplane: &Dataplane,
-    ip: Ipv4Addr,
-    given: Option<Ipv4Net>,
-) -> Result<Option<Ipv4Net>> {
-    if let Some(subnet) = given {
-        anyhow::ensure!(
-            subnet.contains(&ip),
-            "--subnet {subnet} does not hold this host's address {ip}"
-        );
-        return Ok(Some(subnet.trunc()));
-    }
-    let prefix = dataplane.netlink().address_prefix(ip).await?;
-    Ok(prefix
-        .and_then(|p| Ipv4Net::new(ip, p).ok())
-        .map(|n| n.trunc()))
-}
-
 #[derive(Debug, Clone)]
 pub struct BgpOptions {
     pub dir: PathBuf,
@@ -106,15 +88,8 @@ pub async fn run(config: AgentConfig) -> Result<()> {
         .health
         .agent_started(config.firewall.name());
     let dataplane = Dataplane::new(config.mtu)?;
-    let ip = match config.ip {
-        Some(ip) => ip,
-        None => dataplane
-            .netlink()
-            .host_address()
-            .await?
-            .context("cannot find this host's address: pass --ip")?,
-    };
-    let subnet = node_subnet(&dataplane, ip, config.subnet).await?;
+    let addresses = node::addresses(&dataplane, &config).await?;
+    let ip = addresses.ip;
     let docker = Arc::new(DockerEngine::new(&config.docker_host));
     let driver = Driver::new(
         store.clone(),
@@ -141,16 +116,7 @@ pub async fn run(config: AgentConfig) -> Result<()> {
         gate::gate,
     ));
     info!(socket = %config.socket.display(), host = %config.hostname, %ip, firewall = config.firewall.name(), "agent serving");
-    let node = Node {
-        hostname: config.hostname.clone(),
-        ip,
-        started: Utc::now(),
-        version: crate::VERSION.to_string(),
-        subnet,
-        vxlan_mac: Some(crate::dataplane::vxlan::mac_text(
-            &crate::dataplane::vxlan::mac_for(&config.hostname),
-        )),
-    };
+    let node = node::record(&config.hostname, addresses);
     let lease = Arc::new(tokio::sync::Mutex::new(None));
     let start = start(
         driver.clone(),

@@ -23,6 +23,10 @@ pub struct AgentArgs {
     /// This host's address (default: that of the default-route interface).
     #[arg(long, env = "TABBY_IP")]
     ip: Option<Ipv4Addr>,
+    /// This host's IPv6 address (default: the first global IPv6 address
+    /// of the interface that holds --ip; none there: no IPv6).
+    #[arg(long, env = "TABBY_IP6")]
+    ip6: Option<std::net::Ipv6Addr>,
     /// Plugin socket dockerd discovers the driver by.
     #[arg(
         long,
@@ -131,6 +135,7 @@ pub async fn run(args: AgentArgs, etcd: EtcdArgs) -> Result<()> {
         etcd_prefix: etcd.etcd_prefix,
         hostname,
         ip: args.ip,
+        ip6: args.ip6,
         subnet: args.subnet.and_then(|s| s.0),
         socket: args.socket,
         mtu: args.mtu,

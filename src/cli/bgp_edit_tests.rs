@@ -14,6 +14,7 @@ async fn store() -> Store {
             version: "test".into(),
             subnet: None,
             vxlan_mac: None,
+            ip6: None,
         };
         // The record stays after the lease goes, as a stopped agent's does.
         store

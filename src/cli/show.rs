@@ -153,6 +153,7 @@ async fn node_show(etcd: &EtcdArgs, format: Format) -> Result<()> {
         rows.push(vec![
             node.hostname.clone(),
             node.ip.to_string(),
+            node.ip6.map_or("-".into(), |ip| ip.to_string()),
             state.to_string(),
             as_cell,
             peers_cell,
@@ -169,7 +170,7 @@ async fn node_show(etcd: &EtcdArgs, format: Format) -> Result<()> {
             node.version.clone(),
         ]);
         let mut value = json!({
-            "hostname": node.hostname, "ip": node.ip, "state": state,
+            "hostname": node.hostname, "ip": node.ip, "ip6": node.ip6, "state": state,
             "blocks": claimed, "endpoints": count, "routes": status.map(|s| s.routes),
             "last_sync": status.map(|s| s.last_sync),
             "started": node.started, "version": node.version,
@@ -183,9 +184,10 @@ async fn node_show(etcd: &EtcdArgs, format: Format) -> Result<()> {
     Ok(())
 }
 
-const NODE_HEADERS: [&str; 10] = [
+const NODE_HEADERS: [&str; 11] = [
     "HOSTNAME",
     "IP",
+    "IPV6",
     "STATE",
     "AS NUM",
     "BGP PEERS",

@@ -7,7 +7,7 @@ use std::net::Ipv4Addr;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 
 use super::vxlan::{Mac, TunnelEntries, VXLAN_DEVICE, VxlanLink, VxlanSpec};
 use super::{Error, Kernel, LinkSummary, Route, RouteTarget, Sysctl};
@@ -16,7 +16,7 @@ use super::{Error, Kernel, LinkSummary, Route, RouteTarget, Sysctl};
 struct Host {
     links: BTreeMap<String, LinkSummary>,
     /// Destination -> (route, made by tabby).
-    routes: BTreeMap<Ipv4Net, (Route, bool)>,
+    routes: BTreeMap<IpNet, (Route, bool)>,
     next_index: u32,
     /// `tabby.vxlan` as made (None for a foreign link of that name).
     vxlan: Option<VxlanLink>,
@@ -212,7 +212,10 @@ impl Kernel for FakeKernel {
 
     async fn has_route_to(&self, ip: Ipv4Addr) -> Result<bool, Error> {
         let host = self.host.lock().unwrap();
-        Ok(host.routes.keys().any(|dst| dst.contains(&ip)))
+        Ok(host
+            .routes
+            .keys()
+            .any(|dst| dst.contains(&std::net::IpAddr::V4(ip))))
     }
 
     async fn host_address(&self) -> Result<Option<Ipv4Addr>, Error> {
@@ -221,6 +224,9 @@ impl Kernel for FakeKernel {
 
     async fn address_prefix(&self, _: Ipv4Addr) -> Result<Option<u8>, Error> {
         Ok(Some(24))
+    }
+    async fn ipv6_beside(&self, _: Ipv4Addr) -> Result<Option<std::net::Ipv6Addr>, Error> {
+        Ok(None)
     }
 
     async fn vxlan_link(&self) -> Result<Option<VxlanLink>, Error> {

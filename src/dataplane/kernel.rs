@@ -4,7 +4,7 @@
 //! in-memory host, so the driver's decisions are tested without root.
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use async_trait::async_trait;
 
@@ -43,6 +43,8 @@ pub trait Kernel: Send + Sync {
     async fn host_address(&self) -> Result<Option<Ipv4Addr>, Error>;
     /// The prefix length `ip` is configured with on this host, if it is.
     async fn address_prefix(&self, ip: Ipv4Addr) -> Result<Option<u8>, Error>;
+    /// The first global IPv6 address of the interface that holds `ip`.
+    async fn ipv6_beside(&self, ip: Ipv4Addr) -> Result<Option<Ipv6Addr>, Error>;
     /// `tabby.vxlan`, if a link of that name exists (tabby's or not).
     async fn vxlan_link(&self) -> Result<Option<VxlanLink>, Error>;
     /// Makes `tabby.vxlan` as `spec`, marked as tabby's, up.
@@ -99,6 +101,9 @@ impl Kernel for Netlink {
     }
     async fn address_prefix(&self, ip: Ipv4Addr) -> Result<Option<u8>, Error> {
         Netlink::address_prefix(self, ip).await
+    }
+    async fn ipv6_beside(&self, ip: Ipv4Addr) -> Result<Option<Ipv6Addr>, Error> {
+        Netlink::ipv6_beside(self, ip).await
     }
     async fn vxlan_link(&self) -> Result<Option<VxlanLink>, Error> {
         Netlink::vxlan_link(self).await

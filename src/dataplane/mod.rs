@@ -2,10 +2,12 @@
 //! routes, and the sysctls that make Calico's 169.254.1.1 gateway trick
 //! work. `reconcile` converges the routing table to a desired set.
 
+mod addresses;
 #[cfg(test)]
 pub mod fake;
 mod kernel;
 pub mod netlink;
+mod netlink_routes;
 mod ownership;
 mod reconcile;
 mod route;
@@ -13,13 +15,13 @@ pub mod sysctl;
 mod tunnel;
 pub mod vxlan;
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use ipnet::Ipv4Net;
 use tracing::{debug, info};
 
+pub use addresses::is_global;
 pub use kernel::{Kernel, ProcSysctl, Sysctl};
 pub use netlink::{LinkSummary, Netlink, Route, RouteTarget};
 pub use ownership::{is_tabby_link, owner_alias, proven_owner, recorded_links};
@@ -55,7 +57,7 @@ pub fn is_gateway(ip: Ipv4Addr) -> bool {
 /// route covers it (a host with no default route).
 pub fn gateway_route(gateway: Ipv4Addr) -> Route {
     Route {
-        dst: gateway.into(),
+        dst: IpAddr::V4(gateway).into(),
         target: RouteTarget::Dev("lo".into()),
     }
 }
@@ -87,9 +89,11 @@ pub enum Error {
     #[error("link {0} exists and was not made by tabby: it is left alone")]
     Foreign(String),
     #[error("a route to {0} that tabby did not make is in the way: it is left alone")]
-    RouteTaken(Ipv4Net),
+    RouteTaken(ipnet::IpNet),
     #[error("{0}: its next hop is on no network of this host")]
     Unreachable(String),
+    #[error("invalid route {route}: {reason}")]
+    InvalidRoute { route: String, reason: String },
 }
 
 /// Host-side veth name for an endpoint: fits IFNAMSIZ.
@@ -112,9 +116,9 @@ pub fn peer_veth_name(endpoint_id: &str) -> String {
 }
 
 /// The route that sends an endpoint's address down its veth.
-pub fn endpoint_route(ip: Ipv4Addr, veth: &str) -> Route {
+pub fn endpoint_route(ip: impl Into<IpAddr>, veth: &str) -> Route {
     Route {
-        dst: Ipv4Net::from(ip),
+        dst: ip.into().into(),
         target: RouteTarget::Dev(veth.to_string()),
     }
 }
@@ -215,7 +219,7 @@ impl Dataplane {
         Ok(Attached { peer, mac })
     }
 
-    async fn has_tabby_route(&self, dst: Ipv4Net) -> Result<bool, Error> {
+    async fn has_tabby_route(&self, dst: ipnet::IpNet) -> Result<bool, Error> {
         Ok(self
             .netlink
             .tabby_routes()

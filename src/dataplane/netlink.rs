@@ -1,18 +1,15 @@
-//! A thin typed wrapper over rtnetlink: the few link and route operations
-//! tabby needs, with routes as typed values rather than strings.
+//! A thin typed wrapper over rtnetlink: the few link operations tabby
+//! needs (routes, as typed values, are in `netlink_routes`).
 
 use std::collections::HashMap;
 
 use std::net::{IpAddr, Ipv4Addr};
 
 use futures::TryStreamExt;
-use ipnet::Ipv4Net;
 use netlink_packet_route::AddressFamily;
 use netlink_packet_route::address::AddressAttribute;
 use netlink_packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkInfo};
-use netlink_packet_route::route::{
-    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
-};
+use netlink_packet_route::route::{RouteAttribute, RouteHeader};
 use rtnetlink::{Handle, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
 use super::Error;
@@ -24,10 +21,8 @@ use super::vxlan::mac_text;
 pub const RTPROT_TABBY: u8 = 77;
 
 const ENOENT: i32 = 2;
-const EEXIST: i32 = 17;
 const ESRCH: i32 = 3;
 const ENODEV: i32 = 19;
-const ENETUNREACH: i32 = 101;
 
 /// One link as listed: enough to decide whether tabby made it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -188,114 +183,6 @@ impl Netlink {
         }
     }
 
-    /// Installs a route in the main table, marked as tabby's. `replace`
-    /// only when the route already there is tabby's: otherwise the add is
-    /// exclusive, and a route someone else put at that destination stays
-    /// (`Error::RouteTaken`).
-    pub async fn install_route(
-        &self,
-        route: &Route,
-        links: &HashMap<String, u32>,
-        replace: bool,
-    ) -> Result<(), Error> {
-        let msg = self.route_message(route, links)?;
-        let request = self.handle.route().add(msg);
-        let request = if replace { request.replace() } else { request };
-        match request.execute().await {
-            Ok(()) => Ok(()),
-            Err(err) if errno(&err) == Some(EEXIST) => Err(Error::RouteTaken(route.dst)),
-            Err(err) if errno(&err) == Some(ENETUNREACH) => {
-                Err(Error::Unreachable(route.to_string()))
-            }
-            Err(err) => Err(nl_err(format!("add route {route}"))(err)),
-        }
-    }
-
-    pub async fn delete_route(
-        &self,
-        route: &Route,
-        links: &HashMap<String, u32>,
-    ) -> Result<(), Error> {
-        let msg = match self.route_message(route, links) {
-            Ok(msg) => msg,
-            // Its link is gone, and the kernel took the route with it.
-            Err(Error::LinkMissing(_)) => return Ok(()),
-            Err(err) => return Err(err),
-        };
-        match self.handle.route().del(msg).execute().await {
-            Ok(()) => Ok(()),
-            Err(err) if is_missing(&err) => Ok(()),
-            Err(err) => Err(nl_err(format!("delete route {route}"))(err)),
-        }
-    }
-
-    fn route_message(
-        &self,
-        route: &Route,
-        links: &HashMap<String, u32>,
-    ) -> Result<RouteMessage, Error> {
-        let builder = RouteMessageBuilder::<Ipv4Addr>::new()
-            .destination_prefix(route.dst.addr(), route.dst.prefix_len())
-            .protocol(RouteProtocol::from(RTPROT_TABBY));
-        let builder = match &route.target {
-            RouteTarget::Dev(dev) => {
-                let index = *links
-                    .get(dev)
-                    .ok_or_else(|| Error::LinkMissing(dev.clone()))?;
-                builder.output_interface(index).scope(RouteScope::Link)
-            }
-            RouteTarget::Via(gw) => builder.gateway(*gw),
-            RouteTarget::Tunnel(gw) => {
-                let index = *links
-                    .get(super::VXLAN_DEVICE)
-                    .ok_or_else(|| Error::LinkMissing(super::VXLAN_DEVICE.into()))?;
-                builder.output_interface(index).gateway(*gw).onlink()
-            }
-            RouteTarget::Blackhole => builder.kind(RouteType::BlackHole),
-        };
-        Ok(builder.build())
-    }
-
-    /// The IPv4 routes of the main table that carry tabby's protocol mark.
-    pub async fn tabby_routes(&self) -> Result<Vec<Route>, Error> {
-        let names: HashMap<u32, String> = self
-            .links()
-            .await?
-            .into_iter()
-            .map(|(n, i)| (i, n))
-            .collect();
-        let _dump = self.dump().await;
-        let mut stream = self
-            .handle
-            .route()
-            .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
-            .execute();
-        let mut routes = Vec::new();
-        while let Some(msg) = stream.try_next().await.map_err(nl_err("list routes"))? {
-            if msg.header.table != RouteHeader::RT_TABLE_MAIN
-                || msg.header.protocol != RouteProtocol::from(RTPROT_TABBY)
-            {
-                continue;
-            }
-            if let Some(route) = parse_route(&msg, &names) {
-                routes.push(route);
-            }
-        }
-        Ok(routes)
-    }
-
-    /// Whether the main table has any route that covers `ip`.
-    pub async fn has_route_to(&self, ip: Ipv4Addr) -> Result<bool, Error> {
-        let msg = RouteMessageBuilder::<Ipv4Addr>::new()
-            .destination_prefix(ip, 32)
-            .build();
-        match self.handle.route().get(msg).execute().try_next().await {
-            Ok(found) => Ok(found.is_some()),
-            Err(err) if matches!(errno(&err), Some(101 | 113 | 22)) => Ok(false),
-            Err(err) => Err(nl_err(format!("route get {ip}"))(err)),
-        }
-    }
-
     /// This host's address: that of the default-route interface, else the
     /// first global IPv4 address.
     pub async fn host_address(&self) -> Result<Option<Ipv4Addr>, Error> {
@@ -360,31 +247,4 @@ fn summarise(msg: netlink_packet_route::link::LinkMessage) -> Option<LinkSummary
         veth,
         alias,
     })
-}
-
-fn parse_route(msg: &RouteMessage, names: &HashMap<u32, String>) -> Option<Route> {
-    let addr = msg.attributes.iter().find_map(|a| match a {
-        RouteAttribute::Destination(RouteAddress::Inet(ip)) => Some(*ip),
-        _ => None,
-    })?;
-    let dst = Ipv4Net::new(addr, msg.header.destination_prefix_length).ok()?;
-    let target = if msg.header.kind == RouteType::BlackHole {
-        RouteTarget::Blackhole
-    } else {
-        let oif = msg.attributes.iter().find_map(|a| match a {
-            RouteAttribute::Oif(i) => Some(*i),
-            _ => None,
-        });
-        let dev = oif.and_then(|i| names.get(&i));
-        let gateway = msg.attributes.iter().find_map(|a| match a {
-            RouteAttribute::Gateway(RouteAddress::Inet(ip)) => Some(*ip),
-            _ => None,
-        });
-        match gateway {
-            Some(gw) if dev.is_some_and(|d| d == super::VXLAN_DEVICE) => RouteTarget::Tunnel(gw),
-            Some(gw) => RouteTarget::Via(gw),
-            None => RouteTarget::Dev(dev?.clone()),
-        }
-    };
-    Some(Route { dst, target })
 }

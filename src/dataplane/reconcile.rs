@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeSet, HashSet};
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 use tracing::{info, warn};
 
 use super::{Dataplane, Error, Route};
@@ -24,7 +24,7 @@ impl RouteDiff {
 /// A destination that stays desired with a new target is replaced in place
 /// rather than removed, so traffic to it never sees a gap.
 pub fn diff(current: &BTreeSet<Route>, desired: &BTreeSet<Route>) -> RouteDiff {
-    let desired_dsts: HashSet<Ipv4Net> = desired.iter().map(|r| r.dst).collect();
+    let desired_dsts: HashSet<IpNet> = desired.iter().map(|r| r.dst).collect();
     RouteDiff {
         added: desired.difference(current).cloned().collect(),
         removed: current
@@ -48,7 +48,7 @@ impl Dataplane {
             info!(%route, "removed route");
         }
         let mut added = Vec::new();
-        let ours: HashSet<Ipv4Net> = current.iter().map(|r| r.dst).collect();
+        let ours: HashSet<IpNet> = current.iter().map(|r| r.dst).collect();
         for route in plan.added.drain(..) {
             let replace = ours.contains(&route.dst);
             match self.netlink.install_route(&route, &links, replace).await {

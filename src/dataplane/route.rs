@@ -1,9 +1,9 @@
-//! Routes as typed values: where each sends traffic.
+//! Routes as typed values, of either family: where each sends traffic.
 
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 
 /// Where a route sends traffic.
 #[derive(
@@ -13,8 +13,8 @@ use ipnet::Ipv4Net;
 pub enum RouteTarget {
     /// Directly out of a link (`dev X scope link`).
     Dev(String),
-    /// Through a gateway (`via A`).
-    Via(Ipv4Addr),
+    /// Through a gateway (`via A`), of the route's family.
+    Via(IpAddr),
     /// Through the VXLAN tunnel to a peer host (`via A dev tabby.vxlan
     /// onlink`): the peer's neighbour entry names its MAC, its FDB entry
     /// its address.
@@ -26,7 +26,7 @@ pub enum RouteTarget {
     Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
 )]
 pub struct Route {
-    pub dst: Ipv4Net,
+    pub dst: IpNet,
     pub target: RouteTarget,
 }
 

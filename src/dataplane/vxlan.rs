@@ -8,7 +8,6 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use futures::TryStreamExt;
 use netlink_packet_route::AddressFamily;
-use netlink_packet_route::address::AddressAttribute;
 use netlink_packet_route::link::{
     InfoData, InfoKind, InfoVxlan, LinkAttribute, LinkFlags, LinkInfo,
 };
@@ -270,25 +269,6 @@ fn lladdr(msg: &NeighbourMessage) -> Option<Mac> {
         NeighbourAttribute::LinkLayerAddress(a) => Mac::try_from(a.as_slice()).ok(),
         _ => None,
     })
-}
-
-impl Netlink {
-    /// The prefix length `ip` is configured with on this host, if it is.
-    pub async fn address_prefix(&self, ip: Ipv4Addr) -> Result<Option<u8>, Error> {
-        let _dump = self.dump().await;
-        let mut prefix = None;
-        // Read to the end: a dump left half-read keeps the socket busy.
-        let mut stream = self.handle.address().get().execute();
-        while let Some(msg) = stream.try_next().await.map_err(nl_err("list addresses"))? {
-            let here = msg.attributes.iter().any(|a| {
-                matches!(a, AddressAttribute::Local(IpAddr::V4(a)) | AddressAttribute::Address(IpAddr::V4(a)) if *a == ip)
-            });
-            if msg.header.family == AddressFamily::Inet && here {
-                prefix.get_or_insert(msg.header.prefix_len);
-            }
-        }
-        Ok(prefix)
-    }
 }
 
 /// A stable MAC for a host's tunnel device: locally administered and

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use chrono::Utc;
-use ipnet::Ipv4Net;
+
 use tracing::{debug, info, warn};
 
 use super::{Driver, Error};
@@ -159,7 +159,7 @@ impl Driver {
         let routes = desired_routes(self.host(), &view);
         let tunnel = self.desired_tunnel(&view, &routes);
         // Local routes win over anything stale the cluster view says.
-        let mut desired: BTreeMap<Ipv4Net, Route> =
+        let mut desired: BTreeMap<ipnet::IpNet, Route> =
             routes.into_iter().map(|r| (r.dst, r)).collect();
 
         // Endpoints are read under the lock: an endpoint recorded after
@@ -191,7 +191,10 @@ impl Driver {
                 self.dataplane
                     .sysctl()
                     .configure_endpoint_interface(&ep.veth)?;
-                desired.insert(ep.ip.into(), endpoint_route(ep.ip, &ep.veth));
+                desired.insert(
+                    std::net::IpAddr::V4(ep.ip).into(),
+                    endpoint_route(ep.ip, &ep.veth),
+                );
             } else if ep.state == EndpointState::Joined {
                 debug!(endpoint = %ep.id, veth = %ep.veth, "joined endpoint has no veth");
             }

@@ -191,7 +191,7 @@ impl Host {
 
 fn route_to(ip: Ipv4Addr, veth: &str) -> Route {
     Route {
-        dst: ip.into(),
+        dst: IpAddr::V4(ip).into(),
         target: RouteTarget::Dev(veth.into()),
     }
 }

@@ -129,6 +129,7 @@ fn node(hostname: &str, ip: &str) -> Node {
         version: "test".into(),
         subnet: None,
         vxlan_mac: None,
+        ip6: None,
     }
 }
 

@@ -119,8 +119,10 @@ pub fn compare(inv: &Inventory) -> Findings {
         .filter(|l| !owned_links.contains(*l))
         .cloned()
         .collect();
-    let veth_ips: HashMap<&str, std::net::Ipv4Addr> =
-        local.iter().map(|e| (e.veth.as_str(), e.ip)).collect();
+    let veth_ips: HashMap<&str, IpAddr> = local
+        .iter()
+        .map(|e| (e.veth.as_str(), e.ip.into()))
+        .collect();
     findings.stray_routes = inv
         .routes
         .iter()
@@ -187,8 +189,8 @@ mod tests {
             "tabbystray".to_string(),
         ];
         let routes = vec![
-            crate::dataplane::endpoint_route("10.0.0.1".parse().unwrap(), "tabbylive"),
-            crate::dataplane::endpoint_route("10.0.0.9".parse().unwrap(), "tabbystray"),
+            crate::dataplane::endpoint_route(ip("10.0.0.1"), "tabbylive"),
+            crate::dataplane::endpoint_route(ip("10.0.0.9"), "tabbystray"),
         ];
         let findings = compare(&Inventory {
             host: "h1",

@@ -17,6 +17,7 @@ async fn bad_pools_are_refused_and_nothing_is_written() {
         version: "t".into(),
         subnet: None,
         vxlan_mac: None,
+        ip6: None,
     };
     store.register_node(&node, 10).await.unwrap();
     let ipam = Ipam::new(store.clone(), "cli");

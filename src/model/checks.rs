@@ -130,6 +130,14 @@ impl Validate for Node {
     fn validate(&self) -> Result<(), ValidationError> {
         v::hostname(&self.hostname)?;
         unicast("node address", self.ip)?;
+        if let Some(ip6) = self.ip6
+            && !crate::dataplane::is_global(ip6)
+        {
+            return Err(record(
+                "node IPv6 address",
+                format!("{ip6} is not a global unicast address"),
+            ));
+        }
         if let Some(subnet) = self.subnet
             && !subnet.contains(&self.ip)
         {

@@ -8,7 +8,7 @@ pub mod bgp;
 pub mod bird;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::Ipv4Addr;
 
 use crate::dataplane::{Route, RouteTarget};
 use crate::model::{Block, Node, Pool, VxlanMode};
@@ -43,6 +43,9 @@ pub struct ClusterView<'a> {
 ///   an explicit `--ip` in someone else's block): `/32 via HOLDER` on every
 ///   host but the holder (who routes it down its veth), tunnelled alike.
 ///
+/// IPv6 pools and blocks get the same routes, via each host's IPv6
+/// address (`path6`).
+///
 /// Routes towards a host that is down are left out, so its addresses fall
 /// back to the pool blackhole. In BGP mode every route towards another
 /// host is left to BIRD, but those through the tunnel.
@@ -63,37 +66,42 @@ pub fn desired_routes(host: &str, view: &ClusterView) -> BTreeSet<Route> {
     // In BGP mode BIRD routes what is routed as it is; the tunnel is
     // still the agent's (Calico's VXLAN with BGP: the routers between
     // subnets do not peer, so a learned next hop there is no use).
-    let to = |peer: &str, mode| {
-        let target = live.get(peer).and_then(|n| path(me, n, mode))?;
+    let to = |peer: &str, mode, v6: bool| {
+        let peer = live.get(peer)?;
+        let target = match v6 {
+            false => path(me, peer, mode)?,
+            true => path6(me, peer)?,
+        };
         (view.mode == Mode::Direct || matches!(target, RouteTarget::Tunnel(_))).then_some(target)
     };
 
-    // IPv4 routes only: IPv6 pools are allocated from but not routed yet.
     let mut routes = BTreeSet::new();
-    for cidr in view.pools.iter().filter_map(Pool::v4) {
+    for pool in view.pools {
         routes.insert(Route {
-            dst: cidr,
+            dst: pool.cidr,
             target: RouteTarget::Blackhole,
         });
     }
     for block in view.blocks {
-        let Some(cidr) = block.v4() else { continue };
         let owner = block.affinity.as_deref();
         let mode = mode_of(block);
+        let v6 = block.cidr.addr().is_ipv6();
         let target = match owner {
             Some(o) if o == host => Some(RouteTarget::Blackhole),
-            Some(o) => to(o, mode),
+            Some(o) => to(o, mode, v6),
             None => None,
         };
         if let Some(target) = target {
-            routes.insert(Route { dst: cidr, target });
+            routes.insert(Route {
+                dst: block.cidr,
+                target,
+            });
         }
         for (ip, handle) in block.allocated() {
-            let IpAddr::V4(ip) = ip else { continue };
             if Some(handle.host.as_str()) == owner || handle.host == host {
                 continue;
             }
-            if let Some(target) = to(&handle.host, mode) {
+            if let Some(target) = to(&handle.host, mode, v6) {
                 routes.insert(Route {
                     dst: ip.into(),
                     target,
@@ -118,11 +126,20 @@ fn path(me: Option<&Node>, peer: &Node, mode: VxlanMode) -> Option<RouteTarget> 
     if !tunnel {
         // Routed as it is, a peer is a next hop only on this host's own
         // subnet: beyond it a router would have to know the pools (BGP).
-        return same_subnet(me, peer).then_some(RouteTarget::Via(peer.ip));
+        return same_subnet(me, peer).then_some(RouteTarget::Via(peer.ip.into()));
     }
     peer.vxlan_mac
         .as_ref()
         .map(|_| RouteTarget::Tunnel(peer.ip))
+}
+
+/// How IPv6 traffic reaches `peer`: via its IPv6 address, on this host's
+/// subnet (the IPv4 one stands for both: hosts share their L2 segment in
+/// both families). IPv6 is never tunnelled; a peer with no IPv6 address
+/// gets no route, and the pool's blackhole drops what is sent its way.
+fn path6(me: Option<&Node>, peer: &Node) -> Option<RouteTarget> {
+    let ip6 = peer.ip6?;
+    same_subnet(me, peer).then_some(RouteTarget::Via(ip6.into()))
 }
 
 /// Whether `peer` is on this host's subnet; with the subnet unknown,
@@ -163,3 +180,5 @@ pub fn desired_tunnel(
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_ipv6;

@@ -11,6 +11,7 @@ fn node(name: &str, ip: &str) -> Node {
         version: "t".into(),
         subnet: None,
         vxlan_mac: None,
+        ip6: None,
     }
 }
 

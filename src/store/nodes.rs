@@ -120,6 +120,7 @@ mod tests {
             version: "test".into(),
             subnet: None,
             vxlan_mac: None,
+            ip6: None,
         }
     }
 
