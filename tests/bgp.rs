@@ -64,17 +64,17 @@ fn fixture() -> (MutexGuard<'static, ()>, Fixture) {
     (guard, Fixture { lab, containers })
 }
 
-/// Blocks and their owners, from `tabby ipam show -o json`.
+/// IPv4 blocks and their owners, from `tabby ipam show -o json`.
 fn blocks(lab: &Lab) -> Vec<(ipnet::Ipv4Net, String)> {
     let ipam: Value = serde_json::from_str(&lab.sh("h1", "tabby ipam show -o json")).unwrap();
     ipam.as_object()
         .unwrap()
         .iter()
-        .map(|(cidr, b)| {
-            (
-                cidr.parse().unwrap(),
+        .filter_map(|(cidr, b)| {
+            Some((
+                cidr.parse().ok()?,
                 b["affinity"].as_str().unwrap().to_string(),
-            )
+            ))
         })
         .collect()
 }
@@ -144,6 +144,68 @@ fn reachable_matrix(f: &Fixture) {
             failed.is_empty(),
             "{name} on {host} cannot reach {failed:?}"
         );
+    }
+}
+
+/// IPv6 rides the same sessions: each host claims an IPv6 block through
+/// Docker's IPAM call, and BIRD installs the other hosts' blocks via their
+/// IPv6 addresses; node show counts the sessions whose IPv6 channel is up.
+#[test]
+fn ipv6_routes_come_from_bird_over_the_same_sessions() {
+    const POOL6: &str = "2001:2:0:2000::/56";
+    let (_serial, f) = fixture();
+    let lab = &f.lab;
+    lab.sh("h1", &format!("tabby pool add {POOL6}"));
+    let mut claimed = Vec::new();
+    for host in HOSTS {
+        let body = serde_json::json!({"PoolID": POOL6, "Address": ""});
+        let got = support::http::post_ok(&lab.socket(host), "/IpamDriver.RequestAddress", &body);
+        let address = got["Address"].as_str().unwrap().to_string();
+        let ip: std::net::IpAddr = address.trim_end_matches("/128").parse().unwrap();
+        claimed.push((host, address, ipnet::IpNet::new(ip, 122).unwrap().trunc()));
+    }
+    for (i, host) in HOSTS.iter().enumerate() {
+        let want: BTreeSet<String> = claimed
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(j, (_, _, block))| format!("{block} via 2001:2::{} dev eth0", 11 + j))
+            .collect();
+        eventually(
+            Duration::from_secs(30),
+            &format!("IPv6 routes from BIRD on {host}: {want:?}"),
+            || {
+                let got: BTreeSet<String> = lab
+                    .sh(host, "ip -6 route show proto bird")
+                    .lines()
+                    .map(|l| l.split(" metric").next().unwrap().trim().to_string())
+                    .collect();
+                (got == want).then_some(())
+            },
+        );
+    }
+    eventually(
+        Duration::from_secs(40),
+        "2/2 IPv6 peers on every node",
+        || {
+            let nodes: Vec<Value> =
+                serde_json::from_str(&lab.sh("h3", "tabby node show -o json")).unwrap_or_default();
+            let good = |n: &Value| n["bgp_peers_v6"]["established"] == 2;
+            (nodes.len() == 3 && nodes.iter().all(good)).then_some(())
+        },
+    );
+    for (host, address, _) in &claimed {
+        let body = serde_json::json!({"PoolID": POOL6, "Address": address});
+        support::http::post_ok(&lab.socket(host), "/IpamDriver.ReleaseAddress", &body);
+    }
+    lab.sh("h1", &format!("tabby pool remove {POOL6}"));
+    for host in HOSTS {
+        eventually(Duration::from_secs(30), "no IPv6 routes from BIRD", || {
+            lab.sh(host, "ip -6 route show proto bird")
+                .trim()
+                .is_empty()
+                .then_some(())
+        });
     }
 }
 

@@ -50,6 +50,7 @@ impl Cluster {
             let status = BgpStatus {
                 established: 1,
                 configured: 2,
+                established6: 1,
                 updated: chrono::Utc::now(),
             };
             store.put_bgp_status("h1", &status).await.unwrap();
@@ -345,6 +346,7 @@ fn node_settings_show_in_node_show() {
         "| 64513 ",
         "| 64512 (inherited) ",
         "| 1/2 ",
+        "BGP PEERS V6",
     ] {
         assert!(table.contains(word), "{table}");
     }

@@ -103,7 +103,7 @@ impl BgpView {
     }
 
     /// The AS NUM and BGP PEERS cells, and the same as JSON fields.
-    fn of(&self, host: &str) -> ([String; 2], serde_json::Value) {
+    fn of(&self, host: &str) -> ([String; 3], serde_json::Value) {
         let node = self.nodes.get(host).cloned().unwrap_or_default();
         let asn = node.asn.or(self.config.as_ref().map(BgpConfig::asn));
         let inherited = node.asn.is_none();
@@ -116,13 +116,20 @@ impl BgpView {
         let peers_cell = status.map_or("-".into(), |s| {
             format!("{}/{}", s.established, s.configured)
         });
+        // IPv6 rides the IPv4 sessions: of the same sessions, those whose
+        // IPv6 channel is up.
+        let peers6_cell = status.map_or("-".into(), |s| {
+            format!("{}/{}", s.established6, s.configured)
+        });
         let peers =
             status.map(|s| json!({"established": s.established, "configured": s.configured}));
+        let peers6 =
+            status.map(|s| json!({"established": s.established6, "configured": s.configured}));
         let fields = json!({
             "as": asn, "as_inherited": inherited,
-            "route_reflector": node.route_reflector, "bgp_peers": peers,
+            "route_reflector": node.route_reflector, "bgp_peers": peers, "bgp_peers_v6": peers6,
         });
-        ([as_cell, peers_cell], fields)
+        ([as_cell, peers_cell, peers6_cell], fields)
     }
 }
 
@@ -149,7 +156,7 @@ async fn node_show(etcd: &EtcdArgs, format: Format) -> Result<()> {
             .collect();
         let count = endpoints.iter().filter(|e| e.host == node.hostname).count();
         let status = statuses.get(&node.hostname);
-        let ([as_cell, peers_cell], bgp_fields) = bgp.of(&node.hostname);
+        let ([as_cell, peers_cell, peers6_cell], bgp_fields) = bgp.of(&node.hostname);
         rows.push(vec![
             node.hostname.clone(),
             node.ip.to_string(),
@@ -157,6 +164,7 @@ async fn node_show(etcd: &EtcdArgs, format: Format) -> Result<()> {
             state.to_string(),
             as_cell,
             peers_cell,
+            peers6_cell,
             if claimed.is_empty() {
                 "-".into()
             } else {
@@ -184,13 +192,14 @@ async fn node_show(etcd: &EtcdArgs, format: Format) -> Result<()> {
     Ok(())
 }
 
-const NODE_HEADERS: [&str; 11] = [
+const NODE_HEADERS: [&str; 12] = [
     "HOSTNAME",
     "IP",
     "IPV6",
     "STATE",
     "AS NUM",
     "BGP PEERS",
+    "BGP PEERS V6",
     "BLOCKS",
     "ROUTES",
     "ENDPOINTS",

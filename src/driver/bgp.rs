@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 use tracing::{info, warn};
 
 use super::{Driver, Error};
@@ -36,12 +36,11 @@ impl Driver {
         nodes: &[Node],
     ) -> Result<(), Error> {
         let settings = self.store.bgp_settings().await?;
-        // IPv4 only until BIRD gains an ipv6 channel.
-        let pools: Vec<Ipv4Net> = pools.iter().filter_map(Pool::v4).collect();
-        let own: Vec<Ipv4Net> = blocks
+        let pools: Vec<IpNet> = pools.iter().map(|p| p.cidr).collect();
+        let own: Vec<IpNet> = blocks
             .iter()
             .filter(|b| b.affinity.as_deref() == Some(self.host()))
-            .filter_map(Block::v4)
+            .map(|b| b.cidr)
             .collect();
         let view = BgpView {
             host: self.host(),
@@ -79,11 +78,13 @@ impl Driver {
         let status = BgpStatus {
             established: sessions.iter().filter(|s| s.established()).count(),
             configured: sessions.len(),
+            established6: sessions.iter().filter(|s| s.ipv6).count(),
             updated: now,
         };
         let current = last.as_ref().is_some_and(|l| {
             l.established == status.established
                 && l.configured == status.configured
+                && l.established6 == status.established6
                 && now - l.updated < chrono::Duration::minutes(10)
         });
         if !current {

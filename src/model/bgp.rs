@@ -68,6 +68,9 @@ pub struct BgpPeer {
 pub struct BgpStatus {
     pub established: usize,
     pub configured: usize,
+    /// Sessions whose IPv6 channel is up.
+    #[serde(default)]
+    pub established6: usize,
     pub updated: DateTime<Utc>,
 }
 

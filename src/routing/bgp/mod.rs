@@ -9,7 +9,7 @@ mod tests;
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 use serde::Serialize;
 
 use crate::model::{BgpSettings, Node};
@@ -89,9 +89,9 @@ pub struct BgpView<'a> {
     /// Every registered node, up or down: a node whose agent restarts
     /// keeps its sessions, so graceful restart can hold its routes.
     pub nodes: &'a [Node],
-    pub pools: &'a [Ipv4Net],
+    pub pools: &'a [IpNet],
     /// Blocks this host claimed.
-    pub own_blocks: &'a [Ipv4Net],
+    pub own_blocks: &'a [IpNet],
     /// Hold time, and how long peers keep this host's routes while it
     /// restarts (seconds).
     pub hold_time: u16,

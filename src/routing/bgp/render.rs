@@ -1,11 +1,13 @@
 //! BIRD 2 configuration for one host, after calico-node's: BIRD learns
 //! tabby's own kernel routes (proto 77: this host's block blackholes and
-//! its containers' /32s), announces the blocks and the /32s it holds
-//! outside them, and installs what peers announce inside the pools.
+//! its containers' /32s and /128s), announces the blocks and the single
+//! addresses it holds outside them, and installs what peers announce
+//! inside the pools. IPv6 rides the same sessions (an `ipv6` channel,
+//! next hop: the host's IPv6 address) when the host has one.
 
 use std::fmt::Write;
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 
 use super::{BgpView, Session, sessions};
 
@@ -39,6 +41,7 @@ protocol device {{
 
 protocol direct tabby_direct {{
   ipv4;
+  ipv6;
   interface "*";
 }}
 
@@ -51,6 +54,18 @@ protocol kernel tabby_kernel {{
   scan time 10;
   graceful restart;
   ipv4 {{
+    preference 250;
+    import where krt_source = {proto} || !tabby_pool_route();
+    export where source = RTS_BGP;
+  }};
+}}
+
+protocol kernel tabby_kernel6 {{
+  learn;
+  persist;
+  scan time 10;
+  graceful restart;
+  ipv6 {{
     preference 250;
     import where krt_source = {proto} || !tabby_pool_route();
     export where source = RTS_BGP;
@@ -72,7 +87,7 @@ template bgp tabby_peer {{
     import filter tabby_import;
     export filter tabby_export;
   }};
-}}
+{ipv6_channel}}}
 "#,
         host = view.host,
         ip = me.ip,
@@ -81,6 +96,7 @@ template bgp tabby_peer {{
         keepalive = (hold / 3).max(1),
         recovery = (hold / 2).max(2),
         functions = functions(view.pools, view.own_blocks),
+        ipv6_channel = me.ip6.map(ipv6_channel).unwrap_or_default(),
     );
     for session in sessions(view) {
         out.push_str(&protocol(&session, view.asn_of(view.host)));
@@ -88,19 +104,44 @@ template bgp tabby_peer {{
     Some(out)
 }
 
-/// A BIRD prefix set; None for no prefixes (BIRD has no empty set).
-fn set(nets: &[Ipv4Net], suffix: &str) -> Option<String> {
-    (!nets.is_empty()).then(|| {
-        let items: Vec<String> = nets.iter().map(|n| format!("{n}{suffix}")).collect();
-        format!("[ {} ]", items.join(", "))
-    })
+/// The IPv6 channel of the session template: routes of IPv6 pools over
+/// the IPv4 session, announced with this host's IPv6 address as next hop
+/// (an IPv4 session has none of its own in that family).
+fn ipv6_channel(ip6: std::net::Ipv6Addr) -> String {
+    format!(
+        "  ipv6 {{\n    gateway recursive;\n    next hop address {ip6};\n    import filter tabby_import;\n    export filter tabby_export;\n  }};\n"
+    )
 }
 
-fn functions(pools: &[Ipv4Net], own: &[Ipv4Net]) -> String {
-    let in_pools = set(pools, "+").map_or("false".into(), |s| format!("net ~ {s}"));
-    let is_pool = set(pools, "").map_or("false".into(), |s| format!("net ~ {s}"));
-    let own_exact = set(own, "").map_or("false".into(), |s| format!("net ~ {s}"));
-    let in_own = set(own, "+").map_or("false".into(), |s| format!("net ~ {s}"));
+/// A BIRD prefix set of one family; "false" for no prefixes (BIRD has
+/// no empty set), else `net ~ [ ... ]`.
+fn in_set(nets: &[IpNet], v6: bool, suffix: &str) -> String {
+    let items: Vec<String> = nets
+        .iter()
+        .filter(|n| n.addr().is_ipv6() == v6)
+        .map(|n| format!("{n}{suffix}"))
+        .collect();
+    match items.is_empty() {
+        true => "false".into(),
+        false => format!("net ~ [ {} ]", items.join(", ")),
+    }
+}
+
+/// A test on `net` that picks the set of its family: a set of the other
+/// family is never matched against (BIRD would fail at run time).
+fn by_family(nets: &[IpNet], suffix: &str) -> String {
+    format!(
+        "(net.type = NET_IP4 && {}) || (net.type = NET_IP6 && {})",
+        in_set(nets, false, suffix),
+        in_set(nets, true, suffix)
+    )
+}
+
+fn functions(pools: &[IpNet], own: &[IpNet]) -> String {
+    let in_pools = by_family(pools, "+");
+    let is_pool = by_family(pools, "");
+    let own_exact = by_family(own, "");
+    let in_own = by_family(own, "+");
     format!(
         r#"# Inside a tabby pool, but not the pool itself (that stays a
 # blackhole on every host).
@@ -116,8 +157,9 @@ filter tabby_import {{
   reject;
 }}
 
-# To peers: this host's blocks, the /32s it holds outside them, and what
-# BGP brought (BIRD itself keeps iBGP routes from non-clients).
+# To peers: this host's blocks, the single addresses it holds outside
+# them, and what BGP brought (BIRD itself keeps iBGP routes from
+# non-clients).
 filter tabby_export {{
   if source = RTS_BGP then {{
     if tabby_pool_route() then accept;
@@ -129,7 +171,9 @@ filter tabby_export {{
   if ifname = "{VXLAN_DEVICE}" then reject;
   if {own_exact} then accept;
   if {in_own} then reject;
-  if net.len = 32 && tabby_pool_route() then accept;
+  if (net.type = NET_IP4 && net.len = 32) || (net.type = NET_IP6 && net.len = 128) then {{
+    if tabby_pool_route() then accept;
+  }}
   reject;
 }}
 "#

@@ -150,13 +150,41 @@ fn the_configuration_names_pools_blocks_and_peers() {
     for needle in [
         "router id 198.18.0.11;",
         "local 198.18.0.11 as 64512;",
-        "if net ~ [ 198.19.0.0/16 ] then return false;",
-        "return net ~ [ 198.19.0.0/16+ ];",
-        "if net ~ [ 198.19.1.0/26 ] then accept;",
+        "if (net.type = NET_IP4 && net ~ [ 198.19.0.0/16 ]) || (net.type = NET_IP6 && false) then return false;",
+        "return (net.type = NET_IP4 && net ~ [ 198.19.0.0/16+ ]) || (net.type = NET_IP6 && false);",
+        "if (net.type = NET_IP4 && net ~ [ 198.19.1.0/26 ]) || (net.type = NET_IP6 && false) then accept;",
         "protocol bgp mesh_198_18_0_12 from tabby_peer",
         "protocol bgp global_198_18_0_1 from tabby_peer",
         "neighbor 198.18.0.1 as 64513;\n  allow local as;",
         "krt_source = 77",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from:\n{text}");
+    }
+    assert!(
+        !text.contains("next hop address"),
+        "no IPv6 address, no channel"
+    );
+}
+
+#[test]
+fn with_an_ipv6_address_ipv6_pools_ride_the_same_sessions() {
+    let settings = BgpSettings::default();
+    let mut nodes = nodes();
+    nodes[0].ip6 = Some("2001:2::11".parse().unwrap());
+    let pools = [
+        "198.19.0.0/16".parse().unwrap(),
+        "2001:2:0:1000::/56".parse().unwrap(),
+    ];
+    let own = ["2001:2:0:1000::40/122".parse().unwrap()];
+    let mut v = view("h1", &settings, &nodes);
+    v.pools = &pools;
+    v.own_blocks = &own;
+    let text = render(&v).unwrap();
+    for needle in [
+        "protocol kernel tabby_kernel6 {",
+        "  ipv6 {\n    gateway recursive;\n    next hop address 2001:2::11;",
+        "(net.type = NET_IP6 && net ~ [ 2001:2:0:1000::/56+ ])",
+        "(net.type = NET_IP4 && false) || (net.type = NET_IP6 && net ~ [ 2001:2:0:1000::40/122 ])",
     ] {
         assert!(text.contains(needle), "{needle} missing from:\n{text}");
     }
@@ -187,12 +215,23 @@ fn bird_accepts_the_rendered_configuration() {
         asn: 64513,
         node: Some("h1".into()),
     });
-    let nodes = nodes();
+    let mut nodes = nodes();
+    nodes[0].ip6 = Some("2001:2::11".parse().unwrap());
     for (pools, own) in [
         (vec![], vec![]),
         (
             vec!["198.19.0.0/16".parse().unwrap()],
             vec!["198.19.1.0/26".parse().unwrap()],
+        ),
+        (
+            vec![
+                "198.19.0.0/16".parse().unwrap(),
+                "2001:2:0:1000::/56".parse().unwrap(),
+            ],
+            vec![
+                "198.19.1.0/26".parse().unwrap(),
+                "2001:2:0:1000::40/122".parse().unwrap(),
+            ],
         ),
     ] {
         let mut v = view("h1", &settings, &nodes);

@@ -131,6 +131,6 @@ pub async fn sessions(dir: &Path) -> Result<Vec<SessionState>, Error> {
         dir: dir.to_path_buf(),
     }
     .socket();
-    let lines = control::command(&socket, "show protocols").await?;
+    let lines = control::command(&socket, "show protocols all").await?;
     Ok(parse_protocols(&lines))
 }

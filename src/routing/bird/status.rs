@@ -1,4 +1,5 @@
-//! `show protocols`, read as sessions.
+//! `show protocols all`, read as sessions: each BGP row, and from its
+//! details whether its IPv6 channel is up.
 
 use std::net::Ipv4Addr;
 
@@ -9,6 +10,8 @@ use crate::routing::bgp::SessionKind;
 
 /// Code of `show protocols` rows.
 const PROTOCOL_ROW: u16 = 1002;
+/// Code of the detail lines `show protocols all` gives under each row.
+const PROTOCOL_DETAIL: u16 = 1006;
 
 /// One BGP session, as BIRD reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -21,6 +24,8 @@ pub struct SessionState {
     pub since: String,
     /// Established, Active, Connect, OpenSent…, and BIRD's last error.
     pub info: String,
+    /// Whether the session's IPv6 channel is up (IPv6 routes flow).
+    pub ipv6: bool,
 }
 
 impl SessionState {
@@ -29,13 +34,35 @@ impl SessionState {
     }
 }
 
-/// Rows of tabby's own BGP protocols; others (device, kernel) are left out.
+/// Rows of tabby's own BGP protocols; others (device, kernel) are left
+/// out, and so are their details.
 pub fn parse_protocols(lines: &[Line]) -> Vec<SessionState> {
-    lines
-        .iter()
-        .filter(|l| l.code == PROTOCOL_ROW)
-        .filter_map(|l| row(&l.text))
-        .collect()
+    let mut sessions: Vec<SessionState> = Vec::new();
+    // Details belong to the last row when it was a session of ours.
+    let mut current: Option<usize> = None;
+    let mut in_ipv6_channel = false;
+    for line in lines {
+        match line.code {
+            PROTOCOL_ROW => {
+                current = row(&line.text).map(|s| {
+                    sessions.push(s);
+                    sessions.len() - 1
+                });
+                in_ipv6_channel = false;
+            }
+            PROTOCOL_DETAIL => {
+                let Some(i) = current else { continue };
+                let text = line.text.trim();
+                if let Some(channel) = text.strip_prefix("Channel ") {
+                    in_ipv6_channel = channel == "ipv6";
+                } else if in_ipv6_channel && let Some(state) = text.strip_prefix("State:") {
+                    sessions[i].ipv6 = state.trim() == "UP";
+                }
+            }
+            _ => {}
+        }
+    }
+    sessions
 }
 
 /// `name BGP --- up 2026-12-04 05:00:01 Established`: the time takes two
@@ -55,6 +82,7 @@ fn row(text: &str) -> Option<SessionState> {
         state: state.to_string(),
         since,
         info,
+        ipv6: false,
     })
 }
 
@@ -91,5 +119,46 @@ mod tests {
         assert_eq!(sessions[1].kind, SessionKind::Node);
         assert_eq!(sessions[1].info, "Active Socket: Connection refused");
         assert!(!sessions[1].established());
+        assert!(!sessions[0].ipv6, "no details read: no IPv6 channel");
+    }
+
+    #[test]
+    fn an_ipv6_channel_that_is_up_is_read_from_the_details() {
+        let line = |code, text: &str| Line {
+            code,
+            text: text.into(),
+        };
+        let lines = vec![
+            line(
+                1002,
+                "mesh_198_18_0_12 BGP        ---        up     2026-12-04 05:00:01  Established",
+            ),
+            line(1006, "  Description:    tabby mesh"),
+            line(1006, "  Channel ipv4"),
+            line(1006, "    State:          UP"),
+            line(1006, "  Channel ipv6"),
+            line(1006, "    State:          UP"),
+            line(
+                1002,
+                "mesh_198_18_0_13 BGP        ---        up     2026-12-04 05:00:01  Established",
+            ),
+            line(1006, "  Channel ipv4"),
+            line(1006, "    State:          UP"),
+            line(1006, "  Channel ipv6"),
+            line(1006, "    State:          DOWN"),
+            line(
+                1002,
+                "tabby_kernel6 Kernel     master6    up     2026-12-04 05:00:00",
+            ),
+            line(1006, "  Channel ipv6"),
+            line(1006, "    State:          UP"),
+        ];
+        let sessions = parse_protocols(&lines);
+        assert_eq!(sessions.len(), 2);
+        assert!(sessions[0].ipv6);
+        assert!(
+            !sessions[1].ipv6,
+            "down, and the kernel protocol's is not its"
+        );
     }
 }
