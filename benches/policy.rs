@@ -41,6 +41,7 @@ fn endpoints(range: std::ops::Range<usize>, host: &str) -> Vec<Endpoint> {
                 ip: std::net::Ipv4Addr::from(
                     u32::from(std::net::Ipv4Addr::new(198, 18, 64, 0)) + i as u32,
                 ),
+                ip6: None,
                 mac: None,
                 container: None,
                 state: EndpointState::Joined,

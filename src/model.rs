@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use chrono::{DateTime, Utc};
-use ipnet::{IpNet, Ipv4Net};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
 
 pub mod bgp;
@@ -120,6 +120,9 @@ pub struct Network {
     pub id: String,
     pub host: String,
     pub pool: Ipv4Net,
+    /// The IPv6 pool of a dual-stack (`--ipv6`) network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool6: Option<Ipv6Net>,
     #[serde(default)]
     pub options: BTreeMap<String, String>,
     pub created: DateTime<Utc>,
@@ -158,6 +161,9 @@ pub struct Endpoint {
     pub network_id: String,
     pub host: String,
     pub ip: Ipv4Addr,
+    /// The /128 of an endpoint on a dual-stack network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip6: Option<Ipv6Addr>,
     /// Host side of the veth pair.
     pub veth: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -191,6 +197,7 @@ impl Endpoint {
             network_id: "n".into(),
             host: host.into(),
             ip: ip.parse().expect("test address"),
+            ip6: None,
             veth: format!("tabby{id}"),
             mac: None,
             container: None,
@@ -296,7 +303,7 @@ pub struct RuleMatch {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tag: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cidr: Option<Ipv4Net>,
+    pub cidr: Option<IpNet>,
 }
 
 /// A calicoctl v0.x rule: `allow tcp from tag B to ports 3306`.

@@ -196,7 +196,15 @@ pub fn rule(rule: &Rule) -> Result<(), ValidationError> {
         return Err(ValidationError::Rule("ports need tcp or udp".into()));
     }
     rule_match("from", &rule.from)?;
-    rule_match("to", &rule.to)
+    rule_match("to", &rule.to)?;
+    if let (Some(from), Some(to)) = (rule.from.cidr, rule.to.cidr)
+        && from.addr().is_ipv6() != to.addr().is_ipv6()
+    {
+        return Err(ValidationError::Rule(format!(
+            "from cidr {from} and to cidr {to} are of different families: no packet matches both"
+        )));
+    }
+    Ok(())
 }
 
 /// Implemented by every record type: true when the record may be acted on.

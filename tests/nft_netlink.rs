@@ -25,6 +25,7 @@ fn endpoint(i: u32, host: &str, profile: &str) -> Endpoint {
         network_id: "n".into(),
         host: host.into(),
         ip: std::net::Ipv4Addr::from(u32::from(std::net::Ipv4Addr::new(198, 18, 64, 0)) + i),
+        ip6: None,
         mac: None,
         container: None,
         state: EndpointState::Joined,

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::wire::*;
 use super::{ApiError, ApiResult, parse, reply};
-use crate::driver::Driver;
+use crate::driver::{Driver, Ipv6Data};
 
 type Body = Result<Bytes, BytesRejection>;
 
@@ -44,13 +44,18 @@ fn generic_options(options: &Options) -> Result<BTreeMap<String, String>, ApiErr
 
 async fn create_network(State(driver): State<Arc<Driver>>, body: Body) -> ApiResult {
     let req: CreateNetworkRequest = parse(body)?;
-    if req.ipv6_data.as_ref().is_some_and(|d| !d.is_empty()) {
-        return Err(ApiError(
-            "IPv6 networks are not supported by tabby yet: IPv6 pools and addresses are, but \
-             IPv6 routes and policy are not, so a container would get IPv6 unpoliced"
-                .into(),
-        ));
-    }
+    let ipv6 = match req.ipv6_data.as_deref() {
+        Some([one]) => Some(Ipv6Data {
+            pool: &one.pool,
+            gateway: &one.gateway,
+        }),
+        Some([]) | None => None,
+        Some(_) => {
+            return Err(ApiError(
+                "tabby networks take one IPv6 --subnet at most".into(),
+            ));
+        }
+    };
     let data = match req.ipv4_data.as_deref() {
         Some([one]) => one,
         Some([]) | None => {
@@ -62,7 +67,7 @@ async fn create_network(State(driver): State<Arc<Driver>>, body: Body) -> ApiRes
     };
     let options = generic_options(&req.options)?;
     driver
-        .create_network(&req.network_id, &data.pool, &data.gateway, options)
+        .create_network(&req.network_id, &data.pool, &data.gateway, ipv6, options)
         .await?;
     reply(json!({}))
 }
@@ -75,13 +80,11 @@ async fn delete_network(State(driver): State<Arc<Driver>>, body: Body) -> ApiRes
 
 async fn create_endpoint(State(driver): State<Arc<Driver>>, body: Body) -> ApiResult {
     let req: CreateEndpointRequest = parse(body)?;
-    let address = req
-        .interface
-        .as_ref()
-        .map(|i| i.address.as_str())
-        .unwrap_or("");
+    let interface = req.interface.as_ref();
+    let address = interface.map(|i| i.address.as_str()).unwrap_or("");
+    let address6 = interface.map(|i| i.address_ipv6.as_str()).unwrap_or("");
     driver
-        .create_endpoint(&req.network_id, &req.endpoint_id, address)
+        .create_endpoint(&req.network_id, &req.endpoint_id, address, address6)
         .await?;
     // Docker filled the address; echoing any field it sent is an error
     // ("driver modified interface address").
@@ -126,6 +129,7 @@ async fn join(State(driver): State<Arc<Driver>>, body: Body) -> ApiResult {
             dst_prefix: "eth".into(),
         },
         gateway: info.gateway.to_string(),
+        gateway_ipv6: info.gateway6.map(|g| g.to_string()).unwrap_or_default(),
         static_routes,
         disable_gateway_service: false,
     };

@@ -109,6 +109,8 @@ pub struct JoinResponse {
     pub interface_name: InterfaceName,
     #[serde(rename = "Gateway")]
     pub gateway: String,
+    #[serde(rename = "GatewayIPv6", skip_serializing_if = "String::is_empty")]
+    pub gateway_ipv6: String,
     #[serde(rename = "StaticRoutes")]
     pub static_routes: Vec<StaticRoute>,
     #[serde(rename = "DisableGatewayService")]

@@ -239,6 +239,7 @@ pub async fn endpoint(cmd: EndpointCommand, etcd: &EtcdArgs, format: Format) -> 
                 or_dash(e.container.as_deref()),
                 id(&e.id),
                 format!("{}/32", e.ip),
+                e.ip6.map_or("-".into(), |ip6| format!("{ip6}/128")),
             ];
             if detailed {
                 row.push(or_dash(e.mac.as_deref()));
@@ -248,7 +249,14 @@ pub async fn endpoint(cmd: EndpointCommand, etcd: &EtcdArgs, format: Format) -> 
             row
         })
         .collect();
-    let mut headers = vec!["HOSTNAME", "NETWORK", "CONTAINER", "ENDPOINT ID", "ADDRESS"];
+    let mut headers = vec![
+        "HOSTNAME",
+        "NETWORK",
+        "CONTAINER",
+        "ENDPOINT ID",
+        "ADDRESS",
+        "IPV6 ADDRESS",
+    ];
     if detailed {
         headers.extend(["MAC", "INTERFACE"]);
     }

@@ -116,8 +116,17 @@ impl Kernel for FakeKernel {
             .map(|l| format!("ee:00:00:00:00:{:02x}", l.index % 256)))
     }
 
-    async fn create_veth(&self, host_end: &str, peer: &str, mtu: u32) -> Result<(), Error> {
-        self.record(format!("create veth {host_end} {peer} mtu {mtu}"));
+    async fn create_veth(
+        &self,
+        host_end: &str,
+        peer: &str,
+        mtu: u32,
+        host_mac: Option<[u8; 6]>,
+    ) -> Result<(), Error> {
+        let mac = host_mac.map_or(String::new(), |m| {
+            format!(" mac {}", super::vxlan::mac_text(&m))
+        });
+        self.record(format!("create veth {host_end} {peer} mtu {mtu}{mac}"));
         let mut host = self.host.lock().unwrap();
         for name in [host_end, peer] {
             if host.links.contains_key(name) {
@@ -318,8 +327,12 @@ impl Sysctl for FakeSysctl {
         Ok(())
     }
 
-    fn configure_endpoint_interface(&self, ifname: &str) -> Result<(), Error> {
-        self.configured.lock().unwrap().push(ifname.into());
+    fn configure_endpoint_interface(&self, ifname: &str, ipv6: bool) -> Result<(), Error> {
+        let v6 = if ipv6 { " ipv6" } else { "" };
+        self.configured
+            .lock()
+            .unwrap()
+            .push(format!("{ifname}{v6}"));
         Ok(())
     }
 }

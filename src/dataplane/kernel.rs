@@ -22,7 +22,14 @@ pub trait Kernel: Send + Sync {
     async fn link_summary(&self, name: &str) -> Result<Option<LinkSummary>, Error>;
     async fn link_mac(&self, name: &str) -> Result<Option<String>, Error>;
     /// A veth pair with both ends at `mtu`, the host end up.
-    async fn create_veth(&self, host: &str, peer: &str, mtu: u32) -> Result<(), Error>;
+    /// A veth pair, up; the host end with `host_mac` if given.
+    async fn create_veth(
+        &self,
+        host: &str,
+        peer: &str,
+        mtu: u32,
+        host_mac: Option<[u8; 6]>,
+    ) -> Result<(), Error>;
     async fn set_alias(&self, name: &str, alias: &str) -> Result<(), Error>;
     /// Deletes a link; one already gone is `false`, not an error.
     async fn delete_link(&self, name: &str) -> Result<bool, Error>;
@@ -70,8 +77,14 @@ impl Kernel for Netlink {
     async fn link_mac(&self, name: &str) -> Result<Option<String>, Error> {
         Netlink::link_mac(self, name).await
     }
-    async fn create_veth(&self, host: &str, peer: &str, mtu: u32) -> Result<(), Error> {
-        Netlink::create_veth(self, host, peer, mtu).await
+    async fn create_veth(
+        &self,
+        host: &str,
+        peer: &str,
+        mtu: u32,
+        host_mac: Option<[u8; 6]>,
+    ) -> Result<(), Error> {
+        Netlink::create_veth(self, host, peer, mtu, host_mac).await
     }
     async fn set_alias(&self, name: &str, alias: &str) -> Result<(), Error> {
         Netlink::set_alias(self, name, alias).await
@@ -130,8 +143,9 @@ pub trait Sysctl: Send + Sync {
     /// Makes /proc/sys writable where a managed plugin finds it read-only.
     fn ensure_writable(&self) -> Result<(), Error>;
     fn enable_ip_forwarding(&self) -> Result<(), Error>;
-    /// Proxy ARP, forwarding and the rest an endpoint's host veth needs.
-    fn configure_endpoint_interface(&self, ifname: &str) -> Result<(), Error>;
+    /// Proxy ARP, forwarding and the rest an endpoint's host veth needs;
+    /// with `ipv6` (a dual-stack endpoint) IPv6 on it, else off.
+    fn configure_endpoint_interface(&self, ifname: &str, ipv6: bool) -> Result<(), Error>;
 }
 
 /// The real settings under /proc/sys.
@@ -144,7 +158,7 @@ impl Sysctl for ProcSysctl {
     fn enable_ip_forwarding(&self) -> Result<(), Error> {
         sysctl::enable_ip_forwarding()
     }
-    fn configure_endpoint_interface(&self, ifname: &str) -> Result<(), Error> {
-        sysctl::configure_endpoint_interface(ifname)
+    fn configure_endpoint_interface(&self, ifname: &str, ipv6: bool) -> Result<(), Error> {
+        sysctl::configure_endpoint_interface(ifname, ipv6)
     }
 }

@@ -36,6 +36,9 @@ pub const GATEWAY: Ipv4Addr = Ipv4Addr::new(169, 254, 1, 1);
 /// Calico). Link-local routes are per interface, so one address serves
 /// all of a container's interfaces.
 pub const GATEWAY6: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0xecee, 0xeeff, 0xfeee, 0xeeee);
+/// Calico's MAC for the host end of every dual-stack veth: its IPv6
+/// link-local address, the containers' gateway, is then `GATEWAY6`.
+pub const HOST_VETH_MAC: [u8; 6] = [0xee; 6];
 /// How many tabby interfaces one container can have: the N-th is given
 /// the gateway 169.254.1.N, because a container cannot route one address
 /// through two interfaces (Docker's "file exists").
@@ -181,10 +184,14 @@ impl Dataplane {
     /// `encapsulated`: the endpoint's pool may send its traffic through
     /// the tunnel, so its veth gets the tunnel's MTU and nothing it sends
     /// needs fragmenting.
+    /// A dual-stack endpoint (`ip6`) also gets its /128 routed down the
+    /// veth, whose host end takes the fixed MAC its IPv6 gateway address
+    /// comes from.
     pub async fn attach(
         &self,
         endpoint_id: &str,
         ip: Ipv4Addr,
+        ip6: Option<Ipv6Addr>,
         encapsulated: bool,
     ) -> Result<Attached, Error> {
         let mtu = if encapsulated {
@@ -198,21 +205,27 @@ impl Dataplane {
             debug!(veth = %host, "replaced a leftover veth");
         }
         self.delete_own_link(&peer).await?;
-        self.netlink.create_veth(&host, &peer, mtu).await?;
+        let host_mac = ip6.map(|_| HOST_VETH_MAC);
+        self.netlink
+            .create_veth(&host, &peer, mtu, host_mac)
+            .await?;
         if let Err(err) = self.mark_pair(endpoint_id, &host, &peer).await {
             // Unmarked, the pair would be nobody's to remove later.
             self.netlink.delete_link(&host).await?;
             return Err(err);
         }
-        self.sysctl.configure_endpoint_interface(&host)?;
+        self.sysctl
+            .configure_endpoint_interface(&host, ip6.is_some())?;
         let links = self.netlink.links().await?;
-        let route = endpoint_route(ip, &host);
-        match self.netlink.install_route(&route, &links, false).await {
-            // A stale route of tabby's own at that address is replaced.
-            Err(Error::RouteTaken(dst)) if self.has_tabby_route(dst).await? => {
-                self.netlink.install_route(&route, &links, true).await?
+        let addresses = std::iter::once(IpAddr::V4(ip)).chain(ip6.map(IpAddr::V6));
+        for route in addresses.map(|a| endpoint_route(a, &host)) {
+            match self.netlink.install_route(&route, &links, false).await {
+                // A stale route of tabby's own at that address is replaced.
+                Err(Error::RouteTaken(dst)) if self.has_tabby_route(dst).await? => {
+                    self.netlink.install_route(&route, &links, true).await?
+                }
+                other => other?,
             }
-            other => other?,
         }
         let mac = self.netlink.link_mac(&peer).await?;
         info!(veth = %host, %ip, "attached endpoint");

@@ -131,16 +131,25 @@ impl Netlink {
     }
 
     /// Creates a veth pair with both ends at `mtu`, the host end up.
-    pub async fn create_veth(&self, host: &str, peer: &str, mtu: u32) -> Result<(), Error> {
+    /// A veth pair, up; the host end with `host_mac` if given.
+    pub async fn create_veth(
+        &self,
+        host: &str,
+        peer: &str,
+        mtu: u32,
+        host_mac: Option<[u8; 6]>,
+    ) -> Result<(), Error> {
         let peer_msg = LinkMessageBuilder::<LinkUnspec>::new()
             .name(peer.to_string())
             .mtu(mtu)
             .build();
-        let msg = LinkVeth::new(host, peer)
+        let mut msg = LinkVeth::new(host, peer)
             .mtu(mtu)
-            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer_msg)))
-            .up()
-            .build();
+            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer_msg)));
+        if let Some(mac) = host_mac {
+            msg = msg.address(mac.to_vec());
+        }
+        let msg = msg.up().build();
         self.handle
             .link()
             .add(msg)

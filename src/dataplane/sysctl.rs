@@ -21,7 +21,7 @@ fn set(path: PathBuf, value: &str) -> Result<(), Error> {
 /// Lets the host answer a container's ARP for the 169.254.1.1 gateway, at
 /// once (the kernel's default proxy delay is up to 0.8 s), and route what
 /// arrives on the interface.
-pub fn configure_endpoint_interface(ifname: &str) -> Result<(), Error> {
+pub fn configure_endpoint_interface(ifname: &str, ipv6: bool) -> Result<(), Error> {
     let conf = PathBuf::from("/proc/sys/net/ipv4/conf").join(ifname);
     set(conf.join("proxy_arp"), "1")?;
     set(conf.join("forwarding"), "1")?;
@@ -38,6 +38,9 @@ pub fn configure_endpoint_interface(ifname: &str) -> Result<(), Error> {
             .join("proxy_delay"),
         "0",
     )?;
+    if ipv6 {
+        return configure_endpoint_ipv6(ifname);
+    }
     // The host end carries no addresses; IPv6 autoconf on it is only noise.
     let v6 = PathBuf::from("/proc/sys/net/ipv6/conf")
         .join(ifname)
@@ -46,6 +49,25 @@ pub fn configure_endpoint_interface(ifname: &str) -> Result<(), Error> {
         set(v6, "1")?;
     }
     Ok(())
+}
+
+/// What a dual-stack endpoint's host veth needs on top: IPv6 on, so it
+/// has its link-local address (the containers' gateway, from its fixed
+/// MAC) at once, with no duplicate address detection to wait out; IPv6
+/// forwarding on it and host-wide. `all.forwarding` makes the host
+/// ignore router advertisements where `accept_ra` is 1: set only once a
+/// dual-stack endpoint exists, and logged.
+fn configure_endpoint_ipv6(ifname: &str) -> Result<(), Error> {
+    let conf = PathBuf::from("/proc/sys/net/ipv6/conf");
+    let all = conf.join("all").join("forwarding");
+    if std::fs::read_to_string(&all).is_ok_and(|v| v.trim() != "1") {
+        info!("turning IPv6 forwarding on (net.ipv6.conf.all.forwarding) for dual-stack endpoints");
+    }
+    set(all, "1")?;
+    let conf = conf.join(ifname);
+    set(conf.join("accept_dad"), "0")?;
+    set(conf.join("forwarding"), "1")?;
+    set(conf.join("disable_ipv6"), "0")
 }
 
 pub fn enable_ip_forwarding() -> Result<(), Error> {

@@ -5,6 +5,7 @@
 mod bgp;
 pub mod check;
 mod drift;
+mod dual_stack;
 pub mod interfaces;
 mod ipam;
 mod names;
@@ -27,6 +28,7 @@ use crate::policy::{self, Firewall};
 use crate::store::{self, Store};
 
 pub use check::CheckReport;
+pub use dual_stack::Ipv6Data;
 pub use ipam::PoolGrant;
 pub use network::{JoinInfo, PROFILE_OPTION};
 pub use resync::ResyncReport;

@@ -54,18 +54,21 @@ pub(super) async fn update_endpoint(
     failed.map_or(Ok(Updated::Contended), Err)
 }
 
-/// Adds details to the handle of an endpoint's address, if the endpoint
-/// still holds it.
+/// Adds details to the handles of an endpoint's addresses (both families),
+/// where the endpoint still holds them.
 async fn update_handle(ipam: &Ipam, endpoint: &Endpoint, change: impl Fn(&mut Handle)) {
-    let _ = ipam
-        .update_handle(endpoint.ip.into(), |h| {
-            let mut h = h.clone();
-            if h.endpoint.is_none() || h.endpoint.as_deref() == Some(endpoint.id.as_str()) {
-                change(&mut h);
-            }
-            h
-        })
-        .await;
+    let addresses = std::iter::once(endpoint.ip.into()).chain(endpoint.ip6.map(Into::into));
+    for ip in addresses {
+        let _ = ipam
+            .update_handle(ip, |h| {
+                let mut h = h.clone();
+                if h.endpoint.is_none() || h.endpoint.as_deref() == Some(endpoint.id.as_str()) {
+                    change(&mut h);
+                }
+                h
+            })
+            .await;
+    }
 }
 
 impl Driver {

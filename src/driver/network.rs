@@ -35,6 +35,8 @@ pub(super) fn network_profile(network: &Network) -> String {
 pub struct JoinInfo {
     pub src_name: String,
     pub gateway: Ipv4Addr,
+    /// The IPv6 gateway of a dual-stack endpoint.
+    pub gateway6: Option<std::net::Ipv6Addr>,
     pub routes: Vec<StaticRoute>,
 }
 
@@ -47,6 +49,7 @@ impl Driver {
         id: &str,
         pool: &str,
         gateway: &str,
+        ipv6: Option<super::Ipv6Data<'_>>,
         options: BTreeMap<String, String>,
     ) -> Result<(), Error> {
         docker_id("NetworkID", id)?;
@@ -64,6 +67,7 @@ impl Driver {
             parse_cidr("pool", pool)?
         };
         self.ipam.pool(&pool.into()).await?;
+        let pool6 = self.network_pool6(ipv6).await?;
         let profile = options
             .get(PROFILE_OPTION)
             .cloned()
@@ -75,6 +79,7 @@ impl Driver {
             id: id.to_string(),
             host: self.host().to_string(),
             pool,
+            pool6,
             options,
             created: Utc::now(),
             name: None,
@@ -114,6 +119,7 @@ impl Driver {
         network_id: &str,
         endpoint_id: &str,
         address: &str,
+        address6: &str,
     ) -> Result<(), Error> {
         docker_id("NetworkID", network_id)?;
         docker_id("EndpointID", endpoint_id)?;
@@ -139,6 +145,7 @@ impl Driver {
                 )));
             }
         }
+        let ip6 = self.endpoint_ip6(&network, address6).await?;
         let veth = host_veth_name(endpoint_id);
         self.refuse_taken_veth(endpoint_id, &veth).await?;
         let endpoint = Endpoint {
@@ -146,6 +153,7 @@ impl Driver {
             network_id: network_id.to_string(),
             host: self.host().to_string(),
             ip,
+            ip6,
             veth,
             mac: None,
             container: None,
@@ -244,7 +252,7 @@ impl Driver {
             let _kernel = self.kernel.lock().await;
             self.ensure_gateway_route(plan.gateway).await?;
             self.dataplane
-                .attach(&endpoint.id, endpoint.ip, encapsulated)
+                .attach(&endpoint.id, endpoint.ip, endpoint.ip6, encapsulated)
                 .await?
         };
         let (store, host, mac) = (self.store.clone(), endpoint.host.clone(), attached.mac);
@@ -258,6 +266,7 @@ impl Driver {
         Ok(JoinInfo {
             src_name: attached.peer,
             gateway: plan.gateway,
+            gateway6: endpoint.ip6.map(|_| crate::dataplane::GATEWAY6),
             routes: plan.routes,
         })
     }

@@ -139,6 +139,28 @@ impl Driver {
         report
     }
 
+    /// The routes down an endpoint's veth (its /32, and its /128 when
+    /// dual-stack), its veth configured on the way; none without a veth.
+    fn endpoint_routes(
+        &self,
+        ep: &crate::model::Endpoint,
+        links: &HashSet<String>,
+    ) -> Result<Vec<Route>, Error> {
+        if !links.contains(&ep.veth) {
+            if ep.state == EndpointState::Joined {
+                debug!(endpoint = %ep.id, veth = %ep.veth, "joined endpoint has no veth");
+            }
+            return Ok(Vec::new());
+        }
+        self.dataplane
+            .sysctl()
+            .configure_endpoint_interface(&ep.veth, ep.ip6.is_some())?;
+        let v6 = ep.ip6.map(|ip6| endpoint_route(ip6, &ep.veth));
+        Ok(std::iter::once(endpoint_route(ep.ip, &ep.veth))
+            .chain(v6)
+            .collect())
+    }
+
     async fn sync_routes(&self, pools: &[Pool], nodes: &[Node]) -> Result<ResyncReport, Error> {
         let blocks: Vec<_> = self
             .store
@@ -187,16 +209,8 @@ impl Driver {
         }
         for ep in &endpoints {
             keep.insert(ep.veth.clone());
-            if links.contains(&ep.veth) {
-                self.dataplane
-                    .sysctl()
-                    .configure_endpoint_interface(&ep.veth)?;
-                desired.insert(
-                    std::net::IpAddr::V4(ep.ip).into(),
-                    endpoint_route(ep.ip, &ep.veth),
-                );
-            } else if ep.state == EndpointState::Joined {
-                debug!(endpoint = %ep.id, veth = %ep.veth, "joined endpoint has no veth");
+            for route in self.endpoint_routes(ep, &links)? {
+                desired.insert(route.dst, route);
             }
         }
         for link in links.difference(&keep) {

@@ -147,7 +147,7 @@ impl Host {
             .await
             .unwrap();
         self.driver
-            .create_network(NET, &grant.pool, &gateway, BTreeMap::new())
+            .create_network(NET, &grant.pool, &gateway, None, BTreeMap::new())
             .await
             .unwrap();
         grant.pool_id
@@ -161,7 +161,7 @@ impl Host {
             .await
             .unwrap();
         self.driver
-            .create_endpoint(NET, &id(n), &address)
+            .create_endpoint(NET, &id(n), &address, "")
             .await
             .unwrap();
         let ip = address.split('/').next().unwrap().parse().unwrap();

@@ -171,7 +171,10 @@ async fn a_resync_that_read_first_never_programs_after_a_later_one() {
 
     let last = h.firewall.last();
     let guard = &last.sets[&vxlan_peers_set()];
-    assert!(guard.contains(&h2.ip), "h2 missing from {guard:?}");
+    assert!(
+        guard.contains(&std::net::IpAddr::V4(h2.ip)),
+        "h2 missing from {guard:?}"
+    );
 }
 
 #[tokio::test]
@@ -185,7 +188,7 @@ async fn an_endpoint_whose_veth_name_is_taken_is_refused_and_not_recorded() {
     let address = h.driver.request_address(&pool, "", &no_options);
     let address = address.await.unwrap();
 
-    let err = h.driver.create_endpoint(NET, &second, &address).await;
+    let err = h.driver.create_endpoint(NET, &second, &address, "").await;
     let err = err.unwrap_err().to_string();
     assert!(err.contains(&host_veth_name(&first)), "{err}");
     assert!(err.contains(&first), "{err}");
@@ -200,5 +203,8 @@ async fn an_endpoint_whose_veth_name_is_taken_is_refused_and_not_recorded() {
         .unwrap()
         .unwrap();
     let again = format!("{}/32", again.ip);
-    h.driver.create_endpoint(NET, &first, &again).await.unwrap();
+    h.driver
+        .create_endpoint(NET, &first, &again, "")
+        .await
+        .unwrap();
 }

@@ -116,3 +116,37 @@ async fn ipv6_addresses_are_slash_128s_held_and_refused_like_ipv4() {
         .unwrap();
     assert!(h.driver.ipam.holder(ip).await.unwrap().is_some());
 }
+
+#[tokio::test]
+async fn a_dual_stack_network_is_refused_where_the_firewall_cannot_police_ipv6() {
+    let h = host();
+    let v4 = h
+        .driver
+        .request_pool("198.18.64.0/24", "", false)
+        .await
+        .unwrap();
+    let v6 = h
+        .driver
+        .request_pool("2001:2:0:1000::/64", "", true)
+        .await
+        .unwrap();
+    let before = h.driver.store.networks().await.unwrap();
+    let ipv6 = crate::driver::Ipv6Data {
+        pool: &v6.pool,
+        gateway: "fe80::ecee:eeff:feee:eeee/128",
+    };
+    let err = h
+        .driver
+        .create_network(
+            &"6".repeat(64),
+            &v4.pool,
+            "169.254.1.1/32",
+            Some(ipv6),
+            Default::default(),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("nftables firewall backend"), "{err}");
+    assert_eq!(h.driver.store.networks().await.unwrap(), before);
+}

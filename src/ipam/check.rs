@@ -119,16 +119,20 @@ pub fn compare(inv: &Inventory) -> Findings {
         .filter(|l| !owned_links.contains(*l))
         .cloned()
         .collect();
-    let veth_ips: HashMap<&str, IpAddr> = local
+    // A veth carries its endpoint's /32 and, dual-stack, its /128.
+    let veth_ips: HashSet<(&str, IpAddr)> = local
         .iter()
-        .map(|e| (e.veth.as_str(), e.ip.into()))
+        .flat_map(|e| {
+            let v6 = e.ip6.map(|ip6| (e.veth.as_str(), ip6.into()));
+            std::iter::once((e.veth.as_str(), e.ip.into())).chain(v6)
+        })
         .collect();
     findings.stray_routes = inv
         .routes
         .iter()
         .filter(|r| match &r.target {
             RouteTarget::Dev(dev) if dev.starts_with("tabby") => {
-                veth_ips.get(dev.as_str()) != Some(&r.dst.addr())
+                !veth_ips.contains(&(dev.as_str(), r.dst.addr()))
             }
             _ => false,
         })

@@ -74,6 +74,12 @@ pub trait Firewall: Send + Sync {
         Ok(Vec::new())
     }
 
+    /// Whether this backend polices IPv6 as it does IPv4 (dual-stack
+    /// networks are refused otherwise: their IPv6 would go unpoliced).
+    fn polices_ipv6(&self) -> bool {
+        false
+    }
+
     /// Commits a few filter chains on their own (each already meant to be
     /// so), to learn which piece of a refused batch the kernel refuses.
     async fn apply_piece(&self, _filter: &Table) -> Result<(), Error> {

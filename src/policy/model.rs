@@ -3,9 +3,9 @@
 //! or one nftables table). No backend syntax lives here.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 
 use crate::model::{PortRange, Protocol};
 
@@ -14,7 +14,8 @@ use crate::model::{PortRange, Protocol};
 pub const ACCEPT_BIT: u32 = 0x100000;
 
 /// Tag sets by name: the addresses of every endpoint carrying the tag.
-pub type Sets = BTreeMap<String, BTreeSet<Ipv4Addr>>;
+/// A set holds one family, told by its name (`names::is_ipv6_set`).
+pub type Sets = BTreeMap<String, BTreeSet<IpAddr>>;
 
 /// An interface, by exact name or by a name prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,10 +38,17 @@ pub enum Ct {
 pub enum Match {
     In(Iface),
     Out(Iface),
-    Src(Ipv4Net),
-    NotSrc(Ipv4Net),
-    Dst(Ipv4Net),
-    /// Source address in a tag set.
+    /// Source address: matches packets of the CIDR's family only.
+    Src(IpNet),
+    NotSrc(IpNet),
+    Dst(IpNet),
+    /// Any IPv6 packet.
+    Ipv6,
+    /// ICMPv6 (what `Protocol(Icmp)` is for IPv4).
+    Icmp6,
+    /// ICMPv6 of one type (it implies `Icmp6`).
+    Icmp6Type(u8),
+    /// Source address in a tag set (of the set's family).
     SrcSet(String),
     DstSet(String),
     Protocol(Protocol),

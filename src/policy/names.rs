@@ -12,6 +12,7 @@ pub const PREROUTING: &str = "TABBY-PREROUTING";
 pub const OUTPUT: &str = "TABBY-OUTPUT";
 pub const POSTROUTING: &str = "TABBY-POSTROUTING";
 pub const SET_PREFIX: &str = "tabby-t-";
+pub const SET6_PREFIX: &str = "tabby-6-";
 pub const CHAIN_PREFIX: &str = "TABBY-";
 
 /// Whether a chain found in the kernel is one tabby renders, by the exact
@@ -52,6 +53,17 @@ fn short_name(prefix: &str, name: &str, max: usize) -> String {
 
 pub fn tag_set(tag: &str) -> String {
     short_name(SET_PREFIX, tag, 31)
+}
+
+/// The IPv6 addresses of a tag's endpoints: a set of its own, as a set
+/// holds one family.
+pub fn tag_set6(tag: &str) -> String {
+    short_name(SET6_PREFIX, tag, 31)
+}
+
+/// Whether a set of tabby's holds IPv6 addresses.
+pub fn is_ipv6_set(name: &str) -> bool {
+    name.starts_with(SET6_PREFIX)
 }
 
 /// The nodes VXLAN is taken from. No tag starts with `_`, and hashed

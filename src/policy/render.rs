@@ -15,18 +15,20 @@
 //! bit is set and drops at its end. Tags are sets of endpoint addresses
 //! (of every host), so a membership change touches a set, never a rule.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
+
+use ipnet::IpNet;
 
 use super::model::{
     Ct, Direction, DnatKey, DnatKind, DnatMap, Iface, Match, Rule, Ruleset, Sets, Table, Verdict,
 };
 use super::names::{
     FORWARD, INPUT, OUTPUT, POSTROUTING, PREROUTING, dnat_map, endpoint_chain, profile_chain,
-    tag_set, vxlan_peers_set,
+    vxlan_peers_set,
 };
 use crate::dataplane::VETH_PREFIX;
-use crate::model::{self, Action, Endpoint, Exposure, PortRange, Profile, Protocol, RuleMatch};
+use crate::model::{self, Endpoint, Exposure, PortRange, Profile, Protocol};
 
 pub struct PolicyInput<'a> {
     /// Endpoints of this host (they get chains).
@@ -50,57 +52,17 @@ pub struct PolicyState {
     pub sets: Sets,
 }
 
-fn loopback() -> ipnet::Ipv4Net {
-    ipnet::Ipv4Net::new(std::net::Ipv4Addr::LOCALHOST, 8)
+fn loopback() -> IpNet {
+    IpNet::new(Ipv4Addr::LOCALHOST.into(), 8)
         .expect("a prefix length")
         .trunc()
 }
 
+/// ICMPv6 router solicitation, neighbour solicitation and advertisement.
+const NEIGHBOUR_DISCOVERY: [u8; 3] = [133, 135, 136];
+
 fn veths() -> Iface {
     Iface::Prefix(VETH_PREFIX.to_string())
-}
-
-fn side_matches(m: &RuleMatch, src: bool, out: &mut Vec<Match>) {
-    if let Some(cidr) = m.cidr {
-        out.push(if src {
-            Match::Src(cidr)
-        } else {
-            Match::Dst(cidr)
-        });
-    }
-    if let Some(tag) = &m.tag {
-        let set = tag_set(tag);
-        out.push(if src {
-            Match::SrcSet(set)
-        } else {
-            Match::DstSet(set)
-        });
-    }
-    if !m.ports.is_empty() {
-        let ports = m.ports.clone();
-        out.push(if src {
-            Match::SrcPorts(ports)
-        } else {
-            Match::DstPorts(ports)
-        });
-    }
-}
-
-/// One profile rule: an allow marks and returns, a deny drops.
-pub fn profile_rule(rule: &model::Rule) -> Vec<Rule> {
-    let mut matches = Vec::new();
-    if let Some(p) = rule.protocol {
-        matches.push(Match::Protocol(p));
-    }
-    side_matches(&rule.from, true, &mut matches);
-    side_matches(&rule.to, false, &mut matches);
-    match rule.action {
-        Action::Deny => vec![Rule::new(matches, Verdict::Drop)],
-        Action::Allow => vec![
-            Rule::new(matches, Verdict::MarkAccepted),
-            Rule::new(vec![Match::Accepted], Verdict::Return),
-        ],
-    }
 }
 
 /// Where an exposure's connections are caught: (from outside, from the
@@ -230,17 +192,24 @@ fn fixed_chains(filter: &mut Table, vxlan: bool) {
     // (`route_localnet`, for exposures on 127.0.0.1): only the replies of
     // those connections may use them.
     let mut input = vxlan_guard(vxlan);
-    input.extend([
-        Rule::new(
-            vec![
-                from(),
-                Match::Dst(loopback()),
-                Match::NotCt(Ct::Established),
-            ],
-            Verdict::Drop,
-        ),
-        Rule::new(vec![from()], Verdict::Dispatch(Direction::From)),
-    ]);
+    input.extend([Rule::new(
+        vec![
+            from(),
+            Match::Dst(loopback()),
+            Match::NotCt(Ct::Established),
+        ],
+        Verdict::Drop,
+    )]);
+    // A container finds its IPv6 gateway (the host veth's link-local
+    // address) by router and neighbour discovery, before any address is
+    // its own: solicitations and advertisements reach the host.
+    for kind in NEIGHBOUR_DISCOVERY {
+        input.push(Rule::new(
+            vec![from(), Match::Icmp6Type(kind)],
+            Verdict::Accept,
+        ));
+    }
+    input.push(Rule::new(vec![from()], Verdict::Dispatch(Direction::From)));
     filter.chain(INPUT, input);
     filter.hook("FORWARD", FORWARD);
     filter.hook("INPUT", INPUT);
@@ -271,9 +240,16 @@ fn endpoint_rules(
     exposed: &[(&Endpoint, &Exposure)],
     known: &BTreeSet<&str>,
 ) -> (Vec<Rule>, Vec<Rule>) {
+    // Anti-spoofing in both families: an endpoint with no IPv6 address
+    // sends no IPv6 at all (but neighbour discovery, taken in INPUT).
+    let ipv6 = match ep.ip6 {
+        Some(ip6) => Match::NotSrc(IpAddr::V6(ip6).into()),
+        None => Match::Ipv6,
+    };
     let mut from = vec![
         Rule::always(Verdict::ClearAccepted),
-        Rule::new(vec![Match::NotSrc(ep.ip.into())], Verdict::Drop),
+        Rule::new(vec![Match::NotSrc(IpAddr::V4(ep.ip).into())], Verdict::Drop),
+        Rule::new(vec![ipv6], Verdict::Drop),
     ];
     let mut to = vec![Rule::always(Verdict::ClearAccepted)];
     let returned = || Rule::new(vec![Match::Accepted], Verdict::Return);
@@ -304,40 +280,6 @@ fn endpoint_rules(
     (from, to)
 }
 
-/// Tag set -> addresses of every endpoint whose profiles carry the tag,
-/// for every tag a profile names.
-fn tag_sets(input: &PolicyInput) -> Sets {
-    let mut referenced: BTreeSet<&String> = BTreeSet::new();
-    for profile in input.profiles {
-        for rule in profile.inbound.iter().chain(&profile.outbound) {
-            referenced.extend(rule.from.tag.iter().chain(&rule.to.tag));
-        }
-        referenced.extend(profile.tags.iter());
-    }
-    let tags_of: HashMap<&str, &BTreeSet<String>> = input
-        .profiles
-        .iter()
-        .map(|p| (p.name.as_str(), &p.tags))
-        .collect();
-    let mut sets: Sets = referenced
-        .iter()
-        .map(|t| (tag_set(t), BTreeSet::<Ipv4Addr>::new()))
-        .collect();
-    for ep in input.all {
-        for tag in ep
-            .profiles
-            .iter()
-            .filter_map(|p| tags_of.get(p.as_str()))
-            .flat_map(|t| t.iter())
-        {
-            if let Some(set) = sets.get_mut(&tag_set(tag)) {
-                set.insert(ep.ip);
-            }
-        }
-    }
-    sets
-}
-
 pub fn render(input: &PolicyInput) -> PolicyState {
     let mut ruleset = Ruleset::default();
     let exposed = render_nat(input, &mut ruleset.nat);
@@ -360,10 +302,17 @@ pub fn render(input: &PolicyInput) -> PolicyState {
     }
     let mut sets = tag_sets(input);
     if let Some(peers) = input.vxlan_peers {
-        sets.insert(vxlan_peers_set(), peers.iter().copied().collect());
+        sets.insert(
+            vxlan_peers_set(),
+            peers.iter().map(|p| (*p).into()).collect(),
+        );
     }
     PolicyState { ruleset, sets }
 }
+
+mod profile_rules;
+pub use profile_rules::profile_rule;
+use profile_rules::tag_sets;
 
 #[cfg(test)]
 mod tests;

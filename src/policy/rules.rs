@@ -55,7 +55,7 @@ fn parse_match<'a>(
                 m.tag = Some(value.to_string());
             }
             "cidr" if m.cidr.is_none() => {
-                let cidr: ipnet::Ipv4Net = value
+                let cidr: ipnet::IpNet = value
                     .parse()
                     .map_err(|_| err(format!("bad CIDR {value:?}")))?;
                 m.cidr = Some(cidr.trunc());

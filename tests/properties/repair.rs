@@ -86,6 +86,7 @@ fn endpoint(spec: &EndpointSpec) -> Endpoint {
         network_id: "n".into(),
         host: if spec.local { LOCAL } else { "h2" }.into(),
         ip: addr4(spec.ip),
+        ip6: None,
         veth: format!("tabby{:02x}", spec.id),
         mac: None,
         container: None,

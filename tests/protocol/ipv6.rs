@@ -1,11 +1,13 @@
 //! IPv6 IPAM over the plugin socket, in dockerd's call order for an
-//! `--ipv6` network: pools and /128s answered from etcd like IPv4 ones;
-//! the network itself is refused until IPv6 is routed and policed, and
-//! that refusal writes nothing.
+//! `--ipv6` network: pools and /128s answered from etcd like IPv4 ones,
+//! and the network refused (writing nothing) unless tabby's IPAM gave its
+//! IPv6 addresses.
 
 use serde_json::json;
 
-use super::support::Lab;
+use std::time::Duration;
+
+use super::support::{Lab, eventually};
 use super::{assert_refused, call, ok};
 
 const POOL6: &str = "2001:2:0:1000::/64";
@@ -83,22 +85,7 @@ fn ipv6_pools_and_addresses_in_docker_call_order() {
     let held = lab.sh("h1", &format!("tabby ipam show --ip {auto_ip}"));
     assert!(held.contains("allocated") && held.contains("h1"), "{held}");
 
-    // The --ipv6 network is refused, and the refusal writes nothing.
-    let before = lab.etcd_snapshot("h1");
-    let err = assert_refused(
-        &call(
-            &lab,
-            "/NetworkDriver.CreateNetwork",
-            json!({
-                "NetworkID": "6a".repeat(32),
-                "IPv4Data": [{"Pool": "198.18.64.0/20", "Gateway": "169.254.1.1/32"}],
-                "IPv6Data": [{"Pool": POOL6, "Gateway": "fe80::ecee:eeff:feee:eeee/128"}]
-            }),
-        ),
-        "an IPv6 network",
-    );
-    assert!(err.contains("IPv6 routes and policy are not"), "{err}");
-    assert_eq!(lab.etcd_snapshot("h1"), before);
+    an_ipv6_network_needs_tabbys_ipam(&lab);
 
     // Docker releases what it asked for; the addresses are free again.
     for address in [auto.as_str(), wanted, "fe80::ecee:eeff:feee:eeee/128"] {
@@ -111,4 +98,48 @@ fn ipv6_pools_and_addresses_in_docker_call_order() {
     ok(&lab, "/IpamDriver.ReleasePool", json!({"PoolID": POOL6}));
     let free = lab.sh("h1", &format!("tabby ipam show --ip {auto_ip}"));
     assert!(free.contains("free"), "{free}");
+}
+
+/// An --ipv6 network whose IPv6 addresses came from another IPAM is
+/// refused, and the refusal writes nothing; one from tabby's is made.
+fn an_ipv6_network_needs_tabbys_ipam(lab: &Lab) {
+    ok(
+        lab,
+        "/IpamDriver.RequestPool",
+        json!({"Pool": "198.18.64.0/20", "V6": false}),
+    );
+    // The agent reacts to the pool (a resync records its node status):
+    // wait until nothing moves before taking the reference.
+    let before = eventually(Duration::from_secs(10), "etcd to settle", || {
+        let first = lab.etcd_snapshot("h1");
+        std::thread::sleep(Duration::from_millis(500));
+        (lab.etcd_snapshot("h1") == first).then_some(first)
+    });
+    let network = |gateway6: &str| {
+        json!({
+            "NetworkID": "6a".repeat(32),
+            "IPv4Data": [{"Pool": "198.18.64.0/20", "Gateway": "169.254.1.1/32"}],
+            "IPv6Data": [{"Pool": POOL6, "Gateway": gateway6}]
+        })
+    };
+    let err = assert_refused(
+        &call(
+            lab,
+            "/NetworkDriver.CreateNetwork",
+            network("2001:2:0:1000::1/64"),
+        ),
+        "an IPv6 network of another IPAM",
+    );
+    assert!(err.contains("tabby's IPAM for IPv6"), "{err}");
+    assert_eq!(lab.etcd_snapshot("h1"), before);
+    ok(
+        lab,
+        "/NetworkDriver.CreateNetwork",
+        network("fe80::ecee:eeff:feee:eeee/128"),
+    );
+    ok(
+        lab,
+        "/NetworkDriver.DeleteNetwork",
+        json!({"NetworkID": "6a".repeat(32)}),
+    );
 }

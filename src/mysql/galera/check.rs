@@ -190,7 +190,10 @@ fn admits(
     let matches = |rule: &Rule| {
         rule.protocol.is_none_or(|p| p == protocol)
             && rule.from.tag.as_ref().is_none_or(|t| tags.contains(&t))
-            && rule.from.cidr.is_none_or(|c| c.contains(&ip))
+            && rule
+                .from
+                .cidr
+                .is_none_or(|c| c.contains(&std::net::IpAddr::V4(ip)))
             && rule.from.ports.is_empty()
             && (rule.to.ports.is_empty()
                 || rule

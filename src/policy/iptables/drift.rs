@@ -10,7 +10,7 @@
 //! has been seen intact once, and by exact text against that reading after.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use super::Applied;
 use super::text::TextTable as Table;
@@ -52,8 +52,8 @@ pub fn parse_save(text: &str) -> KernelTable {
 }
 
 /// Parses `ipset save`: tabby's sets and their members.
-pub fn parse_sets(text: &str) -> BTreeMap<String, BTreeSet<Ipv4Addr>> {
-    let mut sets: BTreeMap<String, BTreeSet<Ipv4Addr>> = BTreeMap::new();
+pub fn parse_sets(text: &str) -> BTreeMap<String, BTreeSet<IpAddr>> {
+    let mut sets: BTreeMap<String, BTreeSet<IpAddr>> = BTreeMap::new();
     for line in text.lines() {
         let mut words = line.split_whitespace();
         let (Some(verb), Some(name)) = (words.next(), words.next()) else {
@@ -168,7 +168,7 @@ fn repair_table(name: &str, desired: &Table, base: &mut Baseline) -> Result<Vec<
     Ok(repaired)
 }
 
-fn repair_sets(desired: &BTreeMap<String, BTreeSet<Ipv4Addr>>) -> Result<Vec<String>, Error> {
+fn repair_sets(desired: &BTreeMap<String, BTreeSet<IpAddr>>) -> Result<Vec<String>, Error> {
     let kernel = parse_sets(&run("ipset", &["save"], None)?);
     let mut text = String::new();
     let mut repaired = Vec::new();

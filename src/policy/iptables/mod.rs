@@ -18,6 +18,7 @@ use super::render::PolicyState;
 use text::{TextRuleset, lay_out};
 
 pub mod drift;
+mod family;
 pub mod text;
 
 /// What was applied last, in iptables' words.
@@ -249,6 +250,7 @@ impl IptablesFirewall {
 impl Firewall for IptablesFirewall {
     async fn apply(&self, state: Arc<PolicyState>) -> Result<(), Error> {
         // One pass at a time, off the async threads.
+        let state = family::ipv4_only(&state);
         tokio::task::block_in_place(|| self.apply_blocking(&state))
     }
 
@@ -265,7 +267,8 @@ impl Firewall for IptablesFirewall {
     }
 
     async fn apply_piece(&self, filter: &Table) -> Result<(), Error> {
-        let text = text::filter_piece(filter).restore_text("filter", &[]);
+        let filter = family::ipv4_table(filter);
+        let text = text::filter_piece(&filter).restore_text("filter", &[]);
         tokio::task::block_in_place(|| {
             run("iptables-restore", &["--noflush", "--wait"], Some(&text)).map(drop)
         })

@@ -6,6 +6,7 @@
 
 mod batch;
 mod dnat;
+mod family;
 pub mod hook;
 mod netlink;
 mod ops;
@@ -253,6 +254,11 @@ impl NftablesFirewall {
 
 #[async_trait]
 impl Firewall for NftablesFirewall {
+    fn polices_ipv6(&self) -> bool {
+        // The inet table sees both families (see `render`).
+        true
+    }
+
     async fn apply(&self, state: Arc<PolicyState>) -> Result<(), Error> {
         tokio::task::block_in_place(|| self.apply_blocking(state))
     }

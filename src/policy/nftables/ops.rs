@@ -4,7 +4,7 @@
 //! elements), so what changes is decided once.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddrV4};
 
 use super::translate::Entry;
 use crate::policy::model::{Direction, Dispatch, DnatKey, DnatKind, DnatMap, Rule, Ruleset, Sets};
@@ -21,9 +21,9 @@ pub enum Op {
     /// An empty dispatch map: interface name -> verdict.
     AddMap(Direction),
     /// A new tag set with its members.
-    AddSet(String, BTreeSet<Ipv4Addr>),
-    AddElements(String, BTreeSet<Ipv4Addr>),
-    DeleteElements(String, BTreeSet<Ipv4Addr>),
+    AddSet(String, BTreeSet<IpAddr>),
+    AddElements(String, BTreeSet<IpAddr>),
+    DeleteElements(String, BTreeSet<IpAddr>),
     DeleteSet(String),
     AddChain(String),
     /// Removes every rule of a chain.

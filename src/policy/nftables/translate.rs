@@ -3,20 +3,18 @@
 //! endpoint dispatch is two verdict maps keyed by interface name, so
 //! finding an endpoint's chain costs the same at 10 or 10,000 endpoints.
 
-use std::borrow::Cow;
-use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
-
-use ipnet::Ipv4Net;
 use nftables::expr::{
     BinaryOperation, Expression, Fib, FibFlag, FibResult, Meta, MetaKey, NamedExpression, Payload,
-    PayloadField, Prefix, Range, SetItem,
+    PayloadField, Range, SetItem,
 };
-use nftables::schema::{Chain, NfListObject, Rule as NftRule, Set, SetType, SetTypeValue};
+use nftables::schema::{Chain, NfListObject, Rule as NftRule};
 use nftables::stmt::{JumpTarget, Mangle, Match as NftMatch, NAT, NATFamily, Operator, Statement};
 use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
 use serde_json::{Value, json};
+use std::borrow::Cow;
 
+use super::family::{address, ip_field, set_field};
+pub use super::family::{set, set_elements};
 use crate::hash::fnv1a;
 use crate::model::PortRange;
 use crate::policy::model::{ACCEPT_BIT, Ct, Direction, Iface, Match, Rule, Verdict};
@@ -64,17 +62,6 @@ fn compare(
     right: Expression<'static>,
 ) -> Statement<'static> {
     Statement::Match(NftMatch { left, right, op })
-}
-
-fn address(net: Ipv4Net) -> Expression<'static> {
-    if net.prefix_len() == 32 {
-        text(net.addr().to_string())
-    } else {
-        Expression::Named(NamedExpression::Prefix(Prefix {
-            addr: Box::new(text(net.network().to_string())),
-            len: net.prefix_len().into(),
-        }))
-    }
 }
 
 fn interface(iface: &Iface) -> Expression<'static> {
@@ -151,11 +138,17 @@ fn match_statement(m: &Match) -> Statement<'static> {
     match m {
         Match::In(i) => eq(meta(MetaKey::Iifname), interface(i)),
         Match::Out(i) => eq(meta(MetaKey::Oifname), interface(i)),
-        Match::Src(net) => eq(payload("ip", "saddr"), address(*net)),
-        Match::NotSrc(net) => compare(payload("ip", "saddr"), Operator::NEQ, address(*net)),
-        Match::Dst(net) => eq(payload("ip", "daddr"), address(*net)),
-        Match::SrcSet(set) => eq(payload("ip", "saddr"), text(format!("@{set}"))),
-        Match::DstSet(set) => eq(payload("ip", "daddr"), text(format!("@{set}"))),
+        Match::Src(net) => eq(ip_field(net, "saddr"), address(*net)),
+        Match::NotSrc(net) => compare(ip_field(net, "saddr"), Operator::NEQ, address(*net)),
+        Match::Dst(net) => eq(ip_field(net, "daddr"), address(*net)),
+        Match::SrcSet(set) => eq(set_field(set, "saddr"), text(format!("@{set}"))),
+        Match::DstSet(set) => eq(set_field(set, "daddr"), text(format!("@{set}"))),
+        Match::Ipv6 => eq(meta(MetaKey::Nfproto), text("ipv6")),
+        Match::Icmp6 => eq(meta(MetaKey::L4proto), text("ipv6-icmp")),
+        Match::Icmp6Type(kind) => eq(
+            payload("icmpv6", "type"),
+            Expression::Number((*kind).into()),
+        ),
         Match::Protocol(p) => eq(meta(MetaKey::L4proto), text(p.name())),
         Match::SrcPorts(p) => eq(payload("th", "sport"), ports(p)),
         Match::DstPorts(p) => eq(payload("th", "dport"), ports(p)),
@@ -295,30 +288,6 @@ pub fn base_chain(builtin: &str) -> Option<NfListObject<'static>> {
         policy: Some(NfChainPolicy::Accept),
         ..Chain::default()
     }))
-}
-
-fn addresses(members: &BTreeSet<Ipv4Addr>) -> Vec<Expression<'static>> {
-    members.iter().map(|ip| text(ip.to_string())).collect()
-}
-
-pub fn set(name: &str, members: &BTreeSet<Ipv4Addr>) -> NfListObject<'static> {
-    NfListObject::Set(Box::new(Set {
-        family: FAMILY,
-        table: TABLE.into(),
-        name: name.to_string().into(),
-        set_type: SetTypeValue::Single(SetType::Ipv4Addr),
-        elem: (!members.is_empty()).then(|| addresses(members).into()),
-        ..Set::default()
-    }))
-}
-
-pub fn set_elements(name: &str, members: &BTreeSet<Ipv4Addr>) -> NfListObject<'static> {
-    NfListObject::Element(nftables::schema::Element {
-        family: FAMILY,
-        table: TABLE.into(),
-        name: name.to_string().into(),
-        elem: addresses(members).into(),
-    })
 }
 
 /// What a dispatch entry does: jump into the endpoint's chain, or drop

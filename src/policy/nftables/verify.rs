@@ -208,6 +208,10 @@ mod tests {
         have.chains.insert("TABBY-FORWARD".into(), Vec::new());
         have.sets.clear();
         let found = differences(&want, &have);
-        assert_eq!(found.len(), 2, "{found:?}");
+        assert_eq!(
+            found.len(),
+            3,
+            "the chain and both sets of tag n: {found:?}"
+        );
     }
 }

@@ -3,7 +3,7 @@ use chrono::Utc;
 use super::*;
 use crate::model::{EndpointState, Protocol};
 use crate::policy::iptables::text::{lay_out, rule_text};
-use crate::policy::names::is_own_chain;
+use crate::policy::names::{is_own_chain, tag_set};
 use crate::policy::rules::{default_profile, parse_rule};
 
 /// A profile rule in iptables' words.
@@ -17,6 +17,7 @@ fn ep(id: &str, ip: &str, profile: &str) -> Endpoint {
         network_id: "n".into(),
         host: "h1".into(),
         ip: ip.parse().unwrap(),
+        ip6: None,
         veth: crate::dataplane::host_veth_name(&id.repeat(64 / id.len())),
         mac: None,
         container: None,
@@ -47,11 +48,25 @@ fn an_allow_marks_and_returns_and_a_deny_drops() {
         lines(&rule),
         [
             "-p tcp -m set --match-set tabby-t-B src -m multiport --dports 3306 -j MARK --set-xmark 0x100000/0x100000",
+            "-p tcp -m set --match-set tabby-6-B src -m multiport --dports 3306 -j MARK --set-xmark 0x100000/0x100000",
             "-m mark --mark 0x100000/0x100000 -j RETURN"
-        ]
+        ],
+        "a tag: once per family, one return"
     );
     let deny = parse_rule(&["deny", "from", "cidr", "198.18.0.0/24"]).unwrap();
     assert_eq!(lines(&deny), ["-s 198.18.0.0/24 -j DROP"]);
+    let deny6 = parse_rule(&["deny", "from", "cidr", "2001:2:0:1000::/56"]).unwrap();
+    assert_eq!(
+        lines(&deny6),
+        ["-s 2001:2:0:1000::/56 -j DROP"],
+        "a CIDR: its family only"
+    );
+    let any = parse_rule(&["allow", "tcp", "to", "ports", "22"]).unwrap();
+    assert_eq!(
+        lines(&any).len(),
+        2,
+        "no address: one rule for both families"
+    );
 }
 
 #[test]
@@ -249,7 +264,7 @@ fn with_a_tunnel_vxlan_is_taken_only_from_nodes() {
     );
     assert_eq!(
         state.sets["tabby-t-_vxlan"],
-        peers.iter().copied().collect()
+        peers.iter().map(|p| std::net::IpAddr::V4(*p)).collect()
     );
     let without = render(&input(None));
     assert!(!without.sets.contains_key("tabby-t-_vxlan"));
@@ -262,4 +277,56 @@ fn with_a_tunnel_vxlan_is_taken_only_from_nodes() {
         .map(rule_text)
         .collect();
     assert!(!text.iter().any(|r| r.contains("4789")), "{text:?}");
+}
+
+#[test]
+fn ipv6_is_anti_spoofed_and_tagged_like_ipv4() {
+    let mut a = ep("a", "198.18.64.1", "A");
+    a.ip6 = Some("2001:2:0:1000::1".parse().unwrap());
+    let b = ep("b", "198.18.64.2", "A");
+    let state = render_with(&[a.clone(), b.clone()], &[default_profile("A")]);
+    let chain = |ep: &Endpoint| {
+        let name = endpoint_chain("F", &ep.id);
+        let rules = &state
+            .ruleset
+            .filter
+            .chains
+            .iter()
+            .find(|(n, _)| *n == name)
+            .unwrap()
+            .1;
+        rules.iter().map(rule_text).collect::<Vec<_>>()
+    };
+    assert!(
+        chain(&a).contains(&"! -s 2001:2:0:1000::1/128 -j DROP".to_string()),
+        "{:?}",
+        chain(&a)
+    );
+    assert!(
+        chain(&b).contains(&"--ipv6 -j DROP".to_string()),
+        "no IPv6 address: no IPv6 at all"
+    );
+    // Each tag has a set per family, holding the addresses of that family.
+    let v6: Vec<String> = state.sets["tabby-6-A"]
+        .iter()
+        .map(|ip| ip.to_string())
+        .collect();
+    assert_eq!(v6, ["2001:2:0:1000::1"]);
+    assert_eq!(state.sets["tabby-t-A"].len(), 2);
+    // Neighbour discovery reaches the host before anything is dispatched.
+    let input = &state
+        .ruleset
+        .filter
+        .chains
+        .iter()
+        .find(|(n, _)| n == "TABBY-INPUT")
+        .unwrap()
+        .1;
+    let texts: Vec<String> = input.iter().map(rule_text).collect();
+    let nd = texts
+        .iter()
+        .position(|t| t.contains("--icmpv6-type 135"))
+        .unwrap();
+    let dispatch = texts.iter().position(|t| t.ends_with("-j TABBY-FROM-WL"));
+    assert!(nd < dispatch.expect("a dispatch rule"), "{texts:?}");
 }

@@ -45,33 +45,7 @@ protocol direct tabby_direct {{
   interface "*";
 }}
 
-# tabby's own routes in (to announce), and the kernel's routes outside
-# the pools (to resolve next hops); BGP-learned routes out. Learned ones
-# are preferred, so a stale announcement never replaces a local route.
-protocol kernel tabby_kernel {{
-  learn;
-  persist;
-  scan time 10;
-  graceful restart;
-  ipv4 {{
-    preference 250;
-    import where krt_source = {proto} || !tabby_pool_route();
-    export where source = RTS_BGP;
-  }};
-}}
-
-protocol kernel tabby_kernel6 {{
-  learn;
-  persist;
-  scan time 10;
-  graceful restart;
-  ipv6 {{
-    preference 250;
-    import where krt_source = {proto} || !tabby_pool_route();
-    export where source = RTS_BGP;
-  }};
-}}
-
+{kernels}
 template bgp tabby_peer {{
   local {ip} as {local_as};
   multihop;
@@ -91,17 +65,42 @@ template bgp tabby_peer {{
 "#,
         host = view.host,
         ip = me.ip,
-        proto = TABBY_PROTO,
         local_as = view.asn_of(view.host),
         keepalive = (hold / 3).max(1),
         recovery = (hold / 2).max(2),
         functions = functions(view.pools, view.own_blocks),
+        kernels = kernels(),
         ipv6_channel = me.ip6.map(ipv6_channel).unwrap_or_default(),
     );
     for session in sessions(view) {
         out.push_str(&protocol(&session, view.asn_of(view.host)));
     }
     Some(out)
+}
+
+/// The kernel protocols, one per family: tabby's own routes in (to
+/// announce), and the kernel's routes outside the pools (to resolve next
+/// hops); BGP-learned routes out. Learned ones are preferred, so a stale
+/// announcement never replaces a local route.
+fn kernels() -> String {
+    [("tabby_kernel", "ipv4"), ("tabby_kernel6", "ipv6")]
+        .map(|(name, family)| {
+            format!(
+                r#"protocol kernel {name} {{
+  learn;
+  persist;
+  scan time 10;
+  graceful restart;
+  {family} {{
+    preference 250;
+    import where krt_source = {TABBY_PROTO} || !tabby_pool_route();
+    export where source = RTS_BGP;
+  }};
+}}
+"#
+            )
+        })
+        .join("\n")
 }
 
 /// The IPv6 channel of the session template: routes of IPv6 pools over

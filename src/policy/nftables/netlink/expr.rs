@@ -3,13 +3,16 @@
 //! `nft list` reads them back alike. A match this does not encode (a port
 //! list, which nft makes an anonymous set) is `None`: nft writes it.
 
-use ipnet::Ipv4Net;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
 
 use super::wire::Attrs;
 use crate::model::{PortRange, Protocol};
 use crate::policy::model::{
     ACCEPT_BIT, Ct, Direction, DnatField, DnatKind, Iface, Match, Rule, Verdict,
 };
+use crate::policy::names::is_ipv6_set;
 use crate::policy::nftables::dnat::port_map;
 use crate::policy::nftables::translate::map_name;
 
@@ -38,6 +41,8 @@ const PAYLOAD_TRANSPORT: u32 = 2;
 const CT_STATE: u32 = 0;
 const CT_STATUS: u32 = 2;
 const NFPROTO_IPV4: u8 = 2;
+const NFPROTO_IPV6: u8 = 10;
+const IPPROTO_ICMPV6: u8 = 58;
 const IFNAMSIZ: usize = 16;
 const REG_2: u32 = 2;
 const FIB_RESULT_ADDRTYPE: u32 = 3;
@@ -213,22 +218,35 @@ impl Exprs<'_> {
         });
     }
 
-    fn ipv4_field(&mut self, offset: u32) {
+    /// The source (or destination) address of a packet of the family, in
+    /// register 1; packets of the other family fail the match here.
+    fn ip_field(&mut self, v6: bool, src: bool) {
         self.meta_load(META_NFPROTO);
-        self.cmp(CMP_EQ, &[NFPROTO_IPV4]);
-        self.payload(PAYLOAD_NETWORK, offset, 4);
+        let (family, offset, len) = match (v6, src) {
+            (false, true) => (NFPROTO_IPV4, 12, 4),
+            (false, false) => (NFPROTO_IPV4, 16, 4),
+            (true, true) => (NFPROTO_IPV6, 8, 16),
+            (true, false) => (NFPROTO_IPV6, 24, 16),
+        };
+        self.cmp(CMP_EQ, &[family]);
+        self.payload(PAYLOAD_NETWORK, offset, len);
     }
 
-    fn address(&mut self, offset: u32, net: Ipv4Net, op: u32) {
-        self.ipv4_field(offset);
-        if net.prefix_len() < 32 {
-            self.bitwise(&net.netmask().octets(), &[0; 4]);
+    fn address(&mut self, src: bool, net: IpNet, op: u32) {
+        let octets = |ip: IpAddr| match ip {
+            IpAddr::V4(v4) => v4.octets().to_vec(),
+            IpAddr::V6(v6) => v6.octets().to_vec(),
+        };
+        self.ip_field(net.addr().is_ipv6(), src);
+        if net.prefix_len() < net.max_prefix_len() {
+            let zero = vec![0; octets(net.netmask()).len()];
+            self.bitwise(&octets(net.netmask()), &zero);
         }
-        self.cmp(op, &net.network().octets());
+        self.cmp(op, &octets(net.network()));
     }
 
-    fn lookup(&mut self, offset: u32, set: &str) {
-        self.ipv4_field(offset);
+    fn lookup(&mut self, src: bool, set: &str) {
+        self.ip_field(is_ipv6_set(set), src);
         self.expr("lookup", |a| {
             a.string(1, set).u32(2, REG_1);
         });
@@ -270,11 +288,27 @@ impl Exprs<'_> {
         match m {
             Match::In(i) => self.interface(META_IIFNAME, i),
             Match::Out(i) => self.interface(META_OIFNAME, i),
-            Match::Src(net) => self.address(12, *net, CMP_EQ),
-            Match::NotSrc(net) => self.address(12, *net, CMP_NEQ),
-            Match::Dst(net) => self.address(16, *net, CMP_EQ),
-            Match::SrcSet(set) => self.lookup(12, set),
-            Match::DstSet(set) => self.lookup(16, set),
+            Match::Src(net) => self.address(true, *net, CMP_EQ),
+            Match::NotSrc(net) => self.address(true, *net, CMP_NEQ),
+            Match::Dst(net) => self.address(false, *net, CMP_EQ),
+            Match::SrcSet(set) => self.lookup(true, set),
+            Match::DstSet(set) => self.lookup(false, set),
+            Match::Ipv6 => {
+                self.meta_load(META_NFPROTO);
+                self.cmp(CMP_EQ, &[NFPROTO_IPV6]);
+            }
+            Match::Icmp6 => {
+                self.meta_load(META_L4PROTO);
+                self.cmp(CMP_EQ, &[IPPROTO_ICMPV6]);
+            }
+            Match::Icmp6Type(kind) => {
+                self.meta_load(META_NFPROTO);
+                self.cmp(CMP_EQ, &[NFPROTO_IPV6]);
+                self.meta_load(META_L4PROTO);
+                self.cmp(CMP_EQ, &[IPPROTO_ICMPV6]);
+                self.payload(PAYLOAD_TRANSPORT, 0, 1);
+                self.cmp(CMP_EQ, &[*kind]);
+            }
             Match::Protocol(p) => {
                 self.meta_load(META_L4PROTO);
                 self.cmp(CMP_EQ, &[protocol_number(*p)]);

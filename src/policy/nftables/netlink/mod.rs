@@ -15,7 +15,7 @@ use std::time::Duration;
 use netlink_sys::{Socket, protocols::NETLINK_NETFILTER};
 
 use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use nftables::types::NfHook;
 
@@ -23,6 +23,7 @@ use super::ops::Op;
 use super::translate::{Entry, TABLE, base_hook, map_name, rule_tag};
 use crate::policy::firewall::Error;
 use crate::policy::model::Direction;
+use crate::policy::names::is_ipv6_set;
 use expr::Code;
 use wire::{Attrs, Msg};
 
@@ -37,6 +38,7 @@ const NFT_DATA_VERDICT: u32 = 0xffff_ff00;
 const NF_ACCEPT: u32 = 1;
 /// nft's datatype numbers, which it reads back to print elements.
 const TYPE_IPADDR: u32 = 7;
+const TYPE_IP6ADDR: u32 = 8;
 const TYPE_IFNAME: u32 = 41;
 const NFTA_RULE_USERDATA: u16 = 7;
 const UDATA_RULE_COMMENT: u8 = 0;
@@ -104,10 +106,11 @@ fn entry_elements(
     )
 }
 
-fn address_elements(msg: Msg, flags: u16, set: &str, members: &BTreeSet<Ipv4Addr>) -> Vec<Message> {
+fn address_elements(msg: Msg, flags: u16, set: &str, members: &BTreeSet<IpAddr>) -> Vec<Message> {
     let members: Vec<_> = members.iter().copied().collect();
-    elements(msg, flags, set, &members, |elem, ip| {
-        expr::value_data(elem, 1, &ip.octets());
+    elements(msg, flags, set, &members, |elem, ip| match ip {
+        IpAddr::V4(v4) => expr::value_data(elem, 1, &v4.octets()),
+        IpAddr::V6(v6) => expr::value_data(elem, 1, &v6.octets()),
     })
 }
 
@@ -128,10 +131,14 @@ fn new_set(name: &str, map: bool) -> Message {
             .u32(7, 0)
             .bytes(13, &[0, 4, 1, 0, 0, 0, 1, 4, 0, 0, 0, 0, 6, 4, 0, 0, 0, 0]);
     } else {
+        let (kind, len) = match is_ipv6_set(name) {
+            false => (TYPE_IPADDR, 4),
+            true => (TYPE_IP6ADDR, 16),
+        };
         attrs
             .u32(3, 0)
-            .u32(4, TYPE_IPADDR)
-            .u32(5, 4)
+            .u32(4, kind)
+            .u32(5, len)
             .bytes(13, &[0, 4, 2, 0, 0, 0]);
     }
     // The kernel wants an ID, by which a batch may refer to a set it has
