@@ -7,7 +7,9 @@
 //! (from the agent's tracing), the full attach+detach cycle, and the
 //! agent's idle RSS. The legacy agent runs on lab host h1; the managed
 //! plugin (`scripts/build-plugin`) on h2, each measured against its own
-//! host's bridge: two agents cannot share one host's kernel.
+//! host's bridge: two agents cannot share one host's kernel. Last, a
+//! dual-stack (`--ipv6`) network against the IPv4-only one, alternated
+//! on h1 after the call times are read (its runs make four IPAM calls).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -130,6 +132,10 @@ fn main() {
         "h1",
         "docker network create -d tabby --ipam-driver tabby --subnet 198.18.64.0/20 n1",
     );
+    lab.sh(
+        "h1",
+        "docker network create -d tabby --ipam-driver tabby --ipv6 --subnet 198.18.64.0/20 --subnet 2001:2:0:1000::/64 n6",
+    );
     install_managed_plugin(&lab);
     // A user-defined bridge network gets what every user-defined network
     // gets (embedded DNS), so it isolates the driver's own cost.
@@ -190,6 +196,7 @@ fn main() {
     if cycle > 0.0 {
         cycles.push(cycle);
     }
+    let (v4, dual) = dual_stack_runs(&lab, n);
     std::thread::sleep(Duration::from_secs(2));
     let rss = rss_kib(&lab, "h1");
     let plugin_rss = plugin_rss_kib(&lab);
@@ -235,9 +242,26 @@ fn main() {
         percentile(&cycles, 50.0),
         percentile(&cycles, 99.0)
     );
+    let (v4m, dualm) = (percentile(&v4, 50.0), percentile(&dual, 50.0));
+    println!(
+        "dual-stack network (h1)  p50 {dualm:.0} ms   IPv4-only p50 {v4m:.0} ms   ratio dual/IPv4 {:.3} (target <= 1.10)",
+        dualm / v4m
+    );
     println!(
         "agent RSS idle after the run: legacy {:.1} MB, managed plugin {:.1} MB",
         rss as f64 / 1024.0,
         plugin_rss as f64 / 1024.0
     );
+}
+
+/// `docker run` on the IPv4-only network and on the dual-stack one,
+/// alternated: (IPv4-only, dual-stack) times, sorted.
+fn dual_stack_runs(lab: &Lab, n: usize) -> (Vec<f64>, Vec<f64>) {
+    time_run(lab, "h1", "n6"); // warm the IPv6 path
+    let (mut v4, mut dual) = (Vec::new(), Vec::new());
+    for _ in 0..n {
+        v4.push(time_run(lab, "h1", "n1"));
+        dual.push(time_run(lab, "h1", "n6"));
+    }
+    (sorted(v4), sorted(dual))
 }

@@ -101,11 +101,12 @@ pub struct ManagedNetwork {
     pub def: String,
 }
 
-/// What to create: one tabby network with one subnet.
+/// What to create: one tabby network with one subnet, or two (dual-stack).
 pub struct NetworkSpec<'a> {
     pub name: &'a str,
     pub driver: &'a str,
     pub subnet: &'a str,
+    pub subnet6: Option<&'a str>,
     pub options: HashMap<String, String>,
 }
 
@@ -139,12 +140,18 @@ impl DockerEngine {
             driver: Some(spec.driver.to_string()),
             ipam: Some(Ipam {
                 driver: Some(spec.driver.to_string()),
-                config: Some(vec![IpamConfig {
-                    subnet: Some(spec.subnet.to_string()),
-                    ..Default::default()
-                }]),
+                config: Some(
+                    std::iter::once(spec.subnet)
+                        .chain(spec.subnet6)
+                        .map(|subnet| IpamConfig {
+                            subnet: Some(subnet.to_string()),
+                            ..Default::default()
+                        })
+                        .collect(),
+                ),
                 options: None,
             }),
+            enable_ipv6: Some(spec.subnet6.is_some()),
             options: Some(spec.options),
             labels: Some(HashMap::from([(
                 NETWORK_LABEL.to_string(),

@@ -239,6 +239,9 @@ pub struct Node {
 pub struct NetworkDef {
     pub name: String,
     pub subnet: Ipv4Net,
+    /// The IPv6 subnet of a dual-stack network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnet6: Option<Ipv6Net>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile: Option<String>,
     pub created: DateTime<Utc>,

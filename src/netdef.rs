@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 
 use chrono::Utc;
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 
 use crate::ipam::{self, Ipam, short_id};
 use crate::model::{NetworkDef, NetworkStatus};
@@ -37,10 +37,11 @@ pub fn validate_name(what: &'static str, name: &str) -> Result<(), Error> {
 pub async fn create(
     store: &Store,
     name: &str,
-    subnet: Ipv4Net,
+    subnets: (Ipv4Net, Option<Ipv6Net>),
     profile: Option<&str>,
     block_prefix: u8,
 ) -> Result<NetworkDef, Error> {
+    let (subnet, subnet6) = subnets;
     validate_name("network name", name)?;
     if let Some(p) = profile {
         crate::validate::profile_name("profile name", p)?;
@@ -48,12 +49,16 @@ pub async fn create(
     if store.netdef(name).await?.is_some() {
         return Err(Error::Exists(name.to_string()));
     }
-    Ipam::new(store.clone(), "cli")
-        .ensure_pool(subnet.into(), block_prefix)
-        .await?;
+    let ipam = Ipam::new(store.clone(), "cli");
+    ipam.ensure_pool(subnet.into(), block_prefix).await?;
+    if let Some(subnet6) = subnet6 {
+        ipam.ensure_pool(subnet6.into(), ipam::DEFAULT_BLOCK_PREFIX_V6)
+            .await?;
+    }
     let def = NetworkDef {
         name: name.to_string(),
         subnet,
+        subnet6,
         profile: profile.map(str::to_string),
         created: Utc::now(),
     };

@@ -273,7 +273,11 @@ fn kill_loop(lab: &Lab, host: &str) -> usize {
 fn agent_killed_at_every_plugin_call_leaks_nothing() {
     let lab = Lab::up(3);
     lab.sh("h1", "tabby network create n1 --subnet 198.18.64.0/20");
-    lab.sh("h1", "tabby network create n2 --subnet 198.18.80.0/20");
+    // n2 is dual-stack: the kills leak nothing in either family.
+    lab.sh(
+        "h1",
+        "tabby network create n2 --subnet 198.18.80.0/20 --subnet 2001:2:0:2000::/64",
+    );
     // One container per host, on both networks, lives through all the kills.
     for host in HOSTS {
         eventually(Duration::from_secs(15), "n2 on every host", || {
@@ -342,7 +346,18 @@ fn agent_killed_at_every_plugin_call_leaks_nothing() {
         assert!(live.len() >= 3, "{host}: {live:?}");
         let (ok, report) = check_on(&lab, host);
         assert!(ok, "{report}");
-        // One address per interface of every running container.
+        // One IPv4 address per interface of every running container, and
+        // an IPv6 one per interface on n2.
+        let on_n2: usize = lab
+            .sh(host, "docker network inspect n2 -f '{{len .Containers}}'")
+            .trim()
+            .parse()
+            .unwrap();
+        let ipv6 = live.iter().filter(|a| a.contains(':')).count();
+        assert!(
+            on_n2 >= 1 && ipv6 == on_n2,
+            "{host}: {on_n2} on n2, {live:?}"
+        );
         let interfaces: usize = lab
             .sh(
                 host,
@@ -351,7 +366,7 @@ fn agent_killed_at_every_plugin_call_leaks_nothing() {
             .split_whitespace()
             .map(|n| n.parse::<usize>().unwrap())
             .sum();
-        assert_eq!(interfaces, live.len(), "{host}");
+        assert_eq!(interfaces, live.len() - ipv6, "{host}");
         assert!(lab.agent_log(host).contains("failpoint: killing the agent"));
         all.extend(live);
     }

@@ -80,10 +80,12 @@ impl NetworkSync {
         let profile = def.profile.clone().unwrap_or_else(|| def.name.clone());
         let options = HashMap::from([(crate::driver::PROFILE_OPTION.to_string(), profile)]);
         let subnet = def.subnet.to_string();
+        let subnet6 = def.subnet6.map(|s| s.to_string());
         let spec = NetworkSpec {
             name: &def.name,
             driver: &self.driver_name,
             subnet: &subnet,
+            subnet6: subnet6.as_deref(),
             options,
         };
         match self.docker.create_network(spec).await {

@@ -3,7 +3,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use clap::Subcommand;
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde_json::json;
 
 use super::output::print;
@@ -17,8 +17,10 @@ pub enum NetworkCommand {
     /// Define a network on every host (each agent creates the Docker network).
     Create {
         name: String,
-        #[arg(long)]
-        subnet: Ipv4Net,
+        /// The IPv4 subnet, and for a dual-stack network an IPv6 one
+        /// (`--subnet V4 --subnet V6`).
+        #[arg(long, required = true, num_args = 1)]
+        subnet: Vec<IpNet>,
         /// Profile of the network's containers.
         #[arg(long)]
         profile: Option<String>,
@@ -39,6 +41,31 @@ pub enum NetworkCommand {
     Show,
 }
 
+/// One IPv4 subnet, and at most one IPv6 one.
+fn subnets(given: &[IpNet]) -> Result<(Ipv4Net, Option<Ipv6Net>)> {
+    let v4: Vec<Ipv4Net> = given
+        .iter()
+        .filter_map(|n| match n {
+            IpNet::V4(v4) => Some(*v4),
+            IpNet::V6(_) => None,
+        })
+        .collect();
+    let v6: Vec<Ipv6Net> = given
+        .iter()
+        .filter_map(|n| match n {
+            IpNet::V6(v6) => Some(*v6),
+            IpNet::V4(_) => None,
+        })
+        .collect();
+    match (v4.as_slice(), v6.as_slice()) {
+        ([v4], []) => Ok((*v4, None)),
+        ([v4], [v6]) => Ok((*v4, Some(*v6))),
+        _ => anyhow::bail!(
+            "give one IPv4 --subnet, and for a dual-stack network one IPv6 --subnet beside it"
+        ),
+    }
+}
+
 pub async fn run(cmd: NetworkCommand, etcd: &EtcdArgs, format: Format) -> Result<()> {
     let store = etcd.connect().await?;
     match cmd {
@@ -49,8 +76,10 @@ pub async fn run(cmd: NetworkCommand, etcd: &EtcdArgs, format: Format) -> Result
             block_size,
             wait,
         } => {
-            netdef::create(&store, &name, subnet, profile.as_deref(), block_size).await?;
-            println!("Network {name} ({subnet}) defined");
+            let subnets = subnets(&subnet)?;
+            netdef::create(&store, &name, subnets, profile.as_deref(), block_size).await?;
+            let shown: Vec<String> = subnet.iter().map(ToString::to_string).collect();
+            println!("Network {name} ({}) defined", shown.join(", "));
             let pending = wait_for_hosts(&store, &name, wait, |s| {
                 s.is_some_and(|s| s.docker_id.is_some())
             })
@@ -117,7 +146,10 @@ async fn show(store: &Store, format: Format) -> Result<()> {
     for (def, statuses) in &defs {
         let mut row = vec![
             def.name.clone(),
-            def.subnet.to_string(),
+            match def.subnet6 {
+                Some(v6) => format!("{} {v6}", def.subnet),
+                None => def.subnet.to_string(),
+            },
             def.profile.clone().unwrap_or_else(|| "-".into()),
         ];
         for node in &nodes {
@@ -128,9 +160,33 @@ async fn show(store: &Store, format: Format) -> Result<()> {
             });
         }
         rows.push(row);
-        out.push(json!({ "name": def.name, "subnet": def.subnet, "profile": def.profile, "hosts": statuses }));
+        out.push(json!({ "name": def.name, "subnet": def.subnet, "subnet6": def.subnet6, "profile": def.profile, "hosts": statuses }));
     }
     let headers: Vec<&str> = headers.iter().map(String::as_str).collect();
     print(format, &headers, rows, &out);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::subnets;
+
+    #[test]
+    fn one_ipv4_subnet_and_at_most_one_ipv6_one() {
+        let nets = |list: &[&str]| list.iter().map(|n| n.parse().unwrap()).collect::<Vec<_>>();
+        let (v4, v6) = subnets(&nets(&["2001:2:0:1000::/64", "198.18.64.0/20"])).unwrap();
+        assert_eq!(
+            (v4.to_string(), v6.unwrap().to_string()),
+            ("198.18.64.0/20".into(), "2001:2:0:1000::/64".into())
+        );
+        assert!(subnets(&nets(&["198.18.64.0/20"])).unwrap().1.is_none());
+        for bad in [
+            &["2001:2:0:1000::/64"][..],
+            &["198.18.64.0/20", "198.18.80.0/20"],
+            &["198.18.64.0/20", "2001:2:0:1000::/64", "2001:2:0:2000::/64"],
+        ] {
+            let err = subnets(&nets(bad)).unwrap_err().to_string();
+            assert!(err.contains("one IPv4 --subnet"), "{bad:?}: {err}");
+        }
+    }
 }

@@ -174,6 +174,9 @@ impl Validate for NetworkDef {
     fn validate(&self) -> Result<(), ValidationError> {
         v::name("network name", &self.name)?;
         network_address("subnet", self.subnet)?;
+        if let Some(subnet6) = self.subnet6 {
+            network_address("IPv6 subnet", subnet6)?;
+        }
         if let Some(p) = &self.profile {
             v::profile_name("profile name", p)?;
         }

@@ -352,10 +352,10 @@ impl Lab {
     pub fn live_ips(&self, host: &str, network: &str) -> std::collections::BTreeSet<String> {
         self.sh(
             host,
-            &format!("docker network inspect {network} -f '{{{{range .Containers}}}}{{{{.IPv4Address}}}} {{{{end}}}}'"),
+            &format!("docker network inspect {network} -f '{{{{range .Containers}}}}{{{{.IPv4Address}}}} {{{{.IPv6Address}}}} {{{{end}}}}'"),
         )
         .split_whitespace()
-        .map(|a| a.trim_end_matches("/32").to_string())
+        .map(|a| a.split('/').next().unwrap_or(a).to_string())
         .collect()
     }
 
@@ -368,7 +368,9 @@ impl Lab {
             .into_iter()
             .flatten()
             .filter(|e| e["host"] == host)
-            .map(|e| e["ip"].as_str().unwrap().to_string())
+            .flat_map(|e| [e["ip"].as_str(), e["ip6"].as_str()])
+            .flatten()
+            .map(str::to_string)
             .collect()
     }
 
