@@ -9,7 +9,9 @@
 //! plugin (`scripts/build-plugin`) on h2, each measured against its own
 //! host's bridge: two agents cannot share one host's kernel. Last, a
 //! dual-stack (`--ipv6`) network against the IPv4-only one, alternated
-//! on h1 after the call times are read (its runs make four IPAM calls).
+//! on h1 after the call times are read (its runs make four IPAM calls),
+//! beside the same pair made with Docker's bridge driver: what IPv6 costs
+//! Docker itself.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -143,6 +145,10 @@ fn main() {
         "h1",
         "docker network create -d bridge --subnet 198.19.200.0/24 ubr",
     );
+    lab.sh(
+        "h1",
+        "docker network create -d bridge --ipv6 --subnet 198.19.201.0/24 --subnet 2001:2:0:4000::/64 ubr6",
+    );
     let runs = [
         ("h1", "n1"),
         ("h1", "bridge"),
@@ -196,7 +202,7 @@ fn main() {
     if cycle > 0.0 {
         cycles.push(cycle);
     }
-    let (v4, dual) = dual_stack_runs(&lab, n);
+    let [v4, dual, bridge4, bridge6] = dual_stack_runs(&lab, n);
     std::thread::sleep(Duration::from_secs(2));
     let rss = rss_kib(&lab, "h1");
     let plugin_rss = plugin_rss_kib(&lab);
@@ -247,6 +253,11 @@ fn main() {
         "dual-stack network (h1)  p50 {dualm:.0} ms   IPv4-only p50 {v4m:.0} ms   ratio dual/IPv4 {:.3} (target <= 1.10)",
         dualm / v4m
     );
+    let (b4m, b6m) = (percentile(&bridge4, 50.0), percentile(&bridge6, 50.0));
+    println!(
+        "Docker bridge, same pair p50 {b6m:.0} ms   IPv4-only p50 {b4m:.0} ms   ratio dual/IPv4 {:.3}",
+        b6m / b4m
+    );
     println!(
         "agent RSS idle after the run: legacy {:.1} MB, managed plugin {:.1} MB",
         rss as f64 / 1024.0,
@@ -254,14 +265,18 @@ fn main() {
     );
 }
 
-/// `docker run` on the IPv4-only network and on the dual-stack one,
-/// alternated: (IPv4-only, dual-stack) times, sorted.
-fn dual_stack_runs(lab: &Lab, n: usize) -> (Vec<f64>, Vec<f64>) {
-    time_run(lab, "h1", "n6"); // warm the IPv6 path
-    let (mut v4, mut dual) = (Vec::new(), Vec::new());
-    for _ in 0..n {
-        v4.push(time_run(lab, "h1", "n1"));
-        dual.push(time_run(lab, "h1", "n6"));
+/// `docker run` on tabby's IPv4-only and dual-stack networks and on the
+/// same pair of Docker bridge networks, alternated: their times, sorted.
+fn dual_stack_runs(lab: &Lab, n: usize) -> [Vec<f64>; 4] {
+    let nets = ["n1", "n6", "ubr", "ubr6"];
+    for net in nets {
+        time_run(lab, "h1", net); // warm every path
     }
-    (sorted(v4), sorted(dual))
+    let mut times: [Vec<f64>; 4] = Default::default();
+    for _ in 0..n {
+        for (i, net) in nets.iter().enumerate() {
+            times[i].push(time_run(lab, "h1", net));
+        }
+    }
+    times.map(sorted)
 }
