@@ -173,7 +173,17 @@ fn restarting_the_agent_keeps_running_containers_connected_and_resyncs() {
 
     lab.stop("h1", "agent");
     // Traffic does not need the agent: the kernel state stays.
-    assert!(pings(&lab, "c1", &b));
+    if !pings(&lab, "c1", &b) {
+        let again = pings(&lab, "c1", &b);
+        let log = lab.agent_log("h1");
+        let tail: Vec<&str> = log.lines().rev().take(60).collect();
+        panic!(
+            "c1 cannot reach {b} (again: {again})\nroutes:\n{}\nnft:\n{}\nagent log (newest first):\n{}",
+            lab.sh("h1", "ip route"),
+            lab.sh("h1", "nft list table inet tabby"),
+            tail.join("\n")
+        );
+    }
     assert!(
         !lab.sh("h1", "tabby node show").contains(" up "),
         "a stopped agent shows as down"

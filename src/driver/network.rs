@@ -165,6 +165,9 @@ impl Driver {
             gateway: None,
         };
         self.store.put_endpoint(&endpoint).await?;
+        self.clone_handles()
+            .follow_renamed_profile(network_id, &endpoint)
+            .await?;
         self.complete_records(&endpoint);
         info!(endpoint = endpoint_id, %ip, "created endpoint");
         Ok(())

@@ -93,6 +93,35 @@ impl Handles {
         Ok(())
     }
 
+    /// Moves a just-recorded endpoint to its network's profile if the
+    /// network was named while the endpoint was being created. Naming
+    /// moves the endpoints it lists after recording the name; this check
+    /// reads the network after recording the endpoint: whichever comes
+    /// last sees the other's write, so no endpoint keeps a profile that
+    /// naming then removes (seen in CI: the container reached nobody).
+    pub(super) async fn follow_renamed_profile(
+        &self,
+        network_id: &str,
+        endpoint: &crate::model::Endpoint,
+    ) -> Result<(), super::Error> {
+        let Some(network) = self.store.network(network_id).await? else {
+            return Ok(());
+        };
+        let now = network_profile(&network);
+        let Some(old) = endpoint.profiles.first().filter(|p| **p != now) else {
+            return Ok(());
+        };
+        let old = old.clone();
+        update_endpoint(&self.store, &self.host, &endpoint.id, |e| {
+            if e.profiles == [old.clone()] {
+                e.profiles = vec![now.clone()];
+            }
+        })
+        .await?;
+        info!(endpoint = %endpoint.id, profile = %now, "endpoint follows its network's new name");
+        self.remove_if_untouched(&old).await
+    }
+
     async fn remove_if_untouched(&self, profile: &str) -> Result<(), super::Error> {
         let Some(current) = self.store.profile(profile).await? else {
             return Ok(());
@@ -114,7 +143,7 @@ impl Handles {
 }
 
 impl Driver {
-    fn clone_handles(&self) -> Handles {
+    pub(super) fn clone_handles(&self) -> Handles {
         Handles {
             store: self.store.clone(),
             host: self.host().to_string(),
