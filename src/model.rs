@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod bgp;
 mod checks;
+mod family;
 pub mod galera;
 
 pub use bgp::{BgpConfig, BgpPeer, BgpSettings, BgpStatus, NodeBgp};
@@ -24,17 +25,6 @@ pub struct Pool {
     /// Where traffic between hosts is encapsulated (absent: never).
     #[serde(default, skip_serializing_if = "VxlanMode::is_never")]
     pub vxlan: VxlanMode,
-}
-
-impl Pool {
-    /// The CIDR, if the pool is IPv4: what the IPv4-only paths (routes,
-    /// tunnels, firewall sets) act on.
-    pub fn v4(&self) -> Option<Ipv4Net> {
-        match self.cidr {
-            IpNet::V4(net) => Some(net),
-            IpNet::V6(_) => None,
-        }
-    }
 }
 
 /// Calico's `vxlanMode`: which of a pool's cross-host traffic goes through
@@ -101,16 +91,6 @@ pub struct Block {
     pub affinity: Option<String>,
     #[serde(default)]
     pub allocations: BTreeMap<u32, Handle>,
-}
-
-impl Block {
-    /// The CIDR, if the block is IPv4 (see `Pool::v4`).
-    pub fn v4(&self) -> Option<Ipv4Net> {
-        match self.cidr {
-            IpNet::V4(net) => Some(net),
-            IpNet::V6(_) => None,
-        }
-    }
 }
 
 /// A Docker network backed by tabby on one host (Docker networks of a
