@@ -21,8 +21,8 @@ pub trait Kernel: Send + Sync {
     async fn link_summaries(&self) -> Result<Vec<LinkSummary>, Error>;
     async fn link_summary(&self, name: &str) -> Result<Option<LinkSummary>, Error>;
     async fn link_mac(&self, name: &str) -> Result<Option<String>, Error>;
-    /// A veth pair with both ends at `mtu`, the host end up.
-    /// A veth pair, up; the host end with `host_mac` if given.
+    /// A veth pair with both ends at `mtu`, up; the host end with
+    /// `host_mac` if given.
     async fn create_veth(
         &self,
         host: &str,

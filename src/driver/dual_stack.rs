@@ -4,11 +4,9 @@
 use std::net::{IpAddr, Ipv6Addr};
 
 use ipnet::{IpNet, Ipv6Net};
-use tracing::warn;
 
 use super::{Driver, Error, parse_ip, parse_net};
 use crate::dataplane::GATEWAY6;
-use crate::ipam::describe;
 use crate::model::Network;
 
 /// The IPv6 pool Docker's IPAM gave a network, and its gateway.
@@ -82,17 +80,7 @@ impl Driver {
             }
             .into());
         }
-        match self.ipam.holder(ip6.into()).await? {
-            Some(holder) if holder.host != self.host() => {
-                warn!(%ip6, holder = %describe(&holder), "address held by another host")
-            }
-            Some(_) => {}
-            None => {
-                return Err(Error::Invalid(format!(
-                    "address {ip6} was not allocated by tabby's IPAM"
-                )));
-            }
-        }
+        self.refuse_unallocated(ip6.into()).await?;
         Ok(Some(ip6))
     }
 }

@@ -134,17 +134,7 @@ impl Driver {
             .await?
             .ok_or_else(|| Error::UnknownNetwork(network_id.to_string()))?;
         let ip = parse_address("Interface.Address", address)?;
-        match self.ipam.holder(ip.into()).await? {
-            Some(holder) if holder.host != self.host() => {
-                warn!(%ip, holder = %describe(&holder), "address held by another host")
-            }
-            Some(_) => {}
-            None => {
-                return Err(Error::Invalid(format!(
-                    "address {ip} was not allocated by tabby's IPAM"
-                )));
-            }
-        }
+        self.refuse_unallocated(ip.into()).await?;
         let ip6 = self.endpoint_ip6(&network, address6).await?;
         let veth = host_veth_name(endpoint_id);
         self.refuse_taken_veth(endpoint_id, &veth).await?;
@@ -171,6 +161,21 @@ impl Driver {
         self.complete_records(&endpoint);
         info!(endpoint = endpoint_id, %ip, "created endpoint");
         Ok(())
+    }
+
+    /// An endpoint's address must be one tabby's IPAM gave out; held by
+    /// another host, it is taken with a warning (a repair may lag).
+    pub(super) async fn refuse_unallocated(&self, ip: std::net::IpAddr) -> Result<(), Error> {
+        match self.ipam.holder(ip).await? {
+            Some(holder) if holder.host != self.host() => {
+                warn!(%ip, holder = %describe(&holder), "address held by another host");
+                Ok(())
+            }
+            Some(_) => Ok(()),
+            None => Err(Error::Invalid(format!(
+                "address {ip} was not allocated by tabby's IPAM"
+            ))),
+        }
     }
 
     /// The host veth's name is cut from the endpoint ID: two IDs that share
