@@ -330,10 +330,11 @@ pub struct Exposure {
     /// Set for `docker run -p`: the endpoint whose Revoke call removes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub docker_endpoint: Option<String>,
-    /// Only on this address of the host (`-p A:…`, `--host-ip A`); none
-    /// means every address. Records written before it decode as none.
+    /// Only on this address of the host (`-p A:…`, `--host-ip A`); `::`
+    /// means every IPv6 address; none means every address of both
+    /// families. Records written before it decode as none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub host_ip: Option<std::net::Ipv4Addr>,
+    pub host_ip: Option<std::net::IpAddr>,
 }
 
 impl Exposure {
@@ -344,7 +345,10 @@ impl Exposure {
         match self.host_ip {
             // Unchanged for every address, so older records keep their key.
             None => format!("{proto}-{}-{}", self.host_port, self.target),
-            Some(ip) => format!("{proto}-{ip}:{}-{}", self.host_port, self.target),
+            Some(ip) => {
+                let addr = std::net::SocketAddr::new(ip, self.host_port);
+                format!("{proto}-{addr}-{}", self.target)
+            }
         }
     }
 
@@ -352,6 +356,7 @@ impl Exposure {
         endpoint.container.as_deref() == Some(self.target.as_str())
             || endpoint.id == self.target
             || endpoint.ip.to_string() == self.target
+            || endpoint.ip6.is_some_and(|ip| ip.to_string() == self.target)
     }
 }
 

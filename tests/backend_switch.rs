@@ -16,10 +16,13 @@ fn restart_agent(lab: &Lab, backend: &str) {
     lab.restart_agent("h1", &[("TABBY_FIREWALL", backend)]);
 }
 
+/// tabby's look in iptables, ip6tables (lines marked `ip6 `) and ipset.
 fn iptables_objects(lab: &Lab) -> String {
     lab.sh(
         "h1",
-        "{ iptables -S; iptables -t nat -S; ipset list -n; } | grep -E 'TABBY-|tabby-t-|0x100000' || true",
+        "{ iptables -S; iptables -t nat -S; ip6tables -S | sed 's/^/ip6 /'; \
+         ip6tables -t nat -S | sed 's/^/ip6 /'; ipset list -n; } \
+         | grep -E 'TABBY-|tabby-t-|tabby-6-|0x100000' || true",
     )
 }
 
@@ -55,7 +58,10 @@ fn switching_backends_leaves_nothing_of_the_other() {
     // A user's own look-alikes, which no backend may touch.
     lab.sh("h1", "iptables -N TABBY-MINE && nft add table inet mine");
     policy_holds(&lab, &a1);
-    assert!(iptables_objects(&lab).contains("TABBY-FORWARD"));
+    let objects = iptables_objects(&lab);
+    for made in ["-N TABBY-FORWARD", "ip6 -N TABBY-FORWARD", "tabby-6-A"] {
+        assert!(objects.lines().any(|l| l.starts_with(made)), "{objects}");
+    }
     assert!(!nft_table(&lab));
 
     restart_agent(&lab, "nftables");
@@ -63,7 +69,7 @@ fn switching_backends_leaves_nothing_of_the_other() {
         let left = iptables_objects(&lab);
         let only_mine = left
             .lines()
-            .all(|l| l.contains("TABBY-MINE") || l == NFT_ACCEPT);
+            .all(|l| l.contains("TABBY-MINE") || l.ends_with(NFT_ACCEPT));
         (only_mine && nft_table(&lab)).then_some(())
     });
     policy_holds(&lab, &a1);

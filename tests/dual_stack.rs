@@ -1,7 +1,9 @@
-//! Dual-stack networks across three hosts (real dockerd, real nftables):
+//! Dual-stack networks across three hosts (real dockerd, real nftables
+//! or iptables and ip6tables: `TABBY_FIREWALL`; scripts/test runs both):
 //! every container gets a /32 and a /128, pings cross hosts over IPv6,
-//! routes are exact, `--ip6` is honoured and a taken one refused, and
-//! profiles, anti-spoofing and CIDR rules hold for IPv6 as for IPv4.
+//! routes are exact, `--ip6` is honoured and a taken one refused,
+//! profiles, anti-spoofing and CIDR rules hold for IPv6 as for IPv4, and
+//! published ports answer on the families Docker asked for.
 
 mod support;
 
@@ -22,7 +24,8 @@ static SERIAL: Mutex<()> = Mutex::new(());
 fn lab() -> (MutexGuard<'static, ()>, Arc<Lab>) {
     let guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let lab = shared_lab(|| {
-        let lab = Lab::up(3);
+        // Drift is looked for every few seconds.
+        let lab = Lab::up_with(3, &[("TABBY_RESYNC_INTERVAL", "5")]);
         for host in HOSTS {
             for p in ["A", "B"] {
                 let net = p.to_lowercase();
@@ -185,12 +188,6 @@ fn containers_get_both_families_and_ping_across_hosts_over_ipv6() {
     );
 }
 
-/// Drop counters of the IPv6 anti-spoofing rules on a host.
-fn spoof6_drops(lab: &Lab, host: &str) -> u64 {
-    let script = "nft list table inet tabby | awk '/ip6 saddr != .* counter packets/ {for (i=1;i<NF;i++) if ($i==\"packets\") s+=$(i+1)} END {print s+0}'";
-    lab.sh(host, script).trim().parse().unwrap()
-}
-
 #[test]
 fn profiles_anti_spoofing_and_cidr_rules_hold_for_ipv6() {
     let (_serial, lab) = lab();
@@ -202,7 +199,7 @@ fn profiles_anti_spoofing_and_cidr_rules_hold_for_ipv6() {
     assert!(!connects(&lab, "h3", "b3", &a2, 3306));
 
     // A spoofed IPv6 source dies on its own host; its own still works.
-    let before = spoof6_drops(&lab, "h1");
+    let before = lab.spoof6_drops("h1");
     lab.sh(
         "h1",
         &format!("docker exec a1 ip -6 addr add {b3}/128 dev eth0"),
@@ -226,7 +223,7 @@ fn profiles_anti_spoofing_and_cidr_rules_hold_for_ipv6() {
     );
     assert!(!spoofed, "a spoofed source got an answer");
     assert!(
-        spoof6_drops(&lab, "h1") >= before + 3,
+        lab.spoof6_drops("h1") >= before + 3,
         "the anti-spoofing rule dropped them"
     );
     assert!(pings6(&lab, "h1", "a1", &a2), "its own address still works");
@@ -258,6 +255,24 @@ fn profiles_anti_spoofing_and_cidr_rules_hold_for_ipv6() {
         (!connects(&lab, "h3", "b3", &a2, 3306)).then_some(())
     });
     assert!(connects(&lab, "h1", "a1", &a2, 3306), "A still reaches A");
+
+    // Drift in the IPv6 share is repaired: a2's inbound chain flushed (it
+    // would let anything in) and its tag's IPv6 set emptied.
+    let id = lab.sh(
+        "h2",
+        "docker inspect -f '{{.NetworkSettings.Networks.na.EndpointID}}' a2",
+    );
+    let chain = format!("TABBY-TW-{}", &id.trim()[..12]);
+    let before = lab.fw_chain6("h2", &chain);
+    lab.fw_flush_chain6("h2", &chain);
+    lab.fw_flush_set("h2", "tabby-6-A");
+    let a1 = ip6(&lab, "h1", "a1");
+    eventually(Duration::from_secs(30), "the IPv6 share repaired", || {
+        let set = lab.fw_set("h2", "tabby-6-A");
+        (lab.fw_chain6("h2", &chain) == before && set.contains(&a1)).then_some(())
+    });
+    assert!(connects(&lab, "h1", "a1", &a2, 3306));
+    assert!(!connects(&lab, "h3", "b3", &a2, 3306));
 }
 
 #[test]
@@ -300,4 +315,68 @@ fn removed_containers_and_restarts_leave_no_ipv6_behind() {
         let report = lab.sh(host, &format!("tabby ipam check --host {host} --grace 0"));
         assert!(report.contains("agree with Docker"), "{host}: {report}");
     }
+}
+
+#[test]
+fn published_ports_answer_on_each_family_docker_asks_for() {
+    let (_serial, lab) = lab();
+    let (v4, v6) = ("198.18.0.11", host_ip6("h1"));
+    let wait = Duration::from_secs(15);
+    let serve = |name: &str, publish: &str| {
+        lab.sh(
+            "h1",
+            &format!("docker run -d --name {name} {publish} --net na tabby/busybox nc -ll -p 3306 -e echo {name}"),
+        );
+    };
+    let reads = |ip: &str, port: u16, want: &str| {
+        eventually(wait, &format!("{want} on [{ip}]:{port}"), || {
+            (lab.client_reads(ip, port).as_deref() == Some(want)).then_some(())
+        })
+    };
+    // -p PORT: every address of both families, the host's own included.
+    serve("p1", "-p 8080:3306");
+    reads(&v6, 8080, "p1");
+    reads(v4, 8080, "p1");
+    assert_eq!(lab.host_reads("h1", &v6, 8080).as_deref(), Some("p1"));
+    // -p [::]:PORT: IPv6 only; the same port on IPv4 stays closed while
+    // p1's answers beside it.
+    serve("p2", "-p [::]:8081:3306");
+    reads(&v6, 8081, "p2");
+    assert_eq!(lab.client_reads(v4, 8081), None, "IPv6 only");
+    assert_eq!(lab.client_reads(v4, 8080).as_deref(), Some("p1"));
+    // An IPv6 host address: that address only.
+    lab.sh(
+        "h1",
+        &format!("tabby expose add 3306 --to p1 --host-port 8082 --host-ip {v6}"),
+    );
+    reads(&v6, 8082, "p1");
+    assert_eq!(lab.client_reads(v4, 8082), None, "that address only");
+    let shown = lab.sh("h1", "tabby expose show");
+    assert!(shown.contains(&v6), "{shown}");
+    // ::1 cannot be forwarded to a container: refused, nothing recorded.
+    let refused = lab.run(
+        "h1",
+        &[
+            "sh",
+            "-c",
+            "docker run -d --name p3 -p '[::1]:8083:3306' --net na tabby/busybox sleep 1d",
+        ],
+    );
+    assert!(!refused.status.success());
+    let why = String::from_utf8_lossy(&refused.stderr);
+    assert!(why.contains("IPv6 loopback"), "{why}");
+    // Gone with their containers (and the exposure by hand), in both
+    // families.
+    lab.sh(
+        "h1",
+        &format!("tabby expose remove 8082 --to p1 --host-ip {v6} && docker rm -f p1 p2"),
+    );
+    lab.sh("h1", "docker rm -f p3 2>/dev/null || true");
+    eventually(wait, "the published ports to close", || {
+        let closed = [(v4, 8080), (v6.as_str(), 8080), (v6.as_str(), 8081)]
+            .iter()
+            .all(|(ip, port)| lab.client_reads(ip, *port).is_none());
+        closed.then_some(())
+    });
+    assert_eq!(lab.fw_dnat_entries("h1"), 0);
 }

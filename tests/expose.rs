@@ -123,16 +123,6 @@ fn serving(lab: &Lab, name: &str, publish: &str, ports: &[u16]) {
     }
 }
 
-/// What h1 itself reads from `ip:port` (OUTPUT DNAT), if it connects.
-fn host_reads(lab: &Lab, ip: &str, port: u16) -> Option<String> {
-    let out = lab.run(
-        "h1",
-        &["sh", "-c", &format!("echo | busybox nc -w 2 {ip} {port}")],
-    );
-    let text = support::stdout(&out);
-    (out.status.success() && !text.trim().is_empty()).then(|| text.trim().to_string())
-}
-
 fn reads(got: Option<String>, want: &str) -> Option<()> {
     (got.as_deref() == Some(want)).then_some(())
 }
@@ -148,7 +138,7 @@ fn published_host_addresses_and_port_ranges_are_honoured() {
     serving(&lab, "lo1", "-p 127.0.0.1:13306:3306", &[3306]);
     serving(&lab, "any1", "-p 13307:3306", &[3306]);
     eventually(wait, "lo1 on the host's loopback", || {
-        reads(host_reads(&lab, "127.0.0.1", 13306), "reply-lo1-3306")
+        reads(lab.host_reads("h1", "127.0.0.1", 13306), "reply-lo1-3306")
     });
     eventually(wait, "any1 from the client", || {
         reads(lab.client_reads("198.18.0.11", 13307), "reply-any1-3306")
@@ -159,13 +149,13 @@ fn published_host_addresses_and_port_ranges_are_honoured() {
         "loopback only"
     );
     assert_eq!(
-        host_reads(&lab, "198.18.0.11", 13306),
+        lab.host_reads("h1", "198.18.0.11", 13306),
         None,
         "loopback only"
     );
     // 0.0.0.0 is every address, the loopback included.
     assert_eq!(
-        host_reads(&lab, "127.0.0.1", 13307).as_deref(),
+        lab.host_reads("h1", "127.0.0.1", 13307).as_deref(),
         Some("reply-any1-3306")
     );
 
@@ -175,7 +165,7 @@ fn published_host_addresses_and_port_ranges_are_honoured() {
         reads(lab.client_reads("198.18.0.11", 13308), "reply-addr1-3306")
     });
     assert_eq!(
-        host_reads(&lab, "127.0.0.1", 13308),
+        lab.host_reads("h1", "127.0.0.1", 13308),
         None,
         "that address only"
     );
@@ -214,7 +204,7 @@ fn published_host_addresses_and_port_ranges_are_honoured() {
         "tabby expose add 3306 --to any1 --host-port 13309 --host-ip 127.0.0.1",
     );
     eventually(wait, "the --host-ip exposure on loopback", || {
-        reads(host_reads(&lab, "127.0.0.1", 13309), "reply-any1-3306")
+        reads(lab.host_reads("h1", "127.0.0.1", 13309), "reply-any1-3306")
     });
     assert_eq!(lab.client_reads("198.18.0.11", 13309), None);
     assert!(lab.sh("h1", "tabby expose show").contains("127.0.0.1"));
@@ -223,7 +213,9 @@ fn published_host_addresses_and_port_ranges_are_honoured() {
         "tabby expose remove 13309 --to any1 --host-ip 127.0.0.1",
     );
     eventually(wait, "the --host-ip exposure to stop", || {
-        host_reads(&lab, "127.0.0.1", 13309).is_none().then_some(())
+        lab.host_reads("h1", "127.0.0.1", 13309)
+            .is_none()
+            .then_some(())
     });
     assert!(
         !lab.try_sh("h1", "tabby expose add 3306 --to any1 --host-ip 224.0.0.1"),

@@ -25,7 +25,13 @@ fn endpoint(i: u32, host: &str, profile: &str) -> Endpoint {
         network_id: "n".into(),
         host: host.into(),
         ip: std::net::Ipv4Addr::from(u32::from(std::net::Ipv4Addr::new(198, 18, 64, 0)) + i),
-        ip6: None,
+        // Every other one dual-stack: tag sets of both families.
+        ip6: (i % 3 != 2).then(|| {
+            std::net::Ipv6Addr::from(
+                u128::from(std::net::Ipv6Addr::new(0x2001, 2, 0, 0x1000, 0, 0, 0, 0))
+                    + u128::from(i),
+            )
+        }),
         mac: None,
         container: None,
         state: EndpointState::Joined,
@@ -60,8 +66,8 @@ fn profiles(extra_rules: bool) -> Vec<Profile> {
 
 /// Exposures of the first local endpoints, one of each kind of key: on
 /// every host address, on loopback only, on an interface, on an address
-/// and an interface (udp). The first moves to another endpoint when
-/// `moved`.
+/// and an interface (udp), on every IPv6 address, on an IPv6 address and
+/// an interface. The first moves to another endpoint when `moved`.
 fn exposures(moved: bool) -> Vec<Exposure> {
     let exposure = |port, target: u32, host_ip: Option<&str>, interface: Option<&str>| Exposure {
         protocol: Protocol::Tcp,
@@ -79,6 +85,8 @@ fn exposures(moved: bool) -> Vec<Exposure> {
         exposure(81, 1, Some("127.0.0.1"), None),
         exposure(82, 1, None, Some("eth9")),
         both,
+        exposure(84, 0, Some("::"), None),
+        exposure(85, 1, Some("2001:2::1"), Some("eth9")),
     ]
 }
 
@@ -96,8 +104,8 @@ fn state(local: u32, remote: u32, quarantine: bool, extra_rules: bool) -> Policy
         local: &mine,
         all: &all,
         profiles: &profiles(extra_rules),
-        // Fewer as endpoints come, all four at the end: some go and come back.
-        exposures: &exposures(extra_rules)[..(8 - local as usize).min(4)],
+        // Fewer as endpoints come, all six at the end: some go and come back.
+        exposures: &exposures(extra_rules)[..(10 - local as usize).min(6)],
         quarantined: &quarantined,
         vxlan_peers: None,
     })
@@ -209,6 +217,11 @@ fn changes_over_netlink_read_back_as_nft_writes_them() {
         ("tabby-pre-ifaddr", 1),
         ("tabby-out-addr-port", 2),
         ("tabby-out-any", 2),
+        ("tabby-pre-any6", 1),
+        ("tabby-pre-if6-port", 1),
+        ("tabby-pre-ifaddr6", 1),
+        ("tabby-out-addr6-port", 1),
+        ("tabby-out-any6", 2),
     ];
     for (map, count) in expected {
         let elements = &via_netlink[&format!("map \"{map}\"")][0]["elem"];

@@ -1,4 +1,4 @@
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use anyhow::Result;
 use clap::{Subcommand, ValueEnum};
@@ -41,9 +41,10 @@ pub enum ExposeCommand {
         #[arg(long)]
         interface: Option<String>,
         /// Only on this address of the host, as `docker run -p A:…`
-        /// (127.0.0.1: the host itself only). Default: every address.
+        /// (127.0.0.1: the host itself only; `::`: every IPv6 address).
+        /// Default: every address of both families.
         #[arg(long)]
-        host_ip: Option<Ipv4Addr>,
+        host_ip: Option<IpAddr>,
     },
     /// Exposed ports, with the host and address they lead to now.
     Show,
@@ -56,8 +57,14 @@ pub enum ExposeCommand {
         proto: Proto,
         /// The host address it was added with, if any.
         #[arg(long)]
-        host_ip: Option<Ipv4Addr>,
+        host_ip: Option<IpAddr>,
     },
+}
+
+/// `0.0.0.0` is every address, as no address is; `::` stays (every IPv6
+/// address only).
+fn is_host_address(ip: &IpAddr) -> bool {
+    !(ip.is_ipv4() && ip.is_unspecified())
 }
 
 pub async fn run(cmd: ExposeCommand, etcd: &EtcdArgs, format: Format) -> Result<()> {
@@ -80,7 +87,7 @@ pub async fn run(cmd: ExposeCommand, etcd: &EtcdArgs, format: Format) -> Result<
                     target: to,
                     interface,
                     docker_endpoint: None,
-                    host_ip: host_ip.filter(|ip| !ip.is_unspecified()),
+                    host_ip: host_ip.filter(is_host_address),
                 },
             )
             .await?;
@@ -98,7 +105,7 @@ pub async fn run(cmd: ExposeCommand, etcd: &EtcdArgs, format: Format) -> Result<
             proto,
             host_ip,
         } => {
-            let host_ip = host_ip.filter(|ip| !ip.is_unspecified());
+            let host_ip = host_ip.filter(is_host_address);
             exposures::remove(&store, proto.into(), host_port, host_ip, &to).await?;
             println!("Stopped exposing host port {host_port} to {to}");
         }

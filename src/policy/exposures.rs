@@ -2,7 +2,7 @@
 //! its target (container, endpoint or address), so it follows the
 //! endpoint: gone with it, back when an endpoint of that name returns.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -58,11 +58,7 @@ pub async fn add(store: &Store, exposure: Exposure) -> Result<Exposure, Error> {
     let target = find_target(&endpoints, &exposure)
         .ok_or_else(|| Error::NoTarget(exposure.target.clone()))?;
     if let Some(ip) = exposure.host_ip {
-        if ip.is_unspecified() || ip.is_multicast() || ip.is_broadcast() {
-            return Err(Error::Invalid(format!(
-                "{ip} is not a host address (leave the host address out for every address)"
-            )));
-        }
+        check_host_address(ip, target)?;
     }
     for other in store.exposures().await? {
         let same_port = other.protocol == exposure.protocol
@@ -89,10 +85,37 @@ pub async fn add(store: &Store, exposure: Exposure) -> Result<Exposure, Error> {
     Ok(exposure)
 }
 
-/// Two host addresses share ports unless both are given and differ.
-fn addresses_overlap(a: Option<Ipv4Addr>, b: Option<Ipv4Addr>) -> bool {
+/// A host address an exposure can be caught on, for this endpoint: an
+/// IPv6 one needs an IPv6 address on the endpoint to go to.
+fn check_host_address(ip: IpAddr, target: &Endpoint) -> Result<(), Error> {
+    let refuse = |why: &str| Err(Error::Invalid(format!("host address {ip}: {why}")));
+    match ip {
+        IpAddr::V4(v4) if v4.is_unspecified() || v4.is_multicast() || v4.is_broadcast() => {
+            refuse("not a host address (leave it out for every address)")
+        }
+        IpAddr::V6(_) if target.ip6.is_none() => refuse(&format!(
+            "{} has no IPv6 address (its network is IPv4 only)",
+            target.container.as_deref().unwrap_or(&target.id)
+        )),
+        // IPv6 has no `route_localnet`: a connection from ::1 cannot be
+        // sent on to a container.
+        IpAddr::V6(v6) if v6.is_loopback() => {
+            refuse("IPv6 loopback cannot be forwarded (use 127.0.0.1)")
+        }
+        IpAddr::V6(v6) if v6.is_multicast() || v6.is_unicast_link_local() => {
+            refuse("not an address every packet to this host can carry")
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Two host addresses share ports unless both are given and differ (`::`
+/// is every IPv6 address).
+fn addresses_overlap(a: Option<IpAddr>, b: Option<IpAddr>) -> bool {
+    let covers =
+        |a: IpAddr, b: IpAddr| a == b || (a.is_unspecified() && a.is_ipv6() == b.is_ipv6());
     match (a, b) {
-        (Some(a), Some(b)) => a == b,
+        (Some(a), Some(b)) => covers(a, b) || covers(b, a),
         _ => true,
     }
 }
@@ -101,7 +124,7 @@ pub async fn remove(
     store: &Store,
     protocol: Protocol,
     host_port: u16,
-    host_ip: Option<Ipv4Addr>,
+    host_ip: Option<IpAddr>,
     target: &str,
 ) -> Result<(), Error> {
     let id = Exposure {
@@ -143,18 +166,27 @@ pub struct PortRequest {
     pub last_host_port: u16,
 }
 
-fn host_address(text: &str) -> Result<Option<Option<Ipv4Addr>>, Error> {
+/// A binding's host address: none for every address of both families
+/// (empty, `0.0.0.0`, as Docker's bridge reads them).
+fn host_address(text: &str) -> Result<Option<IpAddr>, Error> {
     match text.parse::<IpAddr>() {
-        _ if text.is_empty() => Ok(Some(None)),
-        Ok(IpAddr::V4(ip)) if ip.is_unspecified() => Ok(Some(None)),
-        Ok(IpAddr::V4(ip)) => Ok(Some(Some(ip))),
-        // dockerd adds a `::` twin of each binding when IPv6 is on: the
-        // IPv4 one covers it, tabby's network has no IPv6.
-        Ok(IpAddr::V6(ip)) if ip.is_unspecified() => Ok(None),
-        _ => Err(Error::Invalid(format!(
-            "host address {text:?} cannot be published by tabby (IPv4 only)"
-        ))),
+        _ if text.is_empty() => Ok(None),
+        Ok(IpAddr::V4(ip)) if ip.is_unspecified() => Ok(None),
+        Ok(ip) => Ok(Some(ip)),
+        Err(_) => Err(Error::Invalid(format!("bad host address {text:?}"))),
     }
+}
+
+/// Whether `b` is the `::` twin dockerd adds beside a binding on every
+/// address: that binding already covers IPv6.
+fn is_ipv6_twin(b: &PortBinding, all: &[PortBinding]) -> bool {
+    let every = |text: &str| host_address(text).is_ok_and(|ip| ip.is_none());
+    b.host_ip.parse() == Ok(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED))
+        && all.iter().any(|o| {
+            every(&o.host_ip)
+                && (o.proto, o.port, o.host_port, o.host_port_end)
+                    == (b.proto, b.port, b.host_port, b.host_port_end)
+        })
 }
 
 /// Docker's `com.docker.network.portmap` option as port requests of an
@@ -164,7 +196,7 @@ pub fn from_portmap(endpoint_id: &str, portmap: &Value) -> Result<Vec<PortReques
     let bindings: Vec<PortBinding> = serde_json::from_value(portmap.clone())
         .map_err(|e| Error::Invalid(format!("bad port map: {e}")))?;
     let mut requests = Vec::new();
-    for b in bindings {
+    for b in bindings.iter().filter(|b| !is_ipv6_twin(b, &bindings)) {
         let protocol = match b.proto {
             6 => Protocol::Tcp,
             17 => Protocol::Udp,
@@ -174,9 +206,7 @@ pub fn from_portmap(endpoint_id: &str, portmap: &Value) -> Result<Vec<PortReques
                 )));
             }
         };
-        let Some(host_ip) = host_address(&b.host_ip)? else {
-            continue;
-        };
+        let host_ip = host_address(&b.host_ip)?;
         let host_port = if b.host_port == 0 {
             b.port
         } else {
@@ -271,7 +301,8 @@ mod tests {
         ]);
         let got = from_portmap("ep1", &map).unwrap();
         assert_eq!(got.len(), 2, "the IPv6 twin is covered by the IPv4 binding");
-        assert_eq!(got[0].exposure.host_ip, Some(Ipv4Addr::LOCALHOST));
+        let ip = |text: &str| Some(text.parse::<IpAddr>().unwrap());
+        assert_eq!(got[0].exposure.host_ip, ip("127.0.0.1"));
         assert_eq!(got[0].exposure.id(), "tcp-127.0.0.1:13306-ep1");
         assert_eq!(
             (got[1].exposure.host_ip, got[1].exposure.host_port),
@@ -279,17 +310,53 @@ mod tests {
         );
         assert_eq!(got[1].last_host_port, 8002);
         for bad in [
-            serde_json::json!([{"Proto": 6, "Port": 1, "HostIP": "fd00::1", "HostPort": 1}]),
             serde_json::json!([{"Proto": 6, "Port": 1, "HostIP": "nope", "HostPort": 1}]),
             serde_json::json!([{"Proto": 6, "Port": 1, "HostPort": 9, "HostPortEnd": 8}]),
         ] {
             assert!(from_portmap("e", &bad).is_err(), "{bad}");
         }
-        assert!(addresses_overlap(None, Some(Ipv4Addr::LOCALHOST)));
-        assert!(!addresses_overlap(
-            Some(Ipv4Addr::LOCALHOST),
-            Some(Ipv4Addr::new(198, 18, 0, 11))
-        ));
+        assert!(addresses_overlap(None, ip("127.0.0.1")));
+        assert!(!addresses_overlap(ip("127.0.0.1"), ip("198.18.0.11")));
+        // `::` is every IPv6 address, and no IPv4 one.
+        assert!(addresses_overlap(ip("::"), ip("2001:2::11")));
+        assert!(addresses_overlap(ip("2001:2::11"), ip("::")));
+        assert!(!addresses_overlap(ip("::"), ip("198.18.0.11")));
+    }
+
+    #[test]
+    fn an_ipv6_binding_alone_is_kept_and_its_id_brackets_the_address() {
+        let map = serde_json::json!([
+            {"Proto": 6, "Port": 80, "HostIP": "::", "HostPort": 8080, "HostPortEnd": 8080},
+            {"Proto": 17, "Port": 53, "HostIP": "2001:2::11", "HostPort": 53, "HostPortEnd": 53}
+        ]);
+        let got = from_portmap("ep1", &map).unwrap();
+        let ips: Vec<_> = got.iter().map(|r| r.exposure.host_ip).collect();
+        assert_eq!(
+            ips,
+            [
+                Some("::".parse().unwrap()),
+                Some("2001:2::11".parse().unwrap())
+            ]
+        );
+        assert_eq!(got[1].exposure.id(), "udp-[2001:2::11]:53-ep1");
+    }
+
+    #[test]
+    fn ipv6_host_addresses_need_an_ipv6_endpoint() {
+        let mut ep: Endpoint = serde_json::from_value(serde_json::json!({
+            "id": "e1", "network_id": "n", "host": "h1", "ip": "198.18.64.2",
+            "veth": "tabbye1", "state": "joined", "created": "2026-12-07T00:00:00Z"
+        }))
+        .unwrap();
+        let check = |ip: &str, ep: &Endpoint| check_host_address(ip.parse().unwrap(), ep);
+        assert!(check("2001:2::11", &ep).is_err(), "no IPv6 on the endpoint");
+        assert!(check("198.18.0.11", &ep).is_ok());
+        ep.ip6 = Some("2001:2:0:1000::2".parse().unwrap());
+        assert!(check("2001:2::11", &ep).is_ok());
+        assert!(check("::", &ep).is_ok());
+        for bad in ["::1", "fe80::1", "ff02::1", "0.0.0.0", "224.0.0.1"] {
+            assert!(check(bad, &ep).is_err(), "{bad}");
+        }
     }
 
     #[test]

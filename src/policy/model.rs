@@ -3,7 +3,7 @@
 //! or one nftables table). No backend syntax lives here.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr};
 
 use ipnet::IpNet;
 
@@ -82,7 +82,7 @@ pub enum Verdict {
     ClearAccepted,
     /// Into the endpoint's own chain, chosen by interface (`Dispatch`).
     Dispatch(Direction),
-    Dnat(SocketAddrV4),
+    Dnat(SocketAddr),
     /// DNAT to the entry of the named map (`Table::maps`, keys of this
     /// kind) that the packet's key finds; one that finds none carries on.
     DnatMap(String, DnatKind),
@@ -121,30 +121,33 @@ pub struct Table {
 
 /// Which of a connection's fields, besides its protocol and destination
 /// port, find its DNAT entry: the interface it arrived on, the host
-/// address it was sent to, both or neither.
+/// address it was sent to, both or neither; and its family (`v6`), which
+/// the host address and the endpoint address it goes to are of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct DnatKind {
     pub iface: bool,
     pub addr: bool,
+    pub v6: bool,
 }
 
 impl DnatKind {
-    pub const IFACE_ADDR: DnatKind = DnatKind {
-        iface: true,
-        addr: true,
-    };
-    pub const ADDR: DnatKind = DnatKind {
-        iface: false,
-        addr: true,
-    };
-    pub const IFACE: DnatKind = DnatKind {
-        iface: true,
-        addr: false,
-    };
-    pub const ANY: DnatKind = DnatKind {
-        iface: false,
-        addr: false,
-    };
+    pub const IFACE_ADDR: DnatKind = DnatKind::v4(true, true);
+    pub const ADDR: DnatKind = DnatKind::v4(false, true);
+    pub const IFACE: DnatKind = DnatKind::v4(true, false);
+    pub const ANY: DnatKind = DnatKind::v4(false, false);
+
+    const fn v4(iface: bool, addr: bool) -> DnatKind {
+        DnatKind {
+            iface,
+            addr,
+            v6: false,
+        }
+    }
+
+    /// The same fields, for IPv6 connections.
+    pub const fn ipv6(self) -> DnatKind {
+        DnatKind { v6: true, ..self }
+    }
 
     /// The fields of this kind's keys, in the order every backend lays
     /// them out.
@@ -172,27 +175,20 @@ pub enum DnatField {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct DnatKey {
     pub iface: Option<String>,
-    pub addr: Option<Ipv4Addr>,
+    /// The host address, of the family of the endpoint address the
+    /// entry goes to.
+    pub addr: Option<IpAddr>,
     pub protocol: Protocol,
     pub port: u16,
 }
 
-impl DnatKey {
-    pub fn kind(&self) -> DnatKind {
-        DnatKind {
-            iface: self.iface.is_some(),
-            addr: self.addr.is_some(),
-        }
-    }
-}
-
 /// Exposed ports of one kind -> the endpoint address and port each goes
-/// to. A change to one exposure is one entry: nftables keeps it as a map
-/// element, iptables as a rule of its own.
+/// to, all of the kind's family. A change to one exposure is one entry:
+/// nftables keeps it as a map element, iptables as a rule of its own.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DnatMap {
     pub kind: DnatKind,
-    pub entries: BTreeMap<DnatKey, SocketAddrV4>,
+    pub entries: BTreeMap<DnatKey, SocketAddr>,
 }
 
 impl Table {

@@ -83,7 +83,8 @@ pub fn endpoint_chain(direction: &str, endpoint_id: &str) -> String {
     )
 }
 
-/// A DNAT map's name: its hook (`pre`, `out`) and the fields its keys hold.
+/// A DNAT map's name: its hook (`pre`, `out`), the fields its keys hold
+/// and `6` for IPv6.
 pub fn dnat_map(hook: &str, kind: crate::policy::model::DnatKind) -> String {
     let key = match (kind.iface, kind.addr) {
         (true, true) => "ifaddr",
@@ -91,7 +92,8 @@ pub fn dnat_map(hook: &str, kind: crate::policy::model::DnatKind) -> String {
         (true, false) => "if",
         (false, false) => "any",
     };
-    format!("tabby-{hook}-{key}")
+    let family = if kind.v6 { "6" } else { "" };
+    format!("tabby-{hook}-{key}{family}")
 }
 
 #[cfg(test)]

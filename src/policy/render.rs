@@ -16,7 +16,7 @@
 //! (of every host), so a membership change touches a set, never a rule.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use ipnet::IpNet;
 
@@ -73,7 +73,8 @@ fn veths() -> Iface {
 fn dnat_keys(x: &Exposure) -> (Option<DnatKey>, DnatKey) {
     let key = |iface: Option<&String>| DnatKey {
         iface: iface.cloned(),
-        addr: x.host_ip,
+        // `::` is every IPv6 address: the family is the map's.
+        addr: x.host_ip.filter(|ip| !ip.is_unspecified()),
         protocol: x.protocol,
         port: x.host_port,
     };
@@ -82,6 +83,28 @@ fn dnat_keys(x: &Exposure) -> (Option<DnatKey>, DnatKey) {
         _ => Some(key(x.interface.as_ref())),
     };
     (outside, key(None))
+}
+
+/// Where an exposure's connections go: the endpoint's address of each
+/// family its host address admits (none admits both; IPv6 only where
+/// the endpoint has an IPv6 address).
+fn destinations(ep: &Endpoint, x: &Exposure) -> Vec<SocketAddr> {
+    let admits = |v6: bool| x.host_ip.is_none_or(|ip| ip.is_ipv6() == v6);
+    let v4 = admits(false).then_some(IpAddr::V4(ep.ip));
+    let v6 = ep.ip6.filter(|_| admits(true)).map(IpAddr::V6);
+    v4.into_iter()
+        .chain(v6)
+        .map(|ip| SocketAddr::new(ip, x.port))
+        .collect()
+}
+
+/// The map a key belongs in, going to an address of `to`'s family.
+fn key_kind(key: &DnatKey, to: &SocketAddr) -> DnatKind {
+    DnatKind {
+        iface: key.iface.is_some(),
+        addr: key.addr.is_some(),
+        v6: to.is_ipv6(),
+    }
 }
 
 /// The kinds of key each NAT hook consults, most specific first: an
@@ -95,34 +118,33 @@ const OUTSIDE_KINDS: [DnatKind; 4] = [
 ];
 const LOCAL_KINDS: [DnatKind; 2] = [DnatKind::ADDR, DnatKind::ANY];
 
-/// A NAT hook's chain: one DNAT rule per map, each map of one kind.
+/// A NAT hook's chain: one DNAT rule per map, each map of one kind, the
+/// IPv4 maps' and then their IPv6 twins'.
 fn dnat_chain(
     nat: &mut Table,
     chain: &str,
     hook: &str,
     kinds: &[DnatKind],
-    keys: &[(DnatKey, SocketAddrV4)],
+    keys: &[(DnatKey, SocketAddr)],
 ) {
     let mut rules = Vec::new();
-    for kind in kinds {
-        let name = dnat_map(hook, *kind);
+    let both = kinds.iter().copied().chain(kinds.iter().map(|k| k.ipv6()));
+    for kind in both {
+        let name = dnat_map(hook, kind);
         let mut entries = BTreeMap::new();
         // The first exposure of a key keeps it: the store refuses a
         // second, and a map holds one value per key.
-        for (key, to) in keys.iter().filter(|(k, _)| k.kind() == *kind) {
+        for (key, to) in keys.iter().filter(|(k, to)| key_kind(k, to) == kind) {
             entries.entry(key.clone()).or_insert(*to);
         }
+        // The family is stated where no address in the key implies it:
+        // such a key would match a packet of either.
+        let family = (kind.v6 && !kind.addr).then_some(Match::Ipv6);
         rules.push(Rule::new(
-            vec![Match::DstLocal],
-            Verdict::DnatMap(name.clone(), *kind),
+            family.into_iter().chain([Match::DstLocal]).collect(),
+            Verdict::DnatMap(name.clone(), kind),
         ));
-        nat.maps.push((
-            name,
-            DnatMap {
-                kind: *kind,
-                entries,
-            },
-        ));
+        nat.maps.push((name, DnatMap { kind, entries }));
     }
     nat.chain(chain, rules);
 }
@@ -140,10 +162,11 @@ fn render_nat<'a>(input: &'a PolicyInput, nat: &mut Table) -> Vec<(&'a Endpoint,
     }
     let (mut pre, mut out) = (Vec::new(), Vec::new());
     for (ep, x) in &active {
-        let to = SocketAddrV4::new(ep.ip, x.port);
         let (outside, local) = dnat_keys(x);
-        pre.extend(outside.map(|k| (k, to)));
-        out.push((local, to));
+        for to in destinations(ep, x) {
+            pre.extend(outside.clone().map(|k| (k, to)));
+            out.push((local.clone(), to));
+        }
     }
     dnat_chain(nat, PREROUTING, "pre", &OUTSIDE_KINDS, &pre);
     dnat_chain(nat, OUTPUT, "out", &LOCAL_KINDS, &out);
@@ -316,3 +339,5 @@ use profile_rules::tag_sets;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_ipv6;

@@ -96,11 +96,30 @@ impl Lab {
     pub fn fw_dnat_entries(&self, host: &str) -> usize {
         let script = if nftables() {
             "nft -j list table inet tabby | jq '[.nftables[].map | select(. != null) \
-             | select(.name | test(\"^tabby-(pre|out)-[a-z]+$\")) | (.elem // []) | length] | add'"
+             | select(.name | test(\"^tabby-(pre|out)-[a-z]+6?$\")) | (.elem // []) | length] | add'"
         } else {
-            "iptables -t nat -S | grep -c '^-A TABBY-.* -j DNAT' || true"
+            "{ iptables -t nat -S; ip6tables -t nat -S; } | grep -c '^-A TABBY-.* -j DNAT' || true"
         };
         self.sh(host, script).trim().parse().expect("a count")
+    }
+
+    /// One of tabby's filter chains, as the IPv6 side holds it (the same
+    /// chain with nftables).
+    pub fn fw_chain6(&self, host: &str, chain: &str) -> String {
+        if nftables() {
+            self.fw_chain(host, "filter", chain)
+        } else {
+            self.sh(host, &format!("ip6tables -S {chain}"))
+        }
+    }
+
+    /// Flushes a filter chain of the IPv6 side by hand, as drift.
+    pub fn fw_flush_chain6(&self, host: &str, chain: &str) {
+        if nftables() {
+            self.fw_flush_chain(host, chain);
+        } else {
+            self.sh(host, &format!("ip6tables -F {chain}"));
+        }
     }
 
     /// Flushes a chain by hand, as drift.
@@ -119,6 +138,16 @@ impl Lab {
         } else {
             self.sh(host, &format!("ipset flush {set}"));
         }
+    }
+
+    /// Packets the IPv6 anti-spoofing rules of a host have dropped.
+    pub fn spoof6_drops(&self, host: &str) -> u64 {
+        let script = if nftables() {
+            "nft list table inet tabby | awk '/ip6 saddr != .* counter packets/ {for (i=1;i<NF;i++) if ($i==\"packets\") s+=$(i+1)} END {print s+0}'"
+        } else {
+            "ip6tables-save -c -t filter | sed -n 's/^\\[\\([0-9]*\\):[0-9]*\\] -A TABBY-FW-.* ! -s .* -j DROP$/\\1/p' | awk '{s+=$1} END {print s+0}'"
+        };
+        self.sh(host, script).trim().parse().expect("a count")
     }
 
     /// Packets the anti-spoofing rules of a host have dropped.

@@ -287,6 +287,15 @@ impl Lab {
             .collect()
     }
 
+    /// What a host itself reads from `ip:port` (OUTPUT DNAT), if it
+    /// connects.
+    pub fn host_reads(&self, host: &str, ip: &str, port: u16) -> Option<String> {
+        let script = format!("echo | busybox nc -w 2 {ip} {port}");
+        let out = self.run(host, &["sh", "-c", &script]);
+        let text = stdout(&out);
+        (out.status.success() && !text.trim().is_empty()).then(|| text.trim().to_string())
+    }
+
     /// What a client namespace on the lab bridge (not a tabby host) reads
     /// from `ip:port`, or None if it cannot connect.
     pub fn client_reads(&self, ip: &str, port: u16) -> Option<String> {

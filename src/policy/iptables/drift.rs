@@ -13,9 +13,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
 use super::Applied;
+use super::family::Family;
 use super::text::TextTable as Table;
 use crate::policy::firewall::{Error, run};
-use crate::policy::names::SET_PREFIX;
 
 /// Chains (tabby's and the built-ins it hooks) as the kernel holds them.
 pub type KernelTable = BTreeMap<String, Vec<String>>;
@@ -51,15 +51,16 @@ pub fn parse_save(text: &str) -> KernelTable {
     table
 }
 
-/// Parses `ipset save`: tabby's sets and their members.
-pub fn parse_sets(text: &str) -> BTreeMap<String, BTreeSet<IpAddr>> {
+/// Parses `ipset save`: tabby's sets whose names start with `prefix` (one
+/// family's) and their members.
+pub fn parse_sets(text: &str, prefix: &str) -> BTreeMap<String, BTreeSet<IpAddr>> {
     let mut sets: BTreeMap<String, BTreeSet<IpAddr>> = BTreeMap::new();
     for line in text.lines() {
         let mut words = line.split_whitespace();
         let (Some(verb), Some(name)) = (words.next(), words.next()) else {
             continue;
         };
-        if !name.starts_with(SET_PREFIX) {
+        if !name.starts_with(prefix) {
             continue;
         }
         let members = sets.entry(name.to_string()).or_default();
@@ -126,12 +127,17 @@ pub fn find(
 }
 
 /// Puts tabby's hooks first in `builtin` again (ours only are removed).
-fn rehook(table: &str, builtin: &str, hooks: &[(String, String)]) -> Result<(), Error> {
+fn rehook(
+    family: Family,
+    table: &str,
+    builtin: &str,
+    hooks: &[(String, String)],
+) -> Result<(), Error> {
     for (_, chain) in hooks.iter().filter(|(b, _)| b == builtin) {
         let rule = ["-w", "-t", table, "-D", builtin, "-j", chain];
-        while run("iptables", &rule, None).is_ok() {}
+        while run(family.iptables(), &rule, None).is_ok() {}
         run(
-            "iptables",
+            family.iptables(),
             &["-w", "-t", table, "-I", builtin, "1", "-j", chain],
             None,
         )?;
@@ -139,8 +145,14 @@ fn rehook(table: &str, builtin: &str, hooks: &[(String, String)]) -> Result<(), 
     Ok(())
 }
 
-fn repair_table(name: &str, desired: &Table, base: &mut Baseline) -> Result<Vec<String>, Error> {
-    let kernel = parse_save(&run("iptables-save", &["-t", name], None)?);
+fn repair_table(
+    family: Family,
+    name: &str,
+    desired: &Table,
+    base: &mut Baseline,
+) -> Result<Vec<String>, Error> {
+    let kernel = parse_save(&run(family.save(), &["-t", name], None)?);
+    let tool = family.iptables();
     let mut chains = Table::default();
     let mut repaired = Vec::new();
     for finding in find(name, desired, &kernel, base) {
@@ -150,17 +162,19 @@ fn repair_table(name: &str, desired: &Table, base: &mut Baseline) -> Result<Vec<
                 if let Some((_, rules)) = rules {
                     chains.chain(&chain, rules.clone());
                 }
-                repaired.push(format!("{name} chain {chain}: {reason}"));
+                repaired.push(format!("{tool} {name} chain {chain}: {reason}"));
             }
             Finding::Hook { builtin } => {
-                rehook(name, &builtin, &desired.hooks)?;
-                repaired.push(format!("{name} {builtin}: tabby's hook was not first"));
+                rehook(family, name, &builtin, &desired.hooks)?;
+                repaired.push(format!(
+                    "{tool} {name} {builtin}: tabby's hook was not first"
+                ));
             }
         }
     }
     if !chains.chains.is_empty() {
         run(
-            "iptables-restore",
+            family.restore(),
             &["--noflush", "--wait"],
             Some(&chains.restore_text(name, &[])),
         )?;
@@ -168,8 +182,12 @@ fn repair_table(name: &str, desired: &Table, base: &mut Baseline) -> Result<Vec<
     Ok(repaired)
 }
 
-fn repair_sets(desired: &BTreeMap<String, BTreeSet<IpAddr>>) -> Result<Vec<String>, Error> {
-    let kernel = parse_sets(&run("ipset", &["save"], None)?);
+fn repair_sets(
+    family: Family,
+    desired: &BTreeMap<String, BTreeSet<IpAddr>>,
+) -> Result<Vec<String>, Error> {
+    let kernel = parse_sets(&run("ipset", &["save"], None)?, family.set_prefix());
+    let kind = family.ipset_family();
     let mut text = String::new();
     let mut repaired = Vec::new();
     for (name, members) in desired {
@@ -179,7 +197,7 @@ fn repair_sets(desired: &BTreeMap<String, BTreeSet<IpAddr>>) -> Result<Vec<Strin
         }
         let empty = BTreeSet::new();
         let now = now.unwrap_or(&empty);
-        text.push_str(&format!("create {name} hash:ip family inet\n"));
+        text.push_str(&format!("create {name} hash:ip family {kind}\n"));
         for ip in members.difference(now) {
             text.push_str(&format!("add {name} {ip}\n"));
         }
@@ -198,12 +216,17 @@ fn repair_sets(desired: &BTreeMap<String, BTreeSet<IpAddr>>) -> Result<Vec<Strin
     Ok(repaired)
 }
 
-/// Makes the kernel hold `applied` again where it drifted; what was
-/// repaired, one line each. Sets first: the rules use them.
-pub fn repair(applied: &Applied, base: &mut Baseline) -> Result<Vec<String>, Error> {
-    let mut repaired = repair_sets(&applied.sets)?;
-    repaired.extend(repair_table("filter", &applied.ruleset.filter, base)?);
-    repaired.extend(repair_table("nat", &applied.ruleset.nat, base)?);
+/// Makes the kernel hold one family's `applied` again where it drifted;
+/// what was repaired, one line each. Sets first: the rules use them.
+pub fn repair(
+    family: Family,
+    applied: &Applied,
+    base: &mut Baseline,
+) -> Result<Vec<String>, Error> {
+    let mut repaired = repair_sets(family, &applied.sets)?;
+    let (filter, nat) = (&applied.ruleset.filter, &applied.ruleset.nat);
+    repaired.extend(repair_table(family, "filter", filter, base)?);
+    repaired.extend(repair_table(family, "nat", nat, base)?);
     Ok(repaired)
 }
 
@@ -283,7 +306,7 @@ mod tests {
         let text = "create tabby-t-A hash:ip family inet hashsize 1024 maxelem 65536\n\
             add tabby-t-A 198.18.64.2\ncreate other hash:ip family inet\nadd other 198.18.0.1\n\
             create tabby-t-B hash:ip family inet\n";
-        let sets = parse_sets(text);
+        let sets = parse_sets(text, "tabby-t-");
         assert_eq!(sets.len(), 2, "{sets:?}");
         assert_eq!(sets["tabby-t-A"], ["198.18.64.2".parse().unwrap()].into());
         assert!(sets["tabby-t-B"].is_empty());

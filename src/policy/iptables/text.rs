@@ -105,11 +105,11 @@ fn match_text(m: &Match) -> String {
         Match::Src(net) => format!("-s {net}"),
         Match::NotSrc(net) => format!("! -s {net}"),
         Match::Dst(net) => format!("-d {net}"),
-        // Never sent to iptables (`family` leaves IPv6 rules out); the
-        // words are for reading rules, as tests do.
-        Match::Ipv6 => "--ipv6".into(),
-        Match::Icmp6 => "--ipv6 -p ipv6-icmp".into(),
-        Match::Icmp6Type(kind) => format!("--ipv6 -p ipv6-icmp -m icmp6 --icmpv6-type {kind}"),
+        // Only ip6tables gets these rules (`family`), and there every
+        // packet is IPv6: the match is left out before this.
+        Match::Ipv6 => "-6".into(),
+        Match::Icmp6 => "-p ipv6-icmp".into(),
+        Match::Icmp6Type(kind) => format!("-p ipv6-icmp -m icmp6 --icmpv6-type {kind}"),
         Match::SrcSet(set) => format!("-m set --match-set {set} src"),
         Match::DstSet(set) => format!("-m set --match-set {set} dst"),
         Match::Protocol(p) => format!("-p {}", p.name()),
@@ -157,10 +157,7 @@ fn dnat_rules(rule: &Rule, map: Option<&DnatMap>) -> Vec<Rule> {
                 .iter()
                 .map(|i| Match::In(Iface::Name(i.clone())))
                 .collect();
-            matches.extend(
-                key.addr
-                    .map(|ip| Match::Dst(std::net::IpAddr::V4(ip).into())),
-            );
+            matches.extend(key.addr.map(|ip| Match::Dst(ip.into())));
             matches.extend(rule.matches.iter().cloned());
             matches.push(Match::Protocol(key.protocol));
             matches.push(Match::DstPorts(vec![PortRange {

@@ -2,9 +2,10 @@
 //! maps keyed alike: one to the endpoint's address, one to its port, read
 //! by one rule (`dnat ip to KEY map @m : KEY map @m-port`). One map with
 //! concatenated values would do, but nft 1.0's JSON cannot declare one
-//! (it makes a set, or crashes), and nft is the fallback writer.
+//! (it makes a set, or crashes), and nft is the fallback writer. A kind's
+//! IPv6 twin has its own maps: a map's types are fixed.
 
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 
 use nftables::expr::{Expression, MetaKey, NamedExpression};
 use nftables::stmt::{NAT, NATFamily, Statement};
@@ -24,6 +25,7 @@ fn fields(kind: DnatKind) -> Vec<(&'static str, Expression<'static>)> {
     kind.fields()
         .map(|field| match field {
             DnatField::Iface => ("ifname", meta(MetaKey::Iifname)),
+            DnatField::Addr if kind.v6 => ("ipv6_addr", payload("ip6", "daddr")),
             DnatField::Addr => ("ipv4_addr", payload("ip", "daddr")),
             DnatField::Protocol => ("inet_proto", meta(MetaKey::L4proto)),
             DnatField::Port => ("inet_service", payload("th", "dport")),
@@ -43,7 +45,11 @@ fn lookup(name: String, kind: DnatKind) -> Expression<'static> {
 pub fn statement(name: &str, kind: DnatKind) -> Statement<'static> {
     Statement::DNAT(Some(NAT {
         addr: Some(lookup(name.to_string(), kind)),
-        family: Some(NATFamily::IP),
+        family: Some(if kind.v6 {
+            NATFamily::IP6
+        } else {
+            NATFamily::IP
+        }),
         port: Some(lookup(port_map(name), kind)),
         flags: None,
     }))
@@ -54,8 +60,9 @@ pub fn statement(name: &str, kind: DnatKind) -> Statement<'static> {
 pub fn declarations(name: &str, kind: DnatKind) -> [Value; 2] {
     let types: Vec<&str> = fields(kind).into_iter().map(|(t, _)| t).collect();
     let map = |name: String, data: &str| json!({"map": {"family": "inet", "table": TABLE, "name": name, "type": types, "map": data}});
+    let addr = if kind.v6 { "ipv6_addr" } else { "ipv4_addr" };
     [
-        map(name.to_string(), "ipv4_addr"),
+        map(name.to_string(), addr),
         map(port_map(name), "inet_service"),
     ]
 }
@@ -70,7 +77,7 @@ pub fn key_json(key: &DnatKey) -> Value {
 }
 
 /// The two maps' values of an entry, as nft lists them.
-pub fn values_json(to: &SocketAddrV4) -> [Value; 2] {
+pub fn values_json(to: &SocketAddr) -> [Value; 2] {
     [json!(to.ip().to_string()), json!(to.port())]
 }
 
@@ -79,7 +86,7 @@ fn element(name: String, elem: Vec<Value>) -> Value {
 }
 
 /// `add element` for both maps.
-pub fn add_elements(name: &str, entries: &[(DnatKey, SocketAddrV4)]) -> [Value; 2] {
+pub fn add_elements(name: &str, entries: &[(DnatKey, SocketAddr)]) -> [Value; 2] {
     let pairs = |i: usize| {
         entries
             .iter()

@@ -1,26 +1,48 @@
-//! The one rule the nftables backend keeps in iptables. A packet must be
+//! The one rule the nftables backend keeps in iptables (and ip6tables). A packet must be
 //! accepted by every base chain of its hook, and dockerd's iptables-nft
 //! `FORWARD` has policy DROP: tabby's table marks what it accepts, and
 //! this rule, first in `FORWARD`, lets marked packets through. It is
 //! static: never rewritten on the hot path, only re-checked by the
 //! periodic drift check (a dockerd restart rewrites `FORWARD`).
 
+use std::sync::OnceLock;
+
 use tracing::info;
 
 use crate::policy::firewall::Error;
-use crate::policy::iptables;
+use crate::policy::iptables::{self, Family};
 use crate::policy::model::ACCEPT_BIT;
 
 fn rule() -> String {
     format!("-m mark --mark {ACCEPT_BIT:#x}/{ACCEPT_BIT:#x} -j ACCEPT")
 }
 
-/// Makes the rule `FORWARD`'s first; whether it had to be put there.
+/// The families whose `FORWARD` the rule is kept in: a host's ip6tables
+/// may drop forwarded IPv6 by policy just as dockerd's iptables does.
+fn families() -> Vec<Family> {
+    static IPV6: OnceLock<bool> = OnceLock::new();
+    let ipv6 = *IPV6.get_or_init(|| Family::V6.present());
+    [Family::V4]
+        .into_iter()
+        .chain(ipv6.then_some(Family::V6))
+        .collect()
+}
+
+/// Makes the rule `FORWARD`'s first in each family; whether it had to be
+/// put there anywhere.
 pub fn ensure() -> Result<bool, Error> {
     if !iptables::present() {
         return Ok(false);
     }
-    let ipt = iptables::ipt()?;
+    let mut moved = false;
+    for family in families() {
+        moved |= ensure_in(family)?;
+    }
+    Ok(moved)
+}
+
+fn ensure_in(family: Family) -> Result<bool, Error> {
+    let ipt = iptables::ipt(family)?;
     let rule = rule();
     let listed = ipt.list("filter", "FORWARD").map_err(iptables::ipt_error)?;
     let first = listed.iter().find(|r| r.starts_with("-A "));
@@ -30,7 +52,10 @@ pub fn ensure() -> Result<bool, Error> {
     iptables::delete_every(&ipt, "filter", "FORWARD", &rule)?;
     ipt.insert("filter", "FORWARD", &rule, 1)
         .map_err(iptables::ipt_error)?;
-    info!("iptables FORWARD accepts what tabby's nftables table accepted");
+    info!(
+        tool = family.iptables(),
+        "FORWARD accepts what tabby's nftables table accepted"
+    );
     Ok(true)
 }
 
@@ -39,5 +64,8 @@ pub fn remove() -> Result<(), Error> {
     if !iptables::present() {
         return Ok(());
     }
-    iptables::delete_every(&iptables::ipt()?, "filter", "FORWARD", &rule())
+    for family in families() {
+        iptables::delete_every(&iptables::ipt(family)?, "filter", "FORWARD", &rule())?;
+    }
+    Ok(())
 }

@@ -4,7 +4,7 @@
 //! elements), so what changes is decided once.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::net::{IpAddr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr};
 
 use super::translate::Entry;
 use crate::policy::model::{Direction, Dispatch, DnatKey, DnatKind, DnatMap, Rule, Ruleset, Sets};
@@ -35,7 +35,7 @@ pub enum Op {
     DeleteEntries(Direction, Vec<(String, Entry)>),
     /// The two empty maps of a kind of exposed port (`dnat`).
     AddDnatMaps(String, DnatKind),
-    AddDnatEntries(String, Vec<(DnatKey, SocketAddrV4)>),
+    AddDnatEntries(String, Vec<(DnatKey, SocketAddr)>),
     DeleteDnatEntries(String, Vec<DnatKey>),
 }
 

@@ -211,7 +211,11 @@ fn verdict_statements(v: &Verdict) -> Vec<Statement<'static>> {
         }
         Verdict::Dnat(to) => vec![Statement::DNAT(Some(NAT {
             addr: Some(text(to.ip().to_string())),
-            family: Some(NATFamily::IP),
+            family: Some(if to.is_ipv6() {
+                NATFamily::IP6
+            } else {
+                NATFamily::IP
+            }),
             port: Some(Expression::Number(to.port().into())),
             flags: None,
         }))],

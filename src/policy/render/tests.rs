@@ -11,7 +11,7 @@ fn lines(rule: &model::Rule) -> Vec<String> {
     profile_rule(rule).iter().map(rule_text).collect()
 }
 
-fn ep(id: &str, ip: &str, profile: &str) -> Endpoint {
+pub(super) fn ep(id: &str, ip: &str, profile: &str) -> Endpoint {
     Endpoint {
         id: id.repeat(64 / id.len()),
         network_id: "n".into(),
@@ -31,11 +31,20 @@ fn ep(id: &str, ip: &str, profile: &str) -> Endpoint {
 }
 
 fn render_with(endpoints: &[Endpoint], profiles: &[Profile]) -> PolicyState {
+    render_exposed(endpoints, profiles, &[])
+}
+
+/// Every endpoint local, with these exposures.
+pub(super) fn render_exposed(
+    endpoints: &[Endpoint],
+    profiles: &[Profile],
+    exposures: &[Exposure],
+) -> PolicyState {
     render(&PolicyInput {
         local: endpoints,
         all: endpoints,
         profiles,
-        exposures: &[],
+        exposures,
         quarantined: &[],
         vxlan_peers: None,
     })
@@ -162,14 +171,7 @@ fn loopback_exposures_only_dnat_locally_and_chains_are_recognised() {
         exposure(13307, None),
         exposure(13308, Some("198.18.0.11")),
     ];
-    let state = render(&PolicyInput {
-        local: &eps,
-        all: &eps,
-        profiles: &[default_profile("A")],
-        exposures: &exposures,
-        quarantined: &[],
-        vxlan_peers: None,
-    });
+    let state = render_exposed(&eps, &[default_profile("A")], &exposures);
     let text = lay_out(&state.ruleset);
     let nat = |name: &str| {
         let (_, rules) = text.nat.chains.iter().find(|(n, _)| n == name).unwrap();
@@ -303,7 +305,7 @@ fn ipv6_is_anti_spoofed_and_tagged_like_ipv4() {
         chain(&a)
     );
     assert!(
-        chain(&b).contains(&"--ipv6 -j DROP".to_string()),
+        chain(&b).contains(&"-6 -j DROP".to_string()),
         "no IPv6 address: no IPv6 at all"
     );
     // Each tag has a set per family, holding the addresses of that family.

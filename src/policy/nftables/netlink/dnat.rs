@@ -2,19 +2,20 @@
 //! port, keyed alike) and their elements, byte for byte what nft 1.0
 //! writes for the same `add map` and `add element` (read with strace).
 
-use std::net::SocketAddrV4;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
 
 use super::wire::{self, Attrs, Msg};
-use super::{Message, NFT_SET_MAP, SEQUENCE, elements, expr, table_and};
+use super::{
+    Message, NFT_SET_MAP, SEQUENCE, TYPE_IFNAME, TYPE_IP6ADDR, TYPE_IPADDR, elements, expr,
+    table_and,
+};
 use crate::policy::model::{DnatField, DnatKey, DnatKind};
 use crate::policy::nftables::dnat::port_map;
 
-/// nft's datatype numbers.
-const TYPE_IPADDR: u32 = 7;
+/// nft's datatype numbers (beside the module's).
 const TYPE_INET_PROTO: u32 = 12;
 const TYPE_INET_SERVICE: u32 = 13;
-const TYPE_IFNAME: u32 = 41;
 /// nft's user data of these maps: key byte order by field, values
 /// big-endian.
 const USER_DATA: [u8; 28] = [
@@ -22,9 +23,10 @@ const USER_DATA: [u8; 28] = [
 ];
 
 /// nft's datatype of a key field.
-fn datatype(field: DnatField) -> u32 {
+fn datatype(kind: DnatKind, field: DnatField) -> u32 {
     match field {
         DnatField::Iface => TYPE_IFNAME,
+        DnatField::Addr if kind.v6 => TYPE_IP6ADDR,
         DnatField::Addr => TYPE_IPADDR,
         DnatField::Protocol => TYPE_INET_PROTO,
         DnatField::Port => TYPE_INET_SERVICE,
@@ -33,17 +35,20 @@ fn datatype(field: DnatField) -> u32 {
 
 /// How many 4-byte registers (and key words) a field takes: every field
 /// is padded to 4 bytes.
-pub fn slots(field: DnatField) -> u32 {
+pub fn slots(kind: DnatKind, field: DnatField) -> u32 {
     match field {
         DnatField::Iface => 4,
+        DnatField::Addr if kind.v6 => 4,
         _ => 1,
     }
 }
 
 fn new_map(name: &str, kind: DnatKind, data_type: u32, data_len: u32) -> Message {
     // nft's concatenated type: six bits a field.
-    let key_type = kind.fields().fold(0, |acc, f| (acc << 6) | datatype(f));
-    let key_len = kind.fields().map(|f| 4 * slots(f)).sum();
+    let key_type = kind
+        .fields()
+        .fold(0, |acc, f| (acc << 6) | datatype(kind, f));
+    let key_len = kind.fields().map(|f| 4 * slots(kind, f)).sum();
     let mut attrs = Attrs::default();
     table_and(&mut attrs, 2, name);
     attrs
@@ -59,10 +64,22 @@ fn new_map(name: &str, kind: DnatKind, data_type: u32, data_len: u32) -> Message
 
 /// The address map and the port map of a kind.
 pub fn new_maps(name: &str, kind: DnatKind) -> Vec<Message> {
+    let (addr_type, addr_len) = if kind.v6 {
+        (TYPE_IP6ADDR, 16)
+    } else {
+        (TYPE_IPADDR, 4)
+    };
     vec![
-        new_map(name, kind, TYPE_IPADDR, 4),
+        new_map(name, kind, addr_type, addr_len),
         new_map(&port_map(name), kind, TYPE_INET_SERVICE, 2),
     ]
+}
+
+fn octets(ip: IpAddr) -> Vec<u8> {
+    match ip {
+        IpAddr::V4(v4) => v4.octets().to_vec(),
+        IpAddr::V6(v6) => v6.octets().to_vec(),
+    }
 }
 
 /// A key as the kernel holds it: each field padded to 4 bytes.
@@ -72,7 +89,7 @@ fn key_bytes(key: &DnatKey) -> Vec<u8> {
         out.extend_from_slice(&expr::ifname(iface));
     }
     if let Some(ip) = key.addr {
-        out.extend_from_slice(&ip.octets());
+        out.extend_from_slice(&octets(ip));
     }
     out.extend_from_slice(&[expr::protocol_number(key.protocol), 0, 0, 0]);
     out.extend_from_slice(&key.port.to_be_bytes());
@@ -80,11 +97,11 @@ fn key_bytes(key: &DnatKey) -> Vec<u8> {
     out
 }
 
-pub fn add_entries(name: &str, entries: &[(DnatKey, SocketAddrV4)]) -> Vec<Message> {
+pub fn add_entries(name: &str, entries: &[(DnatKey, SocketAddr)]) -> Vec<Message> {
     let create = wire::NLM_F_CREATE;
     let mut out = elements(Msg::NewSetElem, create, name, entries, |elem, (key, to)| {
         expr::value_data(elem, 1, &key_bytes(key));
-        expr::value_data(elem, 2, &to.ip().octets());
+        expr::value_data(elem, 2, &octets(to.ip()));
     });
     let port = port_map(name);
     out.extend(elements(

@@ -9,11 +9,8 @@ use ipnet::IpNet;
 
 use super::wire::Attrs;
 use crate::model::{PortRange, Protocol};
-use crate::policy::model::{
-    ACCEPT_BIT, Ct, Direction, DnatField, DnatKind, Iface, Match, Rule, Verdict,
-};
+use crate::policy::model::{ACCEPT_BIT, Ct, Direction, Iface, Match, Rule, Verdict};
 use crate::policy::names::is_ipv6_set;
-use crate::policy::nftables::dnat::port_map;
 use crate::policy::nftables::translate::map_name;
 
 const REG_VERDICT: u32 = 0;
@@ -102,6 +99,8 @@ fn register(slot: u32) -> u32 {
     }
 }
 
+mod nat;
+
 /// The expressions of one rule, appended to a list.
 struct Exprs<'a>(&'a mut Attrs);
 
@@ -137,46 +136,6 @@ impl Exprs<'_> {
     fn payload_to(&mut self, reg: u32, base: u32, offset: u32, len: u32) {
         self.expr("payload", |a| {
             a.u32(1, reg).u32(2, base).u32(3, offset).u32(4, len);
-        });
-    }
-
-    /// A DNAT map's key, its fields in 4-byte registers from `slot` on.
-    fn dnat_key(&mut self, kind: DnatKind, mut slot: u32) {
-        for field in kind.fields() {
-            let reg = register(slot);
-            match field {
-                DnatField::Iface => self.meta_to(reg, META_IIFNAME),
-                DnatField::Addr => self.payload_to(reg, PAYLOAD_NETWORK, 16, 4),
-                DnatField::Protocol => self.meta_to(reg, META_L4PROTO),
-                DnatField::Port => self.payload_to(reg, PAYLOAD_TRANSPORT, 2, 2),
-            }
-            slot += super::dnat::slots(field);
-        }
-    }
-
-    /// `dnat ip to KEY map @m : KEY map @m-port`: the address lands in
-    /// register 1, the port in register 2, as nft lays it out.
-    fn dnat_map(&mut self, name: &str, kind: DnatKind) {
-        if kind.addr {
-            self.meta_load(META_NFPROTO);
-            self.cmp(CMP_EQ, &[NFPROTO_IPV4]);
-        }
-        for (map, reg) in [(name.to_string(), REG_1), (port_map(name), REG_2)] {
-            self.dnat_key(kind, (reg - 1) * 4);
-            self.expr("lookup", |a| {
-                a.string(1, &map).u32(2, reg).u32(3, reg);
-            });
-        }
-        self.nat(REG_1, REG_2);
-    }
-
-    fn nat(&mut self, addr: u32, port: u32) {
-        self.expr("nat", |a| {
-            a.u32(1, NAT_DNAT)
-                .u32(2, NFPROTO_IPV4.into())
-                .u32(3, addr)
-                .u32(5, port)
-                .u32(7, NAT_RANGE_PROTO_SPECIFIED);
         });
     }
 
@@ -361,9 +320,13 @@ impl Exprs<'_> {
                 });
             }
             Verdict::Dnat(to) => {
-                self.immediate(REG_1, &to.ip().octets());
+                let (family, octets) = match to.ip() {
+                    IpAddr::V4(ip) => (NFPROTO_IPV4, ip.octets().to_vec()),
+                    IpAddr::V6(ip) => (NFPROTO_IPV6, ip.octets().to_vec()),
+                };
+                self.immediate(REG_1, &octets);
                 self.immediate(REG_2, &to.port().to_be_bytes());
-                self.nat(REG_1, REG_2);
+                self.nat(family, REG_1, REG_2);
             }
             Verdict::DnatMap(name, kind) => self.dnat_map(name, *kind),
             Verdict::Masquerade => self.expr("masq", |_| {}),
