@@ -351,8 +351,14 @@ fn published_ports_answer_on_each_family_docker_asks_for() {
     );
     reads(&v6, 8082, "p1");
     assert_eq!(lab.client_reads(v4, 8082), None, "that address only");
+    // `expose show` names the host address and both addresses reached.
     let shown = lab.sh("h1", "tabby expose show");
-    assert!(shown.contains(&v6), "{shown}");
+    let p1 = format!(
+        "{}, {}",
+        lab.container_ip("h1", "p1"),
+        ip6(&lab, "h1", "p1")
+    );
+    assert!(shown.contains(&v6) && shown.contains(&p1), "{shown}");
     // ::1 cannot be forwarded to a container: refused, nothing recorded.
     let refused = lab.run(
         "h1",

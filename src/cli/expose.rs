@@ -122,13 +122,18 @@ pub async fn run(cmd: ExposeCommand, etcd: &EtcdArgs, format: Format) -> Result<
                 } else {
                     x.target.clone()
                 };
+                let addresses = ep.map(|e| exposures::addresses_reached(x, e));
+                let reached = addresses.as_ref().map(|ips| {
+                    let text: Vec<String> = ips.iter().map(IpAddr::to_string).collect();
+                    text.join(", ")
+                });
                 rows.push(vec![
                     x.protocol.name().to_string(),
                     x.host_port.to_string(),
                     target,
                     x.port.to_string(),
                     or_dash(ep.map(|e| e.host.as_str())),
-                    or_dash(ep.map(|e| e.ip.to_string()).as_deref()),
+                    or_dash(reached.as_deref()),
                     or_dash(x.interface.as_deref()),
                     or_dash(x.host_ip.map(|ip| ip.to_string()).as_deref()),
                     if x.docker_endpoint.is_some() {
@@ -138,7 +143,7 @@ pub async fn run(cmd: ExposeCommand, etcd: &EtcdArgs, format: Format) -> Result<
                     }
                     .to_string(),
                 ]);
-                out.push(json!({ "exposure": x, "host": ep.map(|e| &e.host), "address": ep.map(|e| e.ip) }));
+                out.push(json!({ "exposure": x, "host": ep.map(|e| &e.host), "address": ep.map(|e| e.ip), "addresses": addresses }));
             }
             print(
                 format,

@@ -33,6 +33,16 @@ fn find_target<'a>(endpoints: &'a [Endpoint], probe: &Exposure) -> Option<&'a En
     endpoints.iter().find(|e| probe.matches(e))
 }
 
+/// The endpoint's addresses an exposure's connections go to: one of each
+/// family its host address admits (none admits both; IPv6 only where the
+/// endpoint has an IPv6 address).
+pub fn addresses_reached(x: &Exposure, ep: &Endpoint) -> Vec<IpAddr> {
+    let admits = |v6: bool| x.host_ip.is_none_or(|ip| ip.is_ipv6() == v6);
+    let v4 = admits(false).then_some(IpAddr::V4(ep.ip));
+    let v6 = ep.ip6.filter(|_| admits(true)).map(IpAddr::V6);
+    v4.into_iter().chain(v6).collect()
+}
+
 /// Records an exposure after checking that its target exists and that its
 /// host port is free on the target's host.
 pub async fn add(store: &Store, exposure: Exposure) -> Result<Exposure, Error> {

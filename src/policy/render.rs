@@ -85,19 +85,6 @@ fn dnat_keys(x: &Exposure) -> (Option<DnatKey>, DnatKey) {
     (outside, key(None))
 }
 
-/// Where an exposure's connections go: the endpoint's address of each
-/// family its host address admits (none admits both; IPv6 only where
-/// the endpoint has an IPv6 address).
-fn destinations(ep: &Endpoint, x: &Exposure) -> Vec<SocketAddr> {
-    let admits = |v6: bool| x.host_ip.is_none_or(|ip| ip.is_ipv6() == v6);
-    let v4 = admits(false).then_some(IpAddr::V4(ep.ip));
-    let v6 = ep.ip6.filter(|_| admits(true)).map(IpAddr::V6);
-    v4.into_iter()
-        .chain(v6)
-        .map(|ip| SocketAddr::new(ip, x.port))
-        .collect()
-}
-
 /// The map a key belongs in, going to an address of `to`'s family.
 fn key_kind(key: &DnatKey, to: &SocketAddr) -> DnatKind {
     DnatKind {
@@ -163,7 +150,8 @@ fn render_nat<'a>(input: &'a PolicyInput, nat: &mut Table) -> Vec<(&'a Endpoint,
     let (mut pre, mut out) = (Vec::new(), Vec::new());
     for (ep, x) in &active {
         let (outside, local) = dnat_keys(x);
-        for to in destinations(ep, x) {
+        for ip in super::exposures::addresses_reached(x, ep) {
+            let to = SocketAddr::new(ip, x.port);
             pre.extend(outside.clone().map(|k| (k, to)));
             out.push((local.clone(), to));
         }
