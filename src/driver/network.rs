@@ -134,10 +134,13 @@ impl Driver {
             .await?
             .ok_or_else(|| Error::UnknownNetwork(network_id.to_string()))?;
         let ip = parse_address("Interface.Address", address)?;
-        self.refuse_unallocated(ip.into()).await?;
-        let ip6 = self.endpoint_ip6(&network, address6).await?;
         let veth = host_veth_name(endpoint_id);
-        self.refuse_taken_veth(endpoint_id, &veth).await?;
+        // Three reads of etcd that need not wait for each other.
+        let ((), ip6, ()) = tokio::try_join!(
+            self.refuse_unallocated(ip.into()),
+            self.endpoint_ip6(&network, address6),
+            self.refuse_taken_veth(endpoint_id, &veth),
+        )?;
         let endpoint = Endpoint {
             id: endpoint_id.to_string(),
             network_id: network_id.to_string(),

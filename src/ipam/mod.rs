@@ -6,6 +6,7 @@ mod allocate;
 pub mod block;
 pub mod check;
 mod pools;
+mod release;
 
 use std::net::IpAddr;
 
@@ -14,7 +15,7 @@ use ipnet::IpNet;
 use crate::model::{Handle, Pool};
 use crate::store::{self, Store};
 
-pub use allocate::Released;
+pub use release::Released;
 
 pub const DEFAULT_BLOCK_PREFIX: u8 = 26;
 /// Calico's default for IPv6: 64 addresses, as a /26 holds.
