@@ -72,21 +72,6 @@ fn pings6(lab: &Lab, host: &str, container: &str, ip: &str) -> bool {
     )
 }
 
-fn connects(lab: &Lab, host: &str, container: &str, ip: &str, port: u16) -> bool {
-    let out = lab.run(
-        host,
-        &[
-            "docker",
-            "exec",
-            container,
-            "sh",
-            "-c",
-            &format!("echo | nc -w 2 {ip} {port}"),
-        ],
-    );
-    String::from_utf8_lossy(&out.stdout).contains("hello")
-}
-
 /// IPv6 blocks and their owners, from `tabby ipam show -o json`.
 fn blocks6(lab: &Lab) -> Vec<(ipnet::Ipv6Net, String)> {
     let ipam: Value = serde_json::from_str(&lab.sh("h1", "tabby ipam show -o json")).unwrap();
@@ -194,9 +179,9 @@ fn profiles_anti_spoofing_and_cidr_rules_hold_for_ipv6() {
     let (a2, b3) = (ip6(&lab, "h2", "a2"), ip6(&lab, "h3", "b3"));
     // Across profiles: nothing; within one: ping and TCP.
     assert!(pings6(&lab, "h1", "a1", &a2));
-    assert!(connects(&lab, "h1", "a1", &a2, 3306));
+    assert!(lab.connects("h1", "a1", &a2, 3306));
     assert!(!pings6(&lab, "h3", "b3", &a2));
-    assert!(!connects(&lab, "h3", "b3", &a2, 3306));
+    assert!(!lab.connects("h3", "b3", &a2, 3306));
 
     // A spoofed IPv6 source dies on its own host; its own still works.
     let before = lab.spoof6_drops("h1");
@@ -236,9 +221,9 @@ fn profiles_anti_spoofing_and_cidr_rules_hold_for_ipv6() {
     eventually(
         Duration::from_secs(15),
         "b3 to reach a2's 3306 over IPv6",
-        || connects(&lab, "h3", "b3", &a2, 3306).then_some(()),
+        || lab.connects("h3", "b3", &a2, 3306).then_some(()),
     );
-    assert!(!connects(&lab, "h3", "b3", &a2, 3307));
+    assert!(!lab.connects("h3", "b3", &a2, 3307));
     assert!(!pings6(&lab, "h3", "b3", &a2));
     let shown = lab.sh("h1", "tabby profile A rule show");
     let number = shown
@@ -252,9 +237,9 @@ fn profiles_anti_spoofing_and_cidr_rules_hold_for_ipv6() {
         &format!("tabby profile A rule remove inbound {number}"),
     );
     eventually(Duration::from_secs(15), "b3 to lose a2's 3306", || {
-        (!connects(&lab, "h3", "b3", &a2, 3306)).then_some(())
+        (!lab.connects("h3", "b3", &a2, 3306)).then_some(())
     });
-    assert!(connects(&lab, "h1", "a1", &a2, 3306), "A still reaches A");
+    assert!(lab.connects("h1", "a1", &a2, 3306), "A still reaches A");
 
     // Drift in the IPv6 share is repaired: a2's inbound chain flushed (it
     // would let anything in) and its tag's IPv6 set emptied.
@@ -271,8 +256,8 @@ fn profiles_anti_spoofing_and_cidr_rules_hold_for_ipv6() {
         let set = lab.fw_set("h2", "tabby-6-A");
         (lab.fw_chain6("h2", &chain) == before && set.contains(&a1)).then_some(())
     });
-    assert!(connects(&lab, "h1", "a1", &a2, 3306));
-    assert!(!connects(&lab, "h3", "b3", &a2, 3306));
+    assert!(lab.connects("h1", "a1", &a2, 3306));
+    assert!(!lab.connects("h3", "b3", &a2, 3306));
 }
 
 #[test]

@@ -49,21 +49,6 @@ fn setup() -> (Lab, String, String, String) {
     (lab, a1, a2, b3)
 }
 
-fn connects(lab: &Lab, host: &str, container: &str, ip: &str, port: u16) -> bool {
-    let out = lab.run(
-        host,
-        &[
-            "docker",
-            "exec",
-            container,
-            "sh",
-            "-c",
-            &format!("echo | nc -w 2 {ip} {port}"),
-        ],
-    );
-    String::from_utf8_lossy(&out.stdout).contains("hello")
-}
-
 /// tabby's filter rules on a host, without counters.
 fn rules(lab: &Lab, host: &str) -> String {
     lab.fw_rules(host)
@@ -75,11 +60,11 @@ fn profiles_isolate_rules_open_ports_and_tags_change_only_sets() {
     // Same profile, across hosts: ping and TCP work.
     assert!(lab.pings("h1", "a1", &a2));
     assert!(lab.pings("h2", "a2", &a1));
-    assert!(connects(&lab, "h1", "a1", &a2, 3306));
+    assert!(lab.connects("h1", "a1", &a2, 3306));
     // Across profiles: neither.
     assert!(!lab.pings("h3", "b3", &a2));
     assert!(!lab.pings("h1", "a1", &b3));
-    assert!(!connects(&lab, "h3", "b3", &a2, 3306));
+    assert!(!lab.connects("h3", "b3", &a2, 3306));
 
     // A rule lets B reach A's 3306, and nothing else.
     lab.sh(
@@ -87,9 +72,9 @@ fn profiles_isolate_rules_open_ports_and_tags_change_only_sets() {
         "tabby profile A rule add inbound allow tcp from tag B to ports 3306",
     );
     eventually(Duration::from_secs(15), "B to reach A's 3306", || {
-        connects(&lab, "h3", "b3", &a2, 3306).then_some(())
+        lab.connects("h3", "b3", &a2, 3306).then_some(())
     });
-    assert!(!connects(&lab, "h3", "b3", &a2, 3307));
+    assert!(!lab.connects("h3", "b3", &a2, 3307));
     assert!(!lab.pings("h3", "b3", &a2));
     let shown = lab.sh("h1", "tabby profile A rule show");
     assert!(
@@ -100,7 +85,7 @@ fn profiles_isolate_rules_open_ports_and_tags_change_only_sets() {
     // Removing it blocks again.
     lab.sh("h1", "tabby profile A rule remove inbound 2");
     eventually(Duration::from_secs(15), "B to lose A's 3306", || {
-        (!connects(&lab, "h3", "b3", &a2, 3306)).then_some(())
+        (!lab.connects("h3", "b3", &a2, 3306)).then_some(())
     });
 
     // A tag on B's profile changes reachability through the sets alone.
@@ -109,7 +94,7 @@ fn profiles_isolate_rules_open_ports_and_tags_change_only_sets() {
     eventually(Duration::from_secs(15), "B, tagged A, to reach A", || {
         lab.pings("h3", "b3", &a2).then_some(())
     });
-    assert!(connects(&lab, "h3", "b3", &a2, 3307));
+    assert!(lab.connects("h3", "b3", &a2, 3307));
     let after: Vec<String> = HOSTS.iter().map(|h| rules(&lab, h)).collect();
     assert_eq!(before, after, "no rule changed");
     assert!(lab.fw_set("h2", "tabby-t-A").contains(&b3));

@@ -3,22 +3,28 @@ use chrono::Utc;
 use super::*;
 use crate::model::Handle;
 
-fn node(name: &str, ip: &str) -> Node {
+/// A node record; `ip6` and `subnet` as its agent would record them.
+pub(super) fn node_with(name: &str, ip: &str, ip6: Option<&str>, subnet: Option<&str>) -> Node {
     Node {
         hostname: name.into(),
         ip: ip.parse().unwrap(),
         started: Utc::now(),
         version: "t".into(),
-        subnet: None,
+        subnet: subnet.map(|s| s.parse().unwrap()),
         vxlan_mac: None,
-        ip6: None,
+        ip6: ip6.map(|a| a.parse().unwrap()),
     }
 }
 
-fn block(cidr: &str, owner: &str, holders: &[(u32, &str)]) -> Block {
+fn node(name: &str, ip: &str) -> Node {
+    node_with(name, ip, None, None)
+}
+
+/// A block of `pool` claimed by `owner`, with `holders` by ordinal.
+pub(super) fn block_in(cidr: &str, pool: &str, owner: &str, holders: &[(u32, &str)]) -> Block {
     let mut b = Block::new(
         cidr.parse().unwrap(),
-        "192.168.0.0/16".parse().unwrap(),
+        pool.parse().unwrap(),
         Some(owner.into()),
     );
     for (ord, h) in holders {
@@ -27,7 +33,11 @@ fn block(cidr: &str, owner: &str, holders: &[(u32, &str)]) -> Block {
     b
 }
 
-fn r(dst: &str, target: &str) -> Route {
+fn block(cidr: &str, owner: &str, holders: &[(u32, &str)]) -> Block {
+    block_in(cidr, "192.168.0.0/16", owner, holders)
+}
+
+pub(super) fn r(dst: &str, target: &str) -> Route {
     let target = match target {
         "blackhole" => RouteTarget::Blackhole,
         gw => RouteTarget::Via(gw.parse().unwrap()),

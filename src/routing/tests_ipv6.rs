@@ -5,19 +5,11 @@ use std::collections::{BTreeSet, HashSet};
 
 use chrono::Utc;
 
+use super::tests::{block_in as block, node_with, r};
 use super::*;
-use crate::model::Handle;
 
 fn node(name: &str, ip: &str, ip6: Option<&str>) -> Node {
-    Node {
-        hostname: name.into(),
-        ip: ip.parse().unwrap(),
-        ip6: ip6.map(|a| a.parse().unwrap()),
-        started: Utc::now(),
-        version: "t".into(),
-        subnet: Some("198.18.0.0/24".parse().unwrap()),
-        vxlan_mac: None,
-    }
+    node_with(name, ip, ip6, Some("198.18.0.0/24"))
 }
 
 fn pool(cidr: &str, block_prefix: u8) -> Pool {
@@ -26,29 +18,6 @@ fn pool(cidr: &str, block_prefix: u8) -> Pool {
         block_prefix,
         created: Utc::now(),
         vxlan: Default::default(),
-    }
-}
-
-fn block(cidr: &str, pool: &str, owner: &str, holders: &[(u32, &str)]) -> Block {
-    let mut b = Block::new(
-        cidr.parse().unwrap(),
-        pool.parse().unwrap(),
-        Some(owner.into()),
-    );
-    for (ord, h) in holders {
-        b.allocations.insert(*ord, Handle::for_host(h));
-    }
-    b
-}
-
-fn r(dst: &str, target: &str) -> Route {
-    let target = match target {
-        "blackhole" => RouteTarget::Blackhole,
-        gw => RouteTarget::Via(gw.parse().unwrap()),
-    };
-    Route {
-        dst: dst.parse().unwrap(),
-        target,
     }
 }
 

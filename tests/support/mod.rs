@@ -287,6 +287,14 @@ impl Lab {
             .collect()
     }
 
+    /// Whether a container reads `hello` (what the tests' listeners
+    /// answer) from `ip:port`.
+    pub fn connects(&self, host: &str, container: &str, ip: &str, port: u16) -> bool {
+        let script = format!("echo | nc -w 2 {ip} {port}");
+        let out = self.run(host, &["docker", "exec", container, "sh", "-c", &script]);
+        stdout(&out).contains("hello")
+    }
+
     /// What a host itself reads from `ip:port` (OUTPUT DNAT), if it
     /// connects.
     pub fn host_reads(&self, host: &str, ip: &str, port: u16) -> Option<String> {
