@@ -4,11 +4,12 @@
 //! sets and ICMP flavour name, or to both when it names none.
 
 use std::process::Command;
+use std::sync::OnceLock;
 
 use ipnet::IpNet;
 
 use crate::model::Protocol;
-use crate::policy::model::{DnatMap, Match, Rule, Table};
+use crate::policy::model::{Match, Rule, Table};
 use crate::policy::names::{SET_PREFIX, SET6_PREFIX, is_ipv6_set};
 use crate::policy::render::PolicyState;
 
@@ -69,13 +70,22 @@ impl Family {
         }
     }
 
-    /// Whether this family's tool reaches a kernel that has its tables: a
-    /// host booted without IPv6 has an `ip6tables` that cannot work.
-    pub fn present(self) -> bool {
-        Command::new(self.iptables())
-            .args(["-w", "-t", "filter", "-S", "INPUT"])
-            .output()
-            .is_ok_and(|o| o.status.success())
+    /// The families whose tools work here: IPv4, and IPv6 unless the
+    /// kernel has no ip6tables tables (a host booted without IPv6 has an
+    /// `ip6tables` that cannot work). Asked once per process: the answer
+    /// does not change under a running agent.
+    pub fn working() -> &'static [Family] {
+        static WORKING: OnceLock<Vec<Family>> = OnceLock::new();
+        WORKING.get_or_init(|| {
+            let ipv6 = Command::new(Family::V6.iptables())
+                .args(["-w", "-t", "filter", "-S", "INPUT"])
+                .output()
+                .is_ok_and(|o| o.status.success());
+            [Family::V4]
+                .into_iter()
+                .chain(ipv6.then_some(Family::V6))
+                .collect()
+        })
     }
 
     fn of_set(set: &str) -> Family {
@@ -135,21 +145,8 @@ fn other(family: Family) -> Family {
     }
 }
 
-/// A DNAT map with the entries whose endpoint address is of `family`.
-fn family_map(map: &DnatMap, family: Family) -> DnatMap {
-    let entries = map
-        .entries
-        .iter()
-        .filter(|(_, to)| to.is_ipv6() == family.is_v6())
-        .map(|(k, to)| (k.clone(), *to))
-        .collect();
-    DnatMap {
-        kind: map.kind,
-        entries,
-    }
-}
-
-/// The chains of `table` with the rules and map entries of `family`.
+/// The chains of `table` with the rules and DNAT maps of `family` (a
+/// map's entries all go to addresses of its kind's family).
 pub fn family_table(table: &Table, family: Family) -> Table {
     Table {
         chains: table
@@ -161,7 +158,8 @@ pub fn family_table(table: &Table, family: Family) -> Table {
         maps: table
             .maps
             .iter()
-            .map(|(name, map)| (name.clone(), family_map(map, family)))
+            .filter(|(_, map)| map.kind.v6 == family.is_v6())
+            .cloned()
             .collect(),
     }
 }

@@ -139,10 +139,7 @@ pub fn remove_all() -> Result<Vec<String>, Error> {
         return Ok(Vec::new());
     }
     let mut removed = Vec::new();
-    for family in [Family::V4, Family::V6] {
-        if family.is_v6() && !family.present() {
-            continue;
-        }
+    for &family in Family::working() {
         removed.extend(remove_chains(family)?);
     }
     let ipset = Command::new("ipset").arg("version").output();

@@ -42,21 +42,18 @@ struct FamilyFirewall {
 }
 
 pub struct IptablesFirewall {
-    /// IPv4, and IPv6 where the kernel has ip6tables' tables.
+    /// One per working family (`Family::working`).
     families: Mutex<Vec<FamilyFirewall>>,
-    ipv6: bool,
 }
 
 impl Default for IptablesFirewall {
     fn default() -> Self {
-        let ipv6 = Family::V6.present();
-        if !ipv6 {
+        if !Family::working().contains(&Family::V6) {
             info!("ip6tables does not work here: IPv6 networks will be refused");
         }
-        let families = [Family::V4]
-            .into_iter()
-            .chain(ipv6.then_some(Family::V6))
-            .map(|family| FamilyFirewall {
+        let families = Family::working()
+            .iter()
+            .map(|&family| FamilyFirewall {
                 family,
                 applied: None,
                 baseline: drift::Baseline::default(),
@@ -64,7 +61,6 @@ impl Default for IptablesFirewall {
             .collect();
         IptablesFirewall {
             families: Mutex::new(families),
-            ipv6,
         }
     }
 }
@@ -171,16 +167,12 @@ impl Firewall for IptablesFirewall {
     }
 
     fn polices_ipv6(&self) -> bool {
-        self.ipv6
+        Family::working().contains(&Family::V6)
     }
 
     async fn apply_piece(&self, filter: &Table) -> Result<(), Error> {
-        let families: Vec<Family> = {
-            let families = self.families.lock().expect("not poisoned");
-            families.iter().map(|f| f.family).collect()
-        };
         tokio::task::block_in_place(|| {
-            for family in families {
+            for &family in Family::working() {
                 let table = family_table(filter, family);
                 let text = text::filter_piece(&table).restore_text("filter", &[]);
                 run(family.restore(), &["--noflush", "--wait"], Some(&text))?;

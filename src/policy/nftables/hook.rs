@@ -5,8 +5,6 @@
 //! static: never rewritten on the hot path, only re-checked by the
 //! periodic drift check (a dockerd restart rewrites `FORWARD`).
 
-use std::sync::OnceLock;
-
 use tracing::info;
 
 use crate::policy::firewall::Error;
@@ -17,25 +15,15 @@ fn rule() -> String {
     format!("-m mark --mark {ACCEPT_BIT:#x}/{ACCEPT_BIT:#x} -j ACCEPT")
 }
 
-/// The families whose `FORWARD` the rule is kept in: a host's ip6tables
-/// may drop forwarded IPv6 by policy just as dockerd's iptables does.
-fn families() -> Vec<Family> {
-    static IPV6: OnceLock<bool> = OnceLock::new();
-    let ipv6 = *IPV6.get_or_init(|| Family::V6.present());
-    [Family::V4]
-        .into_iter()
-        .chain(ipv6.then_some(Family::V6))
-        .collect()
-}
-
-/// Makes the rule `FORWARD`'s first in each family; whether it had to be
-/// put there anywhere.
+/// Makes the rule `FORWARD`'s first in each working family (a host's
+/// ip6tables may drop forwarded IPv6 by policy just as dockerd's iptables
+/// does); whether it had to be put there anywhere.
 pub fn ensure() -> Result<bool, Error> {
     if !iptables::present() {
         return Ok(false);
     }
     let mut moved = false;
-    for family in families() {
+    for &family in Family::working() {
         moved |= ensure_in(family)?;
     }
     Ok(moved)
@@ -64,7 +52,7 @@ pub fn remove() -> Result<(), Error> {
     if !iptables::present() {
         return Ok(());
     }
-    for family in families() {
+    for &family in Family::working() {
         iptables::delete_every(&iptables::ipt(family)?, "filter", "FORWARD", &rule())?;
     }
     Ok(())

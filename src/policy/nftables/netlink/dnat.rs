@@ -2,7 +2,7 @@
 //! port, keyed alike) and their elements, byte for byte what nft 1.0
 //! writes for the same `add map` and `add element` (read with strace).
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 
 use super::wire::{self, Attrs, Msg};
@@ -75,13 +75,6 @@ pub fn new_maps(name: &str, kind: DnatKind) -> Vec<Message> {
     ]
 }
 
-fn octets(ip: IpAddr) -> Vec<u8> {
-    match ip {
-        IpAddr::V4(v4) => v4.octets().to_vec(),
-        IpAddr::V6(v6) => v6.octets().to_vec(),
-    }
-}
-
 /// A key as the kernel holds it: each field padded to 4 bytes.
 fn key_bytes(key: &DnatKey) -> Vec<u8> {
     let mut out = Vec::with_capacity(28);
@@ -89,7 +82,7 @@ fn key_bytes(key: &DnatKey) -> Vec<u8> {
         out.extend_from_slice(&expr::ifname(iface));
     }
     if let Some(ip) = key.addr {
-        out.extend_from_slice(&octets(ip));
+        out.extend_from_slice(&expr::octets(ip));
     }
     out.extend_from_slice(&[expr::protocol_number(key.protocol), 0, 0, 0]);
     out.extend_from_slice(&key.port.to_be_bytes());
@@ -101,7 +94,7 @@ pub fn add_entries(name: &str, entries: &[(DnatKey, SocketAddr)]) -> Vec<Message
     let create = wire::NLM_F_CREATE;
     let mut out = elements(Msg::NewSetElem, create, name, entries, |elem, (key, to)| {
         expr::value_data(elem, 1, &key_bytes(key));
-        expr::value_data(elem, 2, &octets(to.ip()));
+        expr::value_data(elem, 2, &expr::octets(to.ip()));
     });
     let port = port_map(name);
     out.extend(elements(

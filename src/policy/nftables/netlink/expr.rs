@@ -192,10 +192,6 @@ impl Exprs<'_> {
     }
 
     fn address(&mut self, src: bool, net: IpNet, op: u32) {
-        let octets = |ip: IpAddr| match ip {
-            IpAddr::V4(v4) => v4.octets().to_vec(),
-            IpAddr::V6(v6) => v6.octets().to_vec(),
-        };
         self.ip_field(net.addr().is_ipv6(), src);
         if net.prefix_len() < net.max_prefix_len() {
             let zero = vec![0; octets(net.netmask()).len()];
@@ -320,11 +316,12 @@ impl Exprs<'_> {
                 });
             }
             Verdict::Dnat(to) => {
-                let (family, octets) = match to.ip() {
-                    IpAddr::V4(ip) => (NFPROTO_IPV4, ip.octets().to_vec()),
-                    IpAddr::V6(ip) => (NFPROTO_IPV6, ip.octets().to_vec()),
+                let family = if to.is_ipv6() {
+                    NFPROTO_IPV6
+                } else {
+                    NFPROTO_IPV4
                 };
-                self.immediate(REG_1, &octets);
+                self.immediate(REG_1, &octets(to.ip()));
                 self.immediate(REG_2, &to.port().to_be_bytes());
                 self.nat(family, REG_1, REG_2);
             }
@@ -332,6 +329,14 @@ impl Exprs<'_> {
             Verdict::Masquerade => self.expr("masq", |_| {}),
         }
         Some(())
+    }
+}
+
+/// An address as the kernel holds it: 4 or 16 bytes, network order.
+pub fn octets(ip: IpAddr) -> Vec<u8> {
+    match ip {
+        IpAddr::V4(v4) => v4.octets().to_vec(),
+        IpAddr::V6(v6) => v6.octets().to_vec(),
     }
 }
 

@@ -108,9 +108,8 @@ fn entry_elements(
 
 fn address_elements(msg: Msg, flags: u16, set: &str, members: &BTreeSet<IpAddr>) -> Vec<Message> {
     let members: Vec<_> = members.iter().copied().collect();
-    elements(msg, flags, set, &members, |elem, ip| match ip {
-        IpAddr::V4(v4) => expr::value_data(elem, 1, &v4.octets()),
-        IpAddr::V6(v6) => expr::value_data(elem, 1, &v6.octets()),
+    elements(msg, flags, set, &members, |elem, ip| {
+        expr::value_data(elem, 1, &expr::octets(*ip))
     })
 }
 
